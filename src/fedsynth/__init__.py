@@ -1,0 +1,31 @@
+"""fedsynth: privacy-preserving synthetic clinical data, central or federated, validated.
+
+The core imports numpy, pandas, scipy and scikit-learn only; torch and the other heavy parts are
+imported where they are used.
+"""
+
+from fedsynth._version import __version__
+from fedsynth import datasets
+from fedsynth.exceptions import (
+    DataWarning,
+    FedsynthError,
+    InvalidDataError,
+    MetadataError,
+    NotFittedError,
+)
+from fedsynth.generators import available_generators, load, make
+from fedsynth.metadata import Metadata
+
+__all__ = [
+    "DataWarning",
+    "FedsynthError",
+    "InvalidDataError",
+    "Metadata",
+    "MetadataError",
+    "NotFittedError",
+    "__version__",
+    "available_generators",
+    "datasets",
+    "load",
+    "make",
+]
