@@ -73,8 +73,10 @@ class UnknownGeneratorError(FedsynthError, KeyError):
         return str(self.args[0])
 
 
-class ModelFileError(FedsynthError, ValueError):
+class ModelFileError(_ProblemsError):
     """A saved model directory is missing, incomplete or from an incompatible version."""
+
+    headline = "problem(s) with the saved model"
 
 
 class FedsynthWarning(UserWarning):
@@ -83,6 +85,10 @@ class FedsynthWarning(UserWarning):
 
 class DataWarning(FedsynthWarning):
     """Something in the data is unusual but can be handled (constant column, identifiers)."""
+
+
+class ConditionError(FedsynthError, ValueError):
+    """Conditions for ``sample`` name unknown columns or values, or cannot be met."""
 
 
 class ConditionWarning(FedsynthWarning):

@@ -1,5 +1,11 @@
-"""Generators."""
+"""Generators of synthetic tables, behind one interface.
 
-def make(*a, **k): ...
-def load(*a, **k): ...
-def available_generators(): ...
+``fedsynth.make(name, **params)`` creates one by name; ``fedsynth.load(path)`` restores a saved one.
+Each generator lives in its own module (``gaussian_copula``, ``bayesian_network``, ...) and is
+imported only when asked for.
+"""
+
+from fedsynth.generators.base import BaseGenerator, load
+from fedsynth.generators.registry import available_generators, make, register
+
+__all__ = ["BaseGenerator", "available_generators", "load", "make", "register"]

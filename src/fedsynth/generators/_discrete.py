@@ -1,0 +1,27 @@
+"""Conversions between category values and integer codes, shared by the statistical generators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def to_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
+    """Integer code of each value (its index in ``categories``), ``-1`` for missing.
+
+    Values equal as numbers (``1``, ``1.0``, ``True``) share a code, as they do in the checks.
+    """
+    lookup = {c: i for i, c in enumerate(categories)}
+    codes = values.map(lambda v: lookup.get(v, -1) if not pd.isna(v) else -1)
+    return codes.to_numpy(dtype=np.int64)
+
+
+def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
+    """Inverse of :func:`to_codes`: ``-1`` becomes missing."""
+    table = np.empty(len(categories) + 1, dtype=object)
+    table[: len(categories)] = list(categories)
+    table[-1] = np.nan
+    return pd.Series(table[np.asarray(codes, dtype=np.int64)])

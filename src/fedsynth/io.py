@@ -1,0 +1,120 @@
+"""Reading and writing tables and model files, with messages a user can act on."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.exceptions import InvalidDataError, ModelFileError, Problem
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV/TSV or Parquet file into a DataFrame.
+
+    Raises
+    ------
+    InvalidDataError
+        When the file is missing, empty, of an unknown type or cannot be parsed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidDataError([Problem(None, f"file {str(path)!r} does not exist")])
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InvalidDataError(
+            [Problem(None, f"{path.name!r}: expected one of {', '.join(TABLE_SUFFIXES)} files")]
+        )
+    if path.stat().st_size == 0:
+        raise InvalidDataError([Problem(None, f"{path.name!r} is empty (0 bytes)")])
+    try:
+        if suffix in {".parquet", ".pq"}:
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a problem with the file
+        raise InvalidDataError([Problem(None, f"cannot read {path.name!r}: {exc}")]) from exc
+    if df.empty:
+        raise InvalidDataError(
+            [Problem(None, f"{path.name!r} has no data rows ({df.shape[1]} columns, 0 rows)")]
+        )
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` as CSV or Parquet (by suffix), atomically: no half-written file is left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    with _atomic_path(path) as tmp:
+        if suffix in {".parquet", ".pq"}:
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+    return path
+
+
+class _atomic_path:
+    """Context manager giving a temporary path renamed onto ``path`` on success."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def save_model_files(
+    directory: str | os.PathLike, config: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> Path:
+    """Write ``model.json`` and ``arrays.npz`` (no pickle) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(directory / "arrays.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    with _atomic_path(directory / "model.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+    return directory
+
+
+def load_model_files(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read what :func:`save_model_files` wrote; arrays are loaded with ``allow_pickle=False``."""
+    directory = Path(directory)
+    config_path, arrays_path = directory / "model.json", directory / "arrays.npz"
+    missing = [p.name for p in (config_path, arrays_path) if not p.is_file()]
+    if missing:
+        raise ModelFileError(
+            [Problem(None, f"{str(directory)!r} is not a saved model: missing {', '.join(missing)}")]
+        )
+    try:
+        config = json.loads(config_path.read_text())
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError) as exc:
+        raise ModelFileError([Problem(None, f"cannot read model in {str(directory)!r}: {exc}")])
+    return config, arrays
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
