@@ -4,8 +4,8 @@ The core imports numpy, pandas, scipy and scikit-learn only; torch and the other
 imported where they are used.
 """
 
-from fedsynth._version import __version__
 from fedsynth import datasets
+from fedsynth._version import __version__
 from fedsynth.exceptions import (
     DataWarning,
     FedsynthError,

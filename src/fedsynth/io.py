@@ -39,7 +39,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a problem with the file
+    except Exception as exc:
         raise InvalidDataError([Problem(None, f"cannot read {path.name!r}: {exc}")]) from exc
     if df.empty:
         raise InvalidDataError(
@@ -86,9 +86,8 @@ def save_model_files(
     """Write ``model.json`` and ``arrays.npz`` (no pickle) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with _atomic_path(directory / "arrays.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with _atomic_path(directory / "arrays.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
     with _atomic_path(directory / "model.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
     return directory
@@ -101,14 +100,19 @@ def load_model_files(directory: str | os.PathLike) -> tuple[dict[str, Any], dict
     missing = [p.name for p in (config_path, arrays_path) if not p.is_file()]
     if missing:
         raise ModelFileError(
-            [Problem(None, f"{str(directory)!r} is not a saved model: missing {', '.join(missing)}")]
+            [
+                Problem(
+                    None, f"{str(directory)!r} is not a saved model: missing {', '.join(missing)}"
+                )
+            ]
         )
     try:
         config = json.loads(config_path.read_text())
         with np.load(arrays_path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (ValueError, OSError) as exc:
-        raise ModelFileError([Problem(None, f"cannot read model in {str(directory)!r}: {exc}")])
+        problem = Problem(None, f"cannot read model in {str(directory)!r}: {exc}")
+        raise ModelFileError([problem]) from exc
     return config, arrays
 
 

@@ -57,7 +57,9 @@ class BaseGenerator:
     def _param_names(cls) -> list[str]:
         signature = inspect.signature(cls.__init__)
         return [
-            p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+            p.name
+            for p in signature.parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
         ]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -80,7 +82,9 @@ class BaseGenerator:
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
         shown = [
-            f"{k}={v!r}" for k, v in self.get_params().items() if k not in defaults or defaults[k] != v
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if k not in defaults or defaults[k] != v
         ]
         if "seed" not in [s.split("=")[0] for s in shown] and self.seed is not None:
             shown.append(f"seed={self.seed!r}")
@@ -250,7 +254,9 @@ class BaseGenerator:
                     )
                 checked[column] = number
         if problems:
-            raise ConditionError("cannot sample with these conditions:\n  - " + "\n  - ".join(problems))
+            raise ConditionError(
+                "cannot sample with these conditions:\n  - " + "\n  - ".join(problems)
+            )
         return checked
 
     def _sample_conditioned(

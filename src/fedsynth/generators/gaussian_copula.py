@@ -158,7 +158,10 @@ class GaussianCopula(BaseGenerator):
                 continue
             fixed[marginal.value_dim] = float(_ndtri(_quantile_cdf(marginal.quantiles, value)))
             if marginal.missing_dim is not None:  # a given value is not missing
-                boxes[marginal.missing_dim] = (float(_ndtri(np.array(marginal.missing_rate))), np.inf)
+                boxes[marginal.missing_dim] = (
+                    float(_ndtri(np.array(marginal.missing_rate))),
+                    np.inf,
+                )
         z = self._conditional_latents(n, fixed, boxes, rng)
         out = self._decode(z)
         for column, value in conditions.items():
@@ -173,7 +176,7 @@ class GaussianCopula(BaseGenerator):
         boxes: dict[int, tuple[float, float]],
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Latent rows with ``fixed`` dimensions set and ``boxes`` dimensions inside their interval."""
+        """Latent rows with ``fixed`` dimensions set and ``boxes`` dimensions inside their box."""
         sigma = self.correlation_
         d = len(sigma)
         fixed_idx = np.array(sorted(fixed), dtype=int)
@@ -186,14 +189,14 @@ class GaussianCopula(BaseGenerator):
             pos = np.searchsorted(free_given_fixed, box_idx)
             low = np.array([boxes[i][0] for i in box_idx])
             high = np.array([boxes[i][1] for i in box_idx])
-            z[:, box_idx] = _truncated_normal(
-                mean[pos], cov[np.ix_(pos, pos)], low, high, n, rng
-            )
+            z[:, box_idx] = _truncated_normal(mean[pos], cov[np.ix_(pos, pos)], low, high, n, rng)
         given_idx = np.concatenate([fixed_idx, box_idx]).astype(int)
         rest = np.setdiff1d(np.arange(d), given_idx)
         if len(rest):
             rest_mean, rest_cov = _condition_normal_rows(sigma, given_idx, z[:, given_idx])
-            noise = rng.multivariate_normal(np.zeros(len(rest)), rest_cov, size=n, method="cholesky")
+            noise = rng.multivariate_normal(
+                np.zeros(len(rest)), rest_cov, size=n, method="cholesky"
+            )
             z[:, rest] = rest_mean + noise
         return z
 
@@ -413,7 +416,9 @@ def _gibbs_box(mean, cov, low, high, n, rng, sweeps) -> np.ndarray:
         for i in range(len(mean)):
             others = np.arange(len(mean)) != i
             sd = 1.0 / np.sqrt(precision[i, i])
-            centre = mean[i] - (x[:, others] - mean[others]) @ precision[i, others] / precision[i, i]
+            centre = (
+                mean[i] - (x[:, others] - mean[others]) @ precision[i, others] / precision[i, i]
+            )
             a, b = (low[i] - centre) / sd, (high[i] - centre) / sd
             x[:, i] = stats.truncnorm.rvs(a, b, loc=centre, scale=sd, random_state=rng)
     if not np.all((x >= low) & (x <= high)):

@@ -76,7 +76,10 @@ def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], li
     problems = check_metadata(metadata)
     warnings: list[Problem] = []
     if not isinstance(df, pd.DataFrame):
-        return [*problems, Problem(None, f"expected a pandas DataFrame, got {type(df).__name__}")], []
+        return [
+            *problems,
+            Problem(None, f"expected a pandas DataFrame, got {type(df).__name__}"),
+        ], []
     if df.shape[1] == 0:
         problems.append(Problem(None, "the table has no columns"))
     if len(df) == 0:
@@ -86,9 +89,7 @@ def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], li
         problems.append(Problem(None, f"duplicate column names: {duplicated}"))
     extra = [c for c in df.columns if c not in metadata.columns]
     if extra:
-        problems.append(
-            Problem(None, f"columns not described by the metadata: {_examples(extra)}")
-        )
+        problems.append(Problem(None, f"columns not described by the metadata: {_examples(extra)}"))
     for name, col in metadata.columns.items():
         if name not in df.columns:
             problems.append(Problem(name, "described by the metadata but absent from the table"))
@@ -160,8 +161,8 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                 problems.append(
                     Problem(
                         name,
-                        f"{negative} negative survival time(s) (e.g. {numbers[numbers < 0].iloc[0]:g});"
-                        " durations must be >= 0",
+                        f"{negative} negative survival time(s) "
+                        f"(e.g. {numbers[numbers < 0].iloc[0]:g}); durations must be >= 0",
                     )
                 )
     elif col.kind in {"binary", "event"}:
@@ -171,9 +172,10 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
             problems.append(
                 Problem(
                     name,
-                    f"unexpected value(s) {_examples(bad)} in {'an' if col.kind == 'event' else 'a'} "
-                    f"{col.kind} column; expected "
-                    f"only {allowed}" + (" (0 = censored, 1 = event)" if col.kind == "event" else ""),
+                    f"unexpected value(s) {_examples(bad)} in "
+                    f"{'an' if col.kind == 'event' else 'a'} {col.kind} column; expected "
+                    f"only {allowed}"
+                    + (" (0 = censored, 1 = event)" if col.kind == "event" else ""),
                 )
             )
     elif col.categories is not None:

@@ -52,7 +52,7 @@ _GENE_AFFIXES = re.compile(r"^(mut|mutation|gene)[_\-.]|[_\-.](mut|mutated|mutat
 
 
 def name_tokens(name: str) -> set[str]:
-    """Lower-case word tokens of a column name (``"PatientID"`` -> ``{"patient", "id", "patientid"}``)."""
+    """Lower-case word tokens of a name (``"PatientID"`` -> ``{"patient", "id", "patientid"}``)."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
     parts = [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
     tokens = set(parts)

@@ -1,4 +1,4 @@
-"""The :class:`Metadata` of a table: one :class:`ColumnMetadata` per column, and the roles they play."""
+"""The :class:`Metadata` of a table: one :class:`ColumnMetadata` per column, and their roles."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ class Metadata:
         return Metadata.from_dict(self.to_dict())
 
     def resolve(self, data: pd.DataFrame) -> Metadata:
-        """A copy whose unset facts (dtype, bounds, categories, whole numbers) come from ``data``."""
+        """A copy whose unset facts (dtype, bounds, categories, integer) come from ``data``."""
         resolved = {}
         for name, col in self.columns.items():
             if name not in data.columns:
@@ -415,8 +415,9 @@ def _read_mapping(path: str | os.PathLike) -> Mapping[str, Any]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise MetadataError([Problem(None, f"cannot read metadata file {str(path)!r}: {exc}")])
+    except Exception as exc:
+        problem = Problem(None, f"cannot read metadata file {str(path)!r}: {exc}")
+        raise MetadataError([problem]) from exc
     if not isinstance(data, Mapping):
         raise MetadataError([Problem(None, f"{str(path)!r} does not hold a mapping of columns")])
     return data
@@ -438,7 +439,9 @@ def _read_overrides(overrides) -> dict[str, ColumnMetadata]:
         if isinstance(spec, Mapping) and "kind" not in spec:
             problems.append(Problem(name, "override needs a 'kind'"))
             continue
-        specs[str(name)] = spec if isinstance(spec, ColumnMetadata) else ColumnMetadata.from_dict(spec)
+        specs[str(name)] = (
+            spec if isinstance(spec, ColumnMetadata) else ColumnMetadata.from_dict(spec)
+        )
     if problems:
         raise MetadataError(problems)
     return specs
