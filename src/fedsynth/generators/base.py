@@ -235,6 +235,9 @@ class BaseGenerator:
                 continue
             if col.is_discrete:
                 found = [c for c in col.categories if _equal(c, value)]
+                if not found and isinstance(value, str):  # "1" from a command line or a form
+                    number = pd.to_numeric(value, errors="coerce")
+                    found = [c for c in col.categories if not pd.isna(number) and _equal(c, number)]
                 if not found:
                     problems.append(
                         f"{column!r} has no category {value!r}; expected one of {col.categories}"

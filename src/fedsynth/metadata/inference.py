@@ -99,7 +99,9 @@ def is_identifier(name: str, series: pd.Series) -> bool:
     if pd.api.types.is_integer_dtype(series):
         ordered = np.sort(values.to_numpy())
         return bool(np.all(np.diff(ordered) == 1))
-    return not pd.api.types.is_numeric_dtype(series) and numeric_view(series) is None
+    if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
+        return False
+    return not _mostly_numeric_text(values)  # unique numbers read as text are measurements
 
 
 def infer_column(name: str, series: pd.Series) -> ColumnMetadata:

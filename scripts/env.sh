@@ -1,0 +1,48 @@
+# Creates (if missing) and updates the project's virtual environment; sourced by scripts/demo
+# and scripts/test. torch is installed first, from its exact pin: an unpinned resolve would pull
+# a CUDA build of several gigabytes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FEDSYNTH_VENV:-$ROOT/.venv}"
+EXTRAS="${1:-}"
+TORCH_PIN="torch==2.13.0"
+
+# Nothing fedsynth runs may phone home (Flower's telemetry and update check).
+export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    echo "fedsynth needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
+    return 1
+}
+
+quiet_pip() {
+    # pip's notes about local index folders it skips are noise; real errors still show.
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+        { grep -v "^WARNING: Location '.*' is ignored" || true; }
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "Creating the virtual environment in $VENV"
+    "$(find_python)" -m venv "$VENV"
+fi
+
+stamp="$VENV/.fedsynth-installed"
+wanted="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16) ${EXTRAS:-base}"
+if [ ! -f "$stamp" ] || ! grep -qxF "$wanted" "$stamp"; then
+    echo "Installing fedsynth and its dependencies (first run takes a few minutes)"
+    quiet_pip --upgrade pip
+    quiet_pip "$TORCH_PIN"
+    quiet_pip -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    "$VENV/bin/python" -c "import torch, fedsynth; assert torch.__version__.startswith('2.13.0')"
+    echo "$wanted" >"$stamp"
+fi
+export PATH="$VENV/bin:$PATH"

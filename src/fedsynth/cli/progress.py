@@ -1,0 +1,54 @@
+"""Progress display for long steps of the command line (rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console()
+error_console = Console(stderr=True)
+
+#: Rows drawn per chunk when sampling with a progress bar.
+SAMPLE_CHUNK = 50_000
+
+
+@contextmanager
+def step(description: str) -> Iterator[None]:
+    """Show a spinner with elapsed time while the block runs, then a line with its duration."""
+    start = time.perf_counter()
+    with console.status(f"{description}..."):
+        yield
+    console.print(f"{description}: done in {time.perf_counter() - start:.1f} s")
+
+
+def sample_with_progress(
+    generator: Any, n: int, *, conditions: dict[str, Any] | None = None, seed: int | None = None
+) -> pd.DataFrame:
+    """``generator.sample`` in chunks with a progress bar; the same seed gives the same rows."""
+    chunks = [SAMPLE_CHUNK] * (n // SAMPLE_CHUNK) + ([n % SAMPLE_CHUNK] if n % SAMPLE_CHUNK else [])
+    seeds = (
+        np.random.default_rng(seed).integers(2**62, size=len(chunks)) if seed is not None else None
+    )
+    parts = []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("Sampling rows", total=n)
+        for i, size in enumerate(chunks):
+            chunk_seed = None if seeds is None else int(seeds[i])
+            parts.append(generator.sample(size, conditions=conditions or None, seed=chunk_seed))
+            progress.advance(task, size)
+    if not parts:
+        return generator.sample(0)
+    return pd.concat(parts, ignore_index=True)
