@@ -34,8 +34,10 @@ from fedsynth.exceptions import (
 )
 from fedsynth.io import load_model_files, save_model_files
 from fedsynth.metadata import ColumnMetadata, Metadata
+from fedsynth.privacy.guards import CopyGuard
 
 Conditions = Mapping[str, Any]
+_GUARD_ARRAY = "copy_guard_fingerprints"
 
 
 class BaseGenerator:
@@ -139,6 +141,8 @@ class BaseGenerator:
         learned = [c for c in columns if c not in constants]
         rng = np.random.default_rng(self.seed)
         self._fit(data[learned], metadata, rng)
+        continuous = [c for c in learned if metadata.columns[c].is_continuous]
+        self.guard_ = CopyGuard.from_training(data, learned, continuous)
         self.metadata_ = metadata
         self.columns_ = columns
         self.learned_columns_ = learned
@@ -200,13 +204,17 @@ class BaseGenerator:
         rng = self._sample_rng if seed is None else np.random.default_rng(seed)
         checked = self._check_conditions(conditions or {})
         learned_conditions = {c: v for c, v in checked.items() if c not in self.constants_}
-        if n == 0:
-            raw = pd.DataFrame({c: pd.Series([], dtype=float) for c in self.learned_columns_})
-        elif learned_conditions:
-            raw = self._sample_conditioned(n, learned_conditions, rng)
-        else:
-            raw = self._sample(n, rng)
-        out = self._restore(raw, n)
+
+        def draw(k: int) -> pd.DataFrame:
+            if k == 0:
+                raw = pd.DataFrame({c: pd.Series([], dtype=float) for c in self.learned_columns_})
+            elif learned_conditions:
+                raw = self._sample_conditioned(k, learned_conditions, rng)
+            else:
+                raw = self._sample(k, rng)
+            return self._restore(raw, k)
+
+        out = self.guard_.enforce(draw(n), draw)
         for column, value in checked.items():
             if not _matches(out[column], value).all():
                 raise FedsynthError(
@@ -321,9 +329,16 @@ class BaseGenerator:
             "learned_columns": self.learned_columns_,
             "constants": {k: _json_value(v) for k, v in self.constants_.items()},
             "dtypes": self.dtypes_,
+            "copy_guard": {
+                "key": self.guard_.key,
+                "columns": self.guard_.columns,
+                "numeric": self.guard_.numeric,
+            },
             "state": state,
         }
-        return save_model_files(path, config, arrays)
+        if _GUARD_ARRAY in arrays:
+            raise FedsynthError(f"{self.name} state uses the reserved array name {_GUARD_ARRAY}")
+        return save_model_files(path, config, {**arrays, _GUARD_ARRAY: self.guard_.fingerprints})
 
     def get_info(self) -> dict[str, Any]:
         """What was fitted, when, on how many rows, with which fedsynth version."""
@@ -350,6 +365,10 @@ class BaseGenerator:
         gen.n_rows_ = int(config["n_rows"])
         gen.fitted_at_ = config["fitted_at"]
         gen.fedsynth_version_ = config["fedsynth_version"]
+        guard = config["copy_guard"]
+        gen.guard_ = CopyGuard(
+            guard["columns"], guard["numeric"], guard["key"], arrays.pop(_GUARD_ARRAY)
+        )
         gen._set_state(config["state"], arrays)
         gen._reset_sample_stream()
         return gen
