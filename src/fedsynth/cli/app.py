@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+from rich.text import Text
 
 from fedsynth.cli.progress import console, error_console, sample_with_progress, step
 from fedsynth.exceptions import (
@@ -33,36 +33,34 @@ USAGE_ERRORS = (ConditionError, UnknownGeneratorError)
 
 def run(argv: list[str]) -> int:
     """Run the app and map errors to exit codes: 1 failure, 2 bad usage."""
-    command = typer.main.get_command(app)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", FedsynthWarning)
             warnings.showwarning = _show_warning
-            command.main(args=argv, prog_name="fedsynth", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        error_console.print("aborted")
-        return 1
-    except click.ClickException as exc:  # bad usage: unknown option, missing argument...
-        exc.show()
-        return 2
+            app(args=argv, prog_name="fedsynth", standalone_mode=True)
+    except SystemExit as exc:  # Typer's own ending: 0, or 2 for bad usage
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except USAGE_ERRORS as exc:
-        error_console.print(f"[bold red]error:[/] {exc}")
+        _print_error(exc)
         return 2
     except TypeError as exc:  # an unknown generator parameter (make() says which)
-        if "parameter" not in str(exc):
+        if "unknown parameter" not in str(exc):
             raise
-        error_console.print(f"[bold red]error:[/] {exc}")
+        _print_error(exc)
         return 2
     except FedsynthError as exc:
-        error_console.print(f"[bold red]error:[/] {exc}")
+        _print_error(exc)
         return 1
     return 0
 
 
+def _print_error(exc: Exception) -> None:
+    # Messages hold brackets ("one of ['F', 'M']") that rich would read as markup: print as text.
+    error_console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    error_console.print(f"[yellow]warning:[/] {message}")
+    error_console.print(Text("warning: ", style="yellow") + Text(str(message)), soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -90,7 +88,7 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint=what)
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint=what)
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -259,9 +259,15 @@ class BaseGenerator:
                     problems.append(f"{column!r} is numeric; got {value!r}")
                     continue
                 low, high = col.bounds
+                decimals = 0 if col.integer else col.decimals
                 if not (low <= number <= high):
                     problems.append(
                         f"{column!r}={number:g} is outside the training range [{low:g}, {high:g}]"
+                    )
+                elif decimals is not None and round(number, decimals) != number:
+                    problems.append(
+                        f"{column!r} is recorded to {decimals} decimal(s); {number:g} cannot be "
+                        f"generated (use {round(number, decimals):g})"
                     )
                 checked[column] = number
         if problems:
@@ -465,6 +471,8 @@ def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
             numbers = numbers.clip(col.bounds[0], col.bounds[1])
         if col.integer:
             numbers = numbers.round()
+        elif col.decimals is not None:
+            numbers = numbers.round(col.decimals)
         return _cast(numbers, dtype)
     if dtype == "category":
         return values.astype(pd.CategoricalDtype(col.categories))

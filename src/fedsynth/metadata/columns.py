@@ -37,6 +37,8 @@ class ColumnMetadata:
         The pandas dtype of the input column, restored on the synthetic output.
     integer : bool, optional
         Numeric values are whole numbers (synthetic values are rounded).
+    decimals : int, optional
+        Numeric values are recorded to this many decimals (synthetic values are rounded to it).
     bounds : tuple of float, optional
         ``(low, high)`` of numeric values; synthetic values are kept within them.
     categories : list, optional
@@ -48,6 +50,7 @@ class ColumnMetadata:
     kind: str
     dtype: str | None = None
     integer: bool | None = None
+    decimals: int | None = None
     bounds: tuple[float, float] | None = None
     categories: list[Any] | None = None
     group: str | None = None
@@ -70,6 +73,8 @@ class ColumnMetadata:
             out["dtype"] = self.dtype
         if self.integer is not None:
             out["integer"] = bool(self.integer)
+        if self.decimals is not None:
+            out["decimals"] = int(self.decimals)
         if self.bounds is not None:
             out["bounds"] = [_plain(self.bounds[0]), _plain(self.bounds[1])]
         if self.categories is not None:
@@ -90,6 +95,7 @@ class ColumnMetadata:
             kind=data["kind"],
             dtype=data.get("dtype"),
             integer=data.get("integer"),
+            decimals=data.get("decimals"),
             bounds=None if bounds is None else (float(bounds[0]), float(bounds[1])),
             categories=None if data.get("categories") is None else list(data["categories"]),
             group=data.get("group"),

@@ -145,8 +145,19 @@ def numeric_metadata(dtype: str, values: pd.Series) -> ColumnMetadata:
         kind="numeric",
         dtype=dtype,
         integer=whole,
+        decimals=0 if whole else recorded_decimals(finite.to_numpy()),
         bounds=(float(finite.min()), float(finite.max())),
     )
+
+
+def recorded_decimals(values: np.ndarray, max_decimals: int = 4) -> int | None:
+    """Decimals to which the values were recorded (``None`` beyond ``max_decimals``)."""
+    sample = values[:10_000]
+    for decimals in range(max_decimals + 1):
+        scaled = sample * 10.0**decimals
+        if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-6 * max(1.0, 10.0**decimals)):
+            return decimals
+    return None
 
 
 def sorted_categories(values: pd.Series) -> list:

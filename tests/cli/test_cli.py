@@ -1,0 +1,147 @@
+"""The fedsynth command line: exit codes 0 (ok), 1 (failure), 2 (bad usage)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsynth.cli import main
+
+
+@pytest.fixture
+def csv(tmp_path, clinical):
+    path = tmp_path / "real.csv"
+    clinical.to_csv(path, index=False)
+    return path
+
+
+def test_help_everywhere(capsys):
+    for args in (
+        [],
+        ["--help"],
+        ["fit", "--help"],
+        ["sample", "--help"],
+        ["metadata", "infer", "--help"],
+        ["demo", "--help"],
+    ):
+        assert main(args) in (0, 2)  # no arguments shows help (click exits 2 for a missing command)
+    assert "fit" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    import fedsynth
+
+    assert main(["--version"]) == 0
+    assert fedsynth.__version__ in capsys.readouterr().out
+
+
+def test_fit_then_sample_with_conditions(tmp_path, csv, capsys):
+    model = tmp_path / "model"
+    assert (
+        main(["fit", str(csv), "--out", str(model), "--model", "gaussian_copula", "--seed", "1"])
+        == 0
+    )
+    out = tmp_path / "syn.parquet"
+    code = main(
+        [
+            "sample",
+            str(model),
+            "-n",
+            "120",
+            "-o",
+            str(out),
+            "-c",
+            "sex=F",
+            "-c",
+            "TP53=1",
+            "--seed",
+            "3",
+        ]
+    )
+    assert code == 0
+    synthetic = pd.read_parquet(out)
+    assert len(synthetic) == 120 and (synthetic.sex == "F").all() and (synthetic.TP53 == 1).all()
+    assert "patient_id" not in synthetic.columns
+    again = tmp_path / "again.parquet"
+    main(
+        [
+            "sample",
+            str(model),
+            "-n",
+            "120",
+            "-o",
+            str(again),
+            "-c",
+            "sex=F",
+            "-c",
+            "TP53=1",
+            "--seed",
+            "3",
+        ]
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(again), synthetic)
+
+
+def test_generator_parameters(tmp_path, csv):
+    assert main(["fit", str(csv), "-o", str(tmp_path / "m"), "-p", "n_quantiles=50"]) == 0
+    config = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert config["params"]["n_quantiles"] == 50
+
+
+def test_metadata_infer_saves_an_editable_file(tmp_path, csv, capsys):
+    out = tmp_path / "meta.yaml"
+    assert main(["metadata", "infer", str(csv), "--out", str(out)]) == 0
+    shown = capsys.readouterr()
+    assert "duration" in shown.out and "identifier" in shown.out
+    assert "looks like an identifier" in shown.err
+    text = out.read_text().replace("os_status:\n    kind: event", "os_status:\n    kind: binary")
+    text = text.replace("os_months:\n    kind: duration", "os_months:\n    kind: numeric")
+    out.write_text(text)
+    model = tmp_path / "model"
+    assert main(["fit", str(csv), "-o", str(model), "--metadata", str(out)]) == 0
+    config = json.loads((model / "model.json").read_text())
+    assert config["metadata"]["columns"]["os_status"]["kind"] == "binary"
+
+
+def test_bad_usage_exits_2(tmp_path, csv, capsys):
+    assert main(["fit", str(csv), "-o", str(tmp_path / "m"), "--model", "gan"]) == 2
+    assert "unknown generator 'gan'; available:" in capsys.readouterr().err
+    assert main(["fit", str(csv), "-o", str(tmp_path / "m"), "-p", "epochs=3"]) == 2
+    assert "unknown parameter(s) epochs" in capsys.readouterr().err
+    assert main(["fit", str(csv)]) == 2  # --out missing
+    assert main(["frobnicate"]) == 2
+    main(["fit", str(csv), "-o", str(tmp_path / "m")])
+    assert main(["sample", str(tmp_path / "m"), "-o", str(tmp_path / "s.csv"), "-c", "sex=X"]) == 2
+    assert "'sex' has no category 'X'" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "m"), "-o", str(tmp_path / "s.csv"), "-c", "sexF"]) == 2
+
+
+def test_bad_data_exits_1_with_the_column_named(tmp_path, clinical, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["fit", str(empty), "-o", str(tmp_path / "m")]) == 1
+    assert "'empty.csv' is empty (0 bytes)" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    clinical.assign(os_months=-clinical.os_months).to_csv(bad, index=False)
+    assert main(["fit", str(bad), "-o", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert "column 'os_months'" in err and "negative survival time" in err
+    assert "Traceback" not in err
+    assert main(["sample", str(tmp_path / "nowhere"), "-o", str(tmp_path / "s.csv")]) == 1
+    assert "is not a saved model" in capsys.readouterr().err
+    wrong = tmp_path / "table.xlsx"
+    wrong.write_text("x")
+    assert main(["metadata", "infer", str(wrong)]) == 1
+
+
+def test_demo_writes_synthetic_cohort(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--patients", "300", "--model", "gaussian_copula"]) == 0
+    printed = capsys.readouterr().out
+    assert "Synthetic data:" in printed and "synthetic.csv" in printed
+    real = pd.read_csv(out / "real.csv")
+    synthetic = pd.read_csv(out / "synthetic.csv")
+    assert len(synthetic) == 300
+    assert list(synthetic.columns) == [c for c in real.columns if c != "patient_id"]
+    assert np.isfinite(synthetic.select_dtypes("number").to_numpy(dtype=float)).any()
