@@ -138,3 +138,22 @@ def test_repr_mentions_roles(clinical):
     md = Metadata.infer(clinical)
     assert "survival: os_months/os_status" in repr(md)
     assert "1 identifier(s) excluded" in repr(md)
+
+
+@pytest.mark.parametrize(
+    ("columns", "pair"),
+    [
+        ({"time": "t", "status": "e", "yearsSmoking": "t"}, ("time", "status")),
+        ({"time": "t", "status": "e", "NodalStatus": "e"}, ("time", "status")),
+        ({"os_months": "t", "os_status": "e", "pfs_months": "t"}, ("os_months", "os_status")),
+        ({"survival_days": "t", "death": "e", "age_years": "t"}, ("survival_days", "death")),
+        ({"yearsSmoking": "t", "status": "e"}, None),
+    ],
+)
+def test_survival_pair_by_name(columns, pair):
+    rng = np.random.default_rng(0)
+    data = {
+        name: rng.exponential(10, 60) if role == "t" else rng.integers(0, 2, 60)
+        for name, role in columns.items()
+    }
+    assert Metadata.infer(pd.DataFrame(data)).survival == pair

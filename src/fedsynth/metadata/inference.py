@@ -30,8 +30,10 @@ WEAK_IDENTIFIER_TOKENS = frozenset(
 )  # fmt: skip
 DURATION_TOKENS = frozenset(
     {"time", "duration", "survival", "os", "pfs", "efs", "rfs", "dfs", "futime", "stime",
-     "followup", "tte", "months", "days", "weeks", "years"}
+     "followup", "tte"}
 )  # fmt: skip
+# Units mark a duration only as the last word ("os_months", not "yearsSmoking").
+TIME_UNITS = frozenset({"months", "days", "weeks", "years"})
 EVENT_TOKENS = frozenset(
     {"event", "status", "death", "dead", "died", "fustat", "vital", "deceased", "relapse"}
 )
@@ -184,17 +186,21 @@ def infer_roles(
         c for c, m in columns.items() if m.kind == "binary" and name_tokens(c) & EVENT_TOKENS
     ]
     duration_candidates = [
-        c
-        for c, m in columns.items()
-        if m.kind == "numeric" and name_tokens(c) & DURATION_TOKENS and not m.group
+        c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
     ]
+    if len(event_candidates) > 1:
+        # "NodalStatus" is a clinical variable: keep names made only of survival words.
+        event_candidates = [c for c in event_candidates if _only_survival_words(c)]
+    if len(duration_candidates) > 1:
+        exact = [c for c in duration_candidates if _only_survival_words(c)]
+        duration_candidates = exact or duration_candidates
     duration = event = None
     if len(event_candidates) == 1 and len(duration_candidates) == 1:
         duration, event = duration_candidates[0], event_candidates[0]
     elif len(event_candidates) == 1 and len(duration_candidates) > 1:
         # Prefer the duration that shares a prefix with the event ("os_months" with "os_status").
-        prefix = _first_token(event_candidates[0])
-        same = [c for c in duration_candidates if _first_token(c) == prefix]
+        prefix = _name_parts(event_candidates[0])[:1]
+        same = [c for c in duration_candidates if _name_parts(c)[:1] == prefix]
         if len(same) == 1:
             duration, event = same[0], event_candidates[0]
     site_candidates = [
@@ -208,6 +214,18 @@ def infer_roles(
     return duration, event, site
 
 
-def _first_token(name: str) -> str:
-    parts = [p for p in re.split(r"[^A-Za-z0-9]+", str(name).lower()) if p]
-    return parts[0] if parts else ""
+def _name_parts(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
+
+
+def _names_duration(name: str) -> bool:
+    parts = _name_parts(name)
+    return bool(set(parts) & DURATION_TOKENS or "".join(parts) in DURATION_TOKENS) or (
+        bool(parts) and parts[-1] in TIME_UNITS
+    )
+
+
+def _only_survival_words(name: str) -> bool:
+    words = DURATION_TOKENS | TIME_UNITS | EVENT_TOKENS | {"overall", "free", "progression"}
+    return all(part in words for part in _name_parts(name))
