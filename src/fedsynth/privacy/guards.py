@@ -87,6 +87,14 @@ class CopyGuard:
         guard.fingerprints = prints[counts < COMMON_PROFILE_COUNT]
         return guard
 
+    def add(self, data: pd.DataFrame) -> CopyGuard:
+        """Also protect the rows of ``data`` (more training data, e.g. a warm-started fit)."""
+        prints, counts = np.unique(
+            row_fingerprints(data, self.columns, self.numeric, self.key), return_counts=True
+        )
+        self.fingerprints = np.union1d(self.fingerprints, prints[counts < COMMON_PROFILE_COUNT])
+        return self
+
     def copies(self, synthetic: pd.DataFrame) -> np.ndarray:
         """Boolean mask of the synthetic rows that equal a training row."""
         if not self.columns or len(synthetic) == 0:

@@ -1,0 +1,337 @@
+"""What the neural generators share: encoding, devices, seeding, the training loop, weights.
+
+A neural generator (CTGAN, TVAE, VAE-BGM) encodes the table with :class:`TableEncoder`, builds
+plain PyTorch modules and optimisers (so that Opacus can wrap them for DP-SGD), and trains them
+epoch by epoch. Its weights are exposed as a list of arrays for federated averaging, and
+``fit(..., epochs=k, warm_start=True)`` continues training without touching the encoder.
+
+A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_train_epoch`` and
+``_generate``; optionally ``_validation_loss`` (enables early stopping), ``_after_training`` and
+``_extra_state``/``_load_extra_state``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.exceptions import FedsynthError, InvalidDataError, Problem
+from fedsynth.generators.base import BaseGenerator
+from fedsynth.metadata import Metadata
+from fedsynth.transforms import TableEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; any other value is passed to torch."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
+    return resolved
+
+
+def _torch_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**62))
+
+
+class NeuralGenerator(BaseGenerator):
+    """Base class of the PyTorch generators (see the module docstring)."""
+
+    has_weights = True
+
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    verbose: bool
+    early_stopping: bool
+    patience: int
+    validation_fraction: float
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        data: pd.DataFrame,
+        metadata: Metadata | Any = None,
+        *,
+        epochs: int | None = None,
+        warm_start: bool = False,
+    ) -> NeuralGenerator:
+        """Train on ``data``; see :meth:`BaseGenerator.fit`.
+
+        Parameters
+        ----------
+        epochs : int, optional
+            Epochs of this call (default: the ``epochs`` hyperparameter).
+        warm_start : bool, default False
+            Continue training the fitted model on ``data`` (same columns) instead of starting
+            again: the encoder and metadata are kept, as federated rounds need.
+        """
+        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        self._epochs_this_fit = epochs
+        if not (warm_start and self.is_fitted):
+            return super().fit(data, metadata)
+        if not isinstance(data, pd.DataFrame):
+            raise InvalidDataError(
+                [Problem(None, f"expected a pandas DataFrame, got {type(data).__name__}")]
+            )
+        self.metadata_.check(data)
+        rng = np.random.default_rng(None if self.seed is None else self.seed + self.n_fits_)
+        self._train(self.encoder_.transform(data[self.learned_columns_]), rng)
+        self.guard_.add(data)
+        self.n_rows_ = len(data)
+        self._reset_sample_stream()
+        return self
+
+    def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
+        import torch
+
+        self._check_training_params()
+        self.device_ = resolve_device(self.device)
+        self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        self.n_fits_ = 0
+        self.history_: list[dict[str, float]] = []
+        # Module initialisation draws from torch's global generator: seed it inside a fork so
+        # that the caller's own torch random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_torch_seed(rng))
+            self._build(self.encoder_)
+        self._train(self.encoder_.transform(data), rng)
+
+    def _check_training_params(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            problems.append(f"lr must be a positive number, got {self.lr!r}")
+        if not isinstance(self.validation_fraction, float) or not (
+            0 < self.validation_fraction < 0.5
+        ):
+            problems.append(
+                f"validation_fraction must be a float in (0, 0.5), got {self.validation_fraction!r}"
+            )
+        if problems:
+            raise ValueError(
+                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
+            )
+
+    def _train(self, matrix: np.ndarray, rng: np.random.Generator) -> None:
+        """Train for this call's epochs, with progress and optional early stopping."""
+        import torch
+
+        epochs = self._epochs_this_fit or self.epochs
+        data = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+        validation = None
+        if self.early_stopping and len(data) >= 20:
+            order = rng.permutation(len(data))
+            n_val = max(1, round(self.validation_fraction * len(data)))
+            validation = data[order[:n_val]].to(self.device_)
+            data = data[order[n_val:]]
+        generator = torch.Generator().manual_seed(_torch_seed(rng))
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(data),
+            batch_size=min(self.batch_size, len(data)),
+            shuffle=True,
+            drop_last=len(data) > self.batch_size,
+            generator=generator,
+        )
+        best, best_state, waited = math.inf, None, 0
+        with _progress(self.verbose, type(self).__name__, epochs) as advance:
+            for epoch in range(epochs):
+                for module in self._modules().values():
+                    module.train()
+                losses = self._train_epoch(loader, generator)
+                if validation is not None:
+                    with torch.no_grad():
+                        for module in self._modules().values():
+                            module.eval()
+                        losses["validation"] = float(self._validation_loss(validation, generator))
+                self.history_.append({"epoch": len(self.history_) + 1, **losses})
+                advance(epoch + 1, losses)
+                if validation is None:
+                    continue
+                if losses["validation"] < best - 1e-6:
+                    best, waited = losses["validation"], 0
+                    best_state = copy.deepcopy(self._state_dicts())
+                else:
+                    waited += 1
+                    if waited >= self.patience:
+                        break
+        if best_state is not None:  # early stopping keeps the best epoch, not the last
+            for name, module in self._modules().items():
+                module.load_state_dict(best_state[name])
+        for module in self._modules().values():
+            module.eval()
+        self.n_fits_ += 1
+        with torch.no_grad():
+            self._after_training(torch.from_numpy(np.asarray(matrix, dtype=np.float32)), rng)
+
+    # ------------------------------------------------------------------ sampling
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+        import torch
+
+        generator = torch.Generator(device=self.device_).manual_seed(_torch_seed(rng))
+        parts = []
+        with torch.no_grad():
+            for start in range(0, n, 100_000):  # bounded memory for large n
+                size = min(100_000, n - start)
+                parts.append(self._generate(size, generator).detach().cpu().numpy())
+        matrix = np.concatenate(parts) if parts else np.empty((0, self.encoder_.output_dim_))
+        return self.encoder_.inverse_transform(matrix, sample=True, rng=rng)
+
+    # ------------------------------------------------------------------ weights (federated)
+    def _state_dicts(self) -> dict[str, dict[str, Any]]:
+        return {name: module.state_dict() for name, module in self._modules().items()}
+
+    def _weight_names(self) -> list[tuple[str, str]]:
+        return [(m, k) for m, state in self._state_dicts().items() for k in state]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every module's parameters and buffers as arrays, in a fixed order."""
+        self._check_is_fitted()
+        return [
+            state[key].detach().cpu().numpy().copy()
+            for state in self._state_dicts().values()
+            for key in state
+        ]
+
+    def set_weights(self, weights: list[np.ndarray]) -> NeuralGenerator:
+        """Load weights from :meth:`get_weights` of a model with the same architecture.
+
+        Raises
+        ------
+        FedsynthError
+            When the number or shapes of the arrays differ, or an array holds NaN or infinity
+            (such an update must be rejected, not loaded).
+        """
+        import torch
+
+        self._check_is_fitted()
+        names = self._weight_names()
+        current = self.get_weights()
+        if len(weights) != len(current):
+            raise FedsynthError(f"expected {len(current)} weight arrays, got {len(weights)}")
+        problems = []
+        for (module, key), new, old in zip(names, weights, current, strict=True):
+            new = np.asarray(new)
+            if new.shape != old.shape:
+                problems.append(f"{module}.{key}: shape {new.shape}, expected {old.shape}")
+            elif np.issubdtype(new.dtype, np.floating) and not np.isfinite(new).all():
+                problems.append(f"{module}.{key}: holds NaN or infinite values")
+        if problems:
+            raise FedsynthError("weights refused:\n  - " + "\n  - ".join(problems))
+        states = self._state_dicts()
+        for (module, key), new in zip(names, weights, strict=True):
+            target = states[module][key]
+            states[module][key] = torch.as_tensor(np.asarray(new), dtype=target.dtype)
+        for name, module in self._modules().items():
+            module.load_state_dict(states[name])
+        return self
+
+    # ------------------------------------------------------------------ state
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        encoder_config, encoder_arrays = self.encoder_.get_state()
+        arrays = {f"encoder/{k}": v for k, v in encoder_arrays.items()}
+        for (module, key), value in zip(self._weight_names(), self.get_weights(), strict=True):
+            arrays[f"weights/{module}/{key}"] = value
+        extra_config, extra_arrays = self._extra_state()
+        arrays.update({f"extra/{k}": v for k, v in extra_arrays.items()})
+        state = {
+            "encoder": encoder_config,
+            "history": self.history_,
+            "n_fits": self.n_fits_,
+            "extra": extra_config,
+        }
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        self.device_ = resolve_device(self.device)
+        self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
+        self.history_ = list(state["history"])
+        self.n_fits_ = int(state["n_fits"])
+        with torch.random.fork_rng(devices=[]):
+            self._build(self.encoder_)
+        weights = part("weights/")
+        self.set_weights([weights[f"{m}/{k}"] for m, k in self._weight_names()])
+        self._load_extra_state(state["extra"], part("extra/"))
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build(self, encoder: TableEncoder) -> None:
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def _train_epoch(self, loader, generator: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _validation_loss(self, data: torch.Tensor, generator: torch.Generator) -> float:
+        raise FedsynthError(f"{self.name} has no validation loss: set early_stopping=False")
+
+    def _after_training(self, data: torch.Tensor, rng: np.random.Generator) -> None:
+        """Work done once training ends (e.g. VAE-BGM fits its latent mixture)."""
+
+    def _generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {}
+
+    def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`_extra_state` saved."""
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, name: str, epochs: int):
+    """Yield ``advance(epoch, losses)``; a rich progress bar with the losses when enabled."""
+    if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
+        yield lambda epoch, losses: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(f"Training {name}", total=epochs, losses="")
+
+        def advance(epoch: int, losses: dict[str, float]) -> None:
+            text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            progress.update(task, completed=epoch, losses=text)
+
+        yield advance
