@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 BUILTIN_MODULES: dict[str, str] = {
     "gaussian_copula": "fedsynth.generators.gaussian_copula",
     "bayesian_network": "fedsynth.generators.bayesian_network",
+    "ctgan": "fedsynth.generators.ctgan",
+    "tvae": "fedsynth.generators.tvae",
+    "vae_bgm": "fedsynth.generators.vae_bgm",
+    "auto": "fedsynth.generators.auto",
 }
 
 _REGISTRY: dict[str, type[BaseGenerator]] = {}
