@@ -110,7 +110,7 @@ def test_save_load_round_trip(fitted, tmp_path):
 
 
 def test_load_refuses_what_is_not_a_model(tmp_path):
-    with pytest.raises(ModelFileError, match="is not a saved model: missing model.json"):
+    with pytest.raises(ModelFileError, match=r"is not a saved model: missing model\.json"):
         fedsynth.load(tmp_path)
 
 
