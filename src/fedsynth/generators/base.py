@@ -4,8 +4,11 @@ Public ``fit``/``sample``/``save`` live here: schema, checks, identifiers and co
 seeding, conditions and dtype restoration. A generator implements ``_fit``, ``_sample`` and its
 state (``_get_state``/``_set_state``), and ``_sample_conditioned`` where it can condition natively.
 
-Values exchanged with ``_fit``/``_sample`` are the learned columns only, with numeric values as
-floats (NaN for missing) and discrete values as their categories (NaN for missing).
+``_fit`` receives the learned columns only (identifiers and constant columns removed), as the
+user gave them (original dtypes), with the resolved metadata. ``_sample`` returns those columns
+with numeric values as numbers and discrete values as their categories (NaN for missing); the
+base then restores bounds, rounding and dtypes. ``_set_state`` runs after ``metadata_`` and the
+column lists are restored, so a generator may read them there.
 """
 
 from __future__ import annotations
