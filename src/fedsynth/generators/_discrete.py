@@ -20,8 +20,19 @@ def to_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
 
 
 def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
-    """Inverse of :func:`to_codes`: ``-1`` becomes missing."""
+    """Inverse of :func:`to_codes`: ``-1`` becomes missing.
+
+    Numeric labels (0/1 flags) without missing codes come back as a typed array rather than
+    Python objects, which keeps dtype restoration and the copy guard fast.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    numeric = all(
+        isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+        for c in categories
+    )
+    if numeric and len(categories) and (len(codes) == 0 or codes.min() >= 0):
+        return pd.Series(np.asarray(list(categories))[codes])
     table = np.empty(len(categories) + 1, dtype=object)
     table[: len(categories)] = list(categories)
     table[-1] = np.nan
-    return pd.Series(table[np.asarray(codes, dtype=np.int64)])
+    return pd.Series(table[codes])
