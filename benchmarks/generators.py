@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     parser.add_argument("--repeats", type=int, default=3, help="runs per pair (median reported)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="generators", help="results file stem")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # child process
@@ -117,7 +118,8 @@ def write_results(rows: list[dict], args) -> None:
         "repeats": args.repeats,
         "seed": args.seed,
     }
-    (RESULTS / "generators.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    stem = RESULTS / args.name
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "# Generators: fit and sampling speed",
         "",
@@ -134,8 +136,8 @@ def write_results(rows: list[dict], args) -> None:
             f"{r['fit_s']:.2f} ({r['fit_s_min']:.2f}-{r['fit_s_max']:.2f}) | "
             f"{r['sample_rows_per_s']:,.0f} | {r['peak_rss_mb']:.0f} |"
         )
-    (RESULTS / "generators.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwritten {RESULTS / 'generators.md'}")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwritten {stem.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
