@@ -10,7 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from fedsynth.cli.progress import console, error_console, sample_with_progress, step
+from fedsynth.cli.progress import (
+    console,
+    error_console,
+    fitting,
+    make_generator,
+    sample_with_progress,
+    step,
+)
 from fedsynth.exceptions import (
     ConditionError,
     FedsynthError,
@@ -122,12 +129,11 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Fit a generator on a table and save it."""
-    import fedsynth
 
     params = {"seed": seed, **_parse_pairs(param or [], "--param")}
-    generator = fedsynth.make(model, **params)
+    generator = make_generator(model, **params)
     table = _read(data)
-    with step(f"Fitting {model} on {len(table):,} rows x {table.shape[1]} columns"):
+    with fitting(generator, f"Fitting {model} on {len(table):,} rows x {table.shape[1]} columns"):
         generator.fit(table, metadata=metadata)
     generator.save(out)
     console.print(f"Model saved to [bold]{out}[/]")

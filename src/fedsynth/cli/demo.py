@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from fedsynth.cli.progress import console, sample_with_progress, step
+from fedsynth.cli.progress import console, fitting, make_generator, sample_with_progress, step
 
 
 def run_demo(*, out: Path, model: str, patients: int, sites: int, seed: int) -> Path:
@@ -29,8 +29,8 @@ def run_demo(*, out: Path, model: str, patients: int, sites: int, seed: int) -> 
         metadata = truth.metadata()
     write_table(real, out / "real.csv")
     metadata.save(out / "metadata.json")
-    generator = fedsynth.make(model, seed=seed)
-    with step(f"Fitting {model} on {len(real):,} rows x {real.shape[1]} columns"):
+    generator = make_generator(model, seed=seed)
+    with fitting(generator, f"Fitting {model} on {len(real):,} rows x {real.shape[1]} columns"):
         generator.fit(real, metadata=metadata)
     generator.save(out / "model")
     synthetic = sample_with_progress(generator, len(real), seed=seed)

@@ -28,6 +28,30 @@ def step(description: str) -> Iterator[None]:
     console.print(f"{description}: done in {time.perf_counter() - start:.1f} s")
 
 
+def make_generator(name: str, **params: Any) -> Any:
+    """``fedsynth.make`` that switches on the generator's own progress bar when it has one."""
+    import fedsynth
+    from fedsynth.generators.registry import get_generator_class
+
+    if "verbose" in get_generator_class(name)._param_names():
+        params.setdefault("verbose", True)
+    return fedsynth.make(name, **params)
+
+
+@contextmanager
+def fitting(generator: Any, description: str) -> Iterator[None]:
+    """A spinner while fitting, or plain lines around the generator's own progress bar (rich
+    allows one live display at a time)."""
+    if not getattr(generator, "verbose", False):
+        with step(description):
+            yield
+        return
+    start = time.perf_counter()
+    console.print(f"{description}...")
+    yield
+    console.print(f"{description}: done in {time.perf_counter() - start:.1f} s")
+
+
 def sample_with_progress(
     generator: Any, n: int, *, conditions: dict[str, Any] | None = None, seed: int | None = None
 ) -> pd.DataFrame:
