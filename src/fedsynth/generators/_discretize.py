@@ -75,7 +75,12 @@ class Bins:
         u = rng.random(len(codes))
         if self.integer:
             return np.minimum(low + np.floor(u * (high - low + 1)), high)
-        return low + u * (high - low)
+        values = low + u * (high - low)
+        # The upper edge of a half-open bin belongs to the next one; rounding in low + u * width
+        # can land on it when the bin is very narrow.
+        half_open = (codes < len(self.low) - 1) & (low < high)
+        values[half_open] = np.minimum(values[half_open], np.nextafter(high[half_open], -np.inf))
+        return values
 
 
 def quantile_bins(values: np.ndarray, n_bins: int, *, integer: bool) -> Bins:
