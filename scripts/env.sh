@@ -42,6 +42,10 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$wanted" "$stamp"; then
     quiet_pip --upgrade pip
     quiet_pip "$TORCH_PIN"
     quiet_pip -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    # anonymeter 1.1.0 pins numpy < 1.27 and pyarrow < 22 but runs on numpy 2 and pyarrow 26
+    # (checked by the validation tests): install it without its pins, then make sure numpy 2 stayed.
+    quiet_pip --no-deps "anonymeter==1.1.0"
+    "$VENV/bin/python" -c "import anonymeter, numpy; assert numpy.__version__.startswith('2')"
     "$VENV/bin/python" -c "import torch, fedsynth; assert torch.__version__.startswith('2.13.0')"
     echo "$wanted" >"$stamp"
 fi

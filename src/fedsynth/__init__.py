@@ -15,6 +15,7 @@ from fedsynth.exceptions import (
 )
 from fedsynth.generators import available_generators, load, make
 from fedsynth.metadata import Metadata
+from fedsynth.validation import compare, validate
 
 __all__ = [
     "DataWarning",
@@ -25,7 +26,9 @@ __all__ = [
     "NotFittedError",
     "__version__",
     "available_generators",
+    "compare",
     "datasets",
     "load",
     "make",
+    "validate",
 ]

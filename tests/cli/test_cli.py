@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -135,13 +134,19 @@ def test_bad_data_exits_1_with_the_column_named(tmp_path, clinical, capsys):
     assert main(["metadata", "infer", str(wrong)]) == 1
 
 
-def test_demo_writes_synthetic_cohort(tmp_path, capsys):
+def test_demo_writes_synthetic_cohort_and_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--patients", "300", "--model", "gaussian_copula"]) == 0
+    args = ["demo", "--out", str(out), "--patients", "300", "--model", "gaussian_copula"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Synthetic data:" in printed and "synthetic.csv" in printed
-    real = pd.read_csv(out / "real.csv")
+    assert "Validation report:" in printed
+    train = pd.read_csv(out / "real_train.csv")
     synthetic = pd.read_csv(out / "synthetic.csv")
-    assert len(synthetic) == 300
-    assert list(synthetic.columns) == [c for c in real.columns if c != "patient_id"]
-    assert np.isfinite(synthetic.select_dtypes("number").to_numpy(dtype=float)).any()
+    assert len(synthetic) == len(train) == 210
+    assert list(synthetic.columns) == [c for c in train.columns if c != "patient_id"]
+    scores = json.loads((out / "report.json").read_text())["scores"]
+    assert {"csf", "gsf", "utility", "privacy", "overall"} <= set(scores)
+    assert "<img" in (out / "report.html").read_text()
+    assert main([*args, "--no-report", "--out", str(tmp_path / "quick")]) == 0
+    assert not (tmp_path / "quick" / "report.html").exists()

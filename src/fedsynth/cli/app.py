@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from fedsynth.cli.evaluate import evaluate as _evaluate
 from fedsynth.cli.progress import (
     console,
     error_console,
@@ -161,6 +162,9 @@ def sample(
     console.print(f"{len(table):,} synthetic rows written to [bold]{out}[/]")
 
 
+app.command("evaluate")(_evaluate)
+
+
 @app.command("generators")
 def list_generators() -> None:
     """List the available generators."""
@@ -234,8 +238,12 @@ def demo(
     patients: Annotated[int, typer.Option(min=10, help="Size of the simulated MDS cohort.")] = 4427,
     sites: Annotated[int, typer.Option(min=1, help="Number of hospitals in the cohort.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    report: Annotated[
+        bool, typer.Option("--report/--no-report", help="End with the SAFE validation report.")
+    ] = True,
 ) -> None:
-    """Run the whole job on the built-in simulated MDS cohort: fit, sample, write the CSV."""
+    """Run the whole job on the built-in simulated MDS cohort: fit, sample, write the CSV, and
+    validate it (HTML + JSON report)."""
     from fedsynth.cli.demo import run_demo
 
-    run_demo(out=out, model=model, patients=patients, sites=sites, seed=seed)
+    run_demo(out=out, model=model, patients=patients, sites=sites, seed=seed, report=report)

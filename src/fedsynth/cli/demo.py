@@ -11,13 +11,19 @@ from rich.table import Table
 from fedsynth.cli.progress import console, fitting, make_generator, sample_with_progress, step
 
 
-def run_demo(*, out: Path, model: str, patients: int, sites: int, seed: int) -> Path:
-    """Simulate the MDS cohort, fit ``model``, sample as many patients, write the CSV.
+def run_demo(
+    *, out: Path, model: str, patients: int, sites: int, seed: int, report: bool = True
+) -> Path:
+    """Simulate the MDS cohort, fit ``model`` on 70 % of it, sample, validate, write everything.
 
-    Writes ``real.csv`` (the simulated cohort: no real patient), ``metadata.json``, ``model/``
-    and ``synthetic.csv`` under ``out``, prints a short real-vs-synthetic comparison, and returns
-    the path of the synthetic CSV.
+    Writes under ``out``: ``real_train.csv`` and ``real_holdout.csv`` (the simulated cohort split
+    70/30, stratified on the event: no real patient), ``metadata.json``, ``model/``,
+    ``synthetic.csv`` and, unless ``report`` is false, the SAFE validation report
+    ``report.html`` + ``report.json`` (synthetic vs training rows, holdout as the baseline).
+    Returns the path of the synthetic CSV.
     """
+    from sklearn.model_selection import train_test_split
+
     import fedsynth
     from fedsynth.io import write_table
 
@@ -27,18 +33,30 @@ def run_demo(*, out: Path, model: str, patients: int, sites: int, seed: int) -> 
             n=patients, sites=sites, seed=seed, return_truth=True
         )
         metadata = truth.metadata()
-    write_table(real, out / "real.csv")
+        train, holdout = train_test_split(
+            real, test_size=0.3, random_state=seed, stratify=real[metadata.event]
+        )
+    write_table(train, out / "real_train.csv")
+    write_table(holdout, out / "real_holdout.csv")
     metadata.save(out / "metadata.json")
     generator = make_generator(model, seed=seed)
-    with fitting(generator, f"Fitting {model} on {len(real):,} rows x {real.shape[1]} columns"):
-        generator.fit(real, metadata=metadata)
+    with fitting(generator, f"Fitting {model} on {len(train):,} rows x {train.shape[1]} columns"):
+        generator.fit(train, metadata=metadata)
     generator.save(out / "model")
-    synthetic = sample_with_progress(generator, len(real), seed=seed)
+    synthetic = sample_with_progress(generator, len(train), seed=seed)
     path = write_table(synthetic, out / "synthetic.csv")
-    console.print(_comparison(real, synthetic, metadata))
+    console.print(_comparison(train, synthetic, metadata))
+    if report:
+        result = fedsynth.validate(
+            train, synthetic, holdout=holdout, metadata=metadata, seed=seed, progress=step
+        )
+        result.to_html(out / "report.html", title=f"fedsynth demo: MDS cohort, {model}")
+        result.to_json(out / "report.json")
+        console.print(repr(result), markup=False)
+        console.print(f"Validation report: [bold]{(out / 'report.html').resolve()}[/]")
     console.print(f"\nSynthetic data: [bold]{path.resolve()}[/]")
     console.print(f"Model: {(out / 'model').resolve()}")
-    console.print(f"Simulated real cohort: {(out / 'real.csv').resolve()}")
+    console.print(f"Simulated real cohort (train/holdout): {out.resolve()}/real_*.csv")
     return path
 
 
