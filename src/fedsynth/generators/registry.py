@@ -7,6 +7,7 @@ stays fast and does not import torch for the statistical generators.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,13 +53,16 @@ def register(name: str) -> Callable[[G], G]:
 
 
 def available_generators() -> list[str]:
-    """Names accepted by :func:`make`, sorted."""
-    return sorted(set(BUILTIN_MODULES) | set(_REGISTRY))
+    """Names accepted by :func:`make`, sorted (built-in ones whose module is installed)."""
+    installed = {
+        name for name, module in BUILTIN_MODULES.items() if importlib.util.find_spec(module)
+    }
+    return sorted(installed | set(_REGISTRY))
 
 
 def get_generator_class(name: str) -> type[BaseGenerator]:
     """The class registered under ``name`` (importing its module if needed)."""
-    if name not in _REGISTRY and name in BUILTIN_MODULES:
+    if name not in _REGISTRY and name in available_generators():
         importlib.import_module(BUILTIN_MODULES[name])
     try:
         return _REGISTRY[name]
