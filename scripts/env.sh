@@ -36,7 +36,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.fedsynth-installed"
-wanted="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16) ${EXTRAS:-base}"
+hash="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/env.sh" | sha256sum | cut -c1-16)"
+wanted="$hash ${EXTRAS:-base}"
+# An install with the dev extras also serves the plain demo.
+if [ -f "$stamp" ] && [ -z "$EXTRAS" ] && grep -q "^$hash " "$stamp"; then
+    wanted="$(head -n 1 "$stamp")"
+fi
 if [ ! -f "$stamp" ] || ! grep -qxF "$wanted" "$stamp"; then
     echo "Installing fedsynth and its dependencies (first run takes a few minutes)"
     quiet_pip --upgrade pip
