@@ -190,7 +190,9 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
             )
     if not problems and values.nunique() == 1 and col.kind not in {"duration", "event"}:
         warnings.append(
-            Problem(name, f"constant (every value is {values.iloc[0]!r}); kept as a constant")
+            Problem(
+                name, f"constant (every value is {_examples([values.iloc[0]])}); kept as a constant"
+            )
         )
     return problems, warnings
 
