@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from fedsynth.cli.evaluate import evaluate as _evaluate
+from fedsynth.cli.federate import federate as _federate
 from fedsynth.cli.progress import (
     console,
     error_console,
@@ -163,6 +164,7 @@ def sample(
 
 
 app.command("evaluate")(_evaluate)
+app.command("federate")(_federate)
 
 
 @app.command("generators")

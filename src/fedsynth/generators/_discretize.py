@@ -122,3 +122,43 @@ def quantile_bins(values: np.ndarray, n_bins: int, *, integer: bool) -> Bins:
     low_all, high_all = np.concatenate(low), np.concatenate(high)
     order = np.lexsort((high_all, low_all))
     return Bins(low_all[order], high_all[order], integer, has_missing)
+
+
+def public_bins(
+    low: float, high: float, n_bins: int, *, integer: bool, log: bool, has_missing: bool
+) -> Bins:
+    """At most ``n_bins`` bins of equal width covering the public range ``[low, high]``.
+
+    Used under differential privacy, where the edges may not depend on the data. ``log``
+    spaces them evenly in ``log1p`` (durations: most survival times are short, a few very long).
+    A whole-number column gets whole-number bins ``[a, b - 1]``, one per value when its range
+    holds at most ``n_bins`` values.
+
+    Examples
+    --------
+    >>> bins = public_bins(0, 100, 4, integer=False, log=False, has_missing=True)
+    >>> bins.low.tolist(), bins.high.tolist(), bins.n_states
+    ([0.0, 25.0, 50.0, 75.0], [25.0, 50.0, 75.0, 100.0], 5)
+    >>> public_bins(1, 3, 10, integer=True, log=False, has_missing=False).low.tolist()
+    [1.0, 2.0, 3.0]
+    """
+    if integer:
+        low, high = float(np.ceil(low)), float(np.floor(high))
+    if high <= low:
+        edges = np.array([low, low])
+    elif log and low >= 0:
+        edges = np.expm1(np.linspace(np.log1p(low), np.log1p(high), n_bins + 1))
+    else:
+        edges = np.linspace(low, high, n_bins + 1)
+    if integer:
+        if high - low + 1 <= n_bins:  # no more values than bins: one atom per value
+            values = np.arange(low, high + 1)
+            return Bins(values, values.copy(), True, has_missing)
+        edges = np.unique(np.round(edges))
+        upper = edges[1:].copy()
+        upper[:-1] -= 1
+        return Bins(edges[:-1], upper, True, has_missing)
+    edges = np.unique(edges)
+    if len(edges) == 1:
+        return Bins(edges, edges.copy(), False, has_missing)
+    return Bins(edges[:-1], edges[1:], False, has_missing)

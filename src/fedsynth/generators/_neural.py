@@ -6,8 +6,10 @@ epoch by epoch. Its weights are exposed as a list of arrays for federated averag
 ``fit(..., epochs=k, warm_start=True)`` continues training without touching the encoder.
 
 A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_train_epoch`` and
-``_generate``; optionally ``_validation_loss`` (enables early stopping), ``_after_training`` and
-``_extra_state``/``_load_extra_state``.
+``_generate``; optionally ``_validation_loss`` (enables early stopping), ``_after_training``,
+``_extra_state``/``_load_extra_state`` and ``_batch_sampler`` (which rows make each batch).
+``_train_epoch`` receives a DataLoader yielding ``(batch,)`` tuples whose rows are already on
+the model's device.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import copy
 import math
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,13 +80,23 @@ class NeuralGenerator(BaseGenerator):
         Parameters
         ----------
         epochs : int, optional
-            Epochs of this call (default: the ``epochs`` hyperparameter).
+            Epochs of this call (default: the ``epochs`` hyperparameter). With ``warm_start``,
+            0 trains nothing and only refits what is learned after training (VAE-BGM's latent
+            mixture) on ``data``, e.g. after :meth:`set_weights` loaded averaged weights.
         warm_start : bool, default False
             Continue training the fitted model on ``data`` (same columns) instead of starting
             again: the encoder and metadata are kept, as federated rounds need.
         """
-        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        # epochs=0 with warm_start only redoes the post-training step (e.g. VAE-BGM's mixture)
+        # on ``data``: what a site needs after loading averaged weights.
+        lowest = 0 if warm_start else 1
+        if epochs is not None and (
+            not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < lowest
+        ):
+            raise ValueError(
+                f"epochs must be an integer >= {lowest}{' with warm_start' if warm_start else ''}, "
+                f"got {epochs!r}"
+            )
         self._epochs_this_fit = epochs
         if not (warm_start and self.is_fitted):
             return super().fit(data, metadata)
@@ -137,21 +150,23 @@ class NeuralGenerator(BaseGenerator):
         """Train for this call's epochs, with progress and optional early stopping."""
         import torch
 
-        epochs = self._epochs_this_fit or self.epochs
-        data = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+        epochs = self.epochs if self._epochs_this_fit is None else self._epochs_this_fit
+        # The table is small next to the model's work: it moves to the device once.
+        data = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)).to(self.device_)
         validation = None
         if self.early_stopping and len(data) >= 20:
-            order = rng.permutation(len(data))
+            order = torch.from_numpy(rng.permutation(len(data))).to(self.device_)
             n_val = max(1, round(self.validation_fraction * len(data)))
-            validation = data[order[:n_val]].to(self.device_)
+            validation = data[order[:n_val]]
             data = data[order[n_val:]]
         generator = torch.Generator().manual_seed(_torch_seed(rng))
+        # A DataLoader (what Opacus wraps) whose sampler yields whole index batches: fetching
+        # rows one by one and collating them cost as much as the VAE's training steps on a CPU.
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(data),
-            batch_size=min(self.batch_size, len(data)),
-            shuffle=True,
-            drop_last=len(data) > self.batch_size,
-            generator=generator,
+            batch_size=None,
+            sampler=self._batch_sampler(len(data), generator),
+            generator=generator,  # else each epoch's iterator draws its seed from torch's global one
         )
         best, best_state, waited = math.inf, None, 0
         with _progress(self.verbose, type(self).__name__, epochs) as advance:
@@ -188,7 +203,7 @@ class NeuralGenerator(BaseGenerator):
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         import torch
 
-        generator = torch.Generator(device=self.device_).manual_seed(_torch_seed(rng))
+        generator = self._torch_generator(rng)
         parts = []
         with torch.no_grad():
             for start in range(0, n, 100_000):  # bounded memory for large n
@@ -196,6 +211,17 @@ class NeuralGenerator(BaseGenerator):
                 parts.append(self._generate(size, generator).detach().cpu().numpy())
         matrix = np.concatenate(parts) if parts else np.empty((0, self.encoder_.output_dim_))
         return self.encoder_.inverse_transform(matrix, sample=True, rng=rng)
+
+    def _batch_sampler(self, n: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
+        """The row indices of each batch of one epoch over ``n`` rows (a DataLoader sampler);
+        a DP-SGD subclass returns Poisson-sampled batches instead."""
+        return ShuffledBatches(n, self.batch_size, generator)
+
+    def _torch_generator(self, rng: np.random.Generator) -> torch.Generator:
+        """A torch generator on the model's device, seeded from ``rng``."""
+        import torch
+
+        return torch.Generator(device=self.device_).manual_seed(_torch_seed(rng))
 
     # ------------------------------------------------------------------ weights (federated)
     def _state_dicts(self) -> dict[str, dict[str, Any]]:
@@ -247,6 +273,12 @@ class NeuralGenerator(BaseGenerator):
         return self
 
     # ------------------------------------------------------------------ state
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseGenerator:
+        # JSON has no tuples: architecture knobs such as hidden sizes come back as lists.
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        return super()._from_saved({**config, "params": params}, arrays)
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         encoder_config, encoder_arrays = self.encoder_.get_state()
         arrays = {f"encoder/{k}": v for k, v in encoder_arrays.items()}
@@ -302,6 +334,30 @@ class NeuralGenerator(BaseGenerator):
 
     def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_extra_state` saved."""
+
+
+class ShuffledBatches:
+    """Sampler of a DataLoader that yields one tensor of row indices per batch.
+
+    Each epoch shuffles the rows with ``generator`` and cuts them into ``len(self)`` batches of
+    ``min(batch_size, n)`` rows; the incomplete last batch is dropped, so that a small batch
+    does not make a noisy step (each epoch drops other rows). Indexing the table with a whole
+    batch at once is what makes it fast: a default DataLoader fetches and collates row by row.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(self.n, generator=self.generator)
+        return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))
 
 
 @contextlib.contextmanager

@@ -6,6 +6,9 @@ probabilities of their categories, each category a slice of the normal line). Mi
 numeric column is one more latent variable, a thresholded normal, so that a value missing
 together with another column (not at random) keeps that relation. The latent variables share one
 correlation matrix; sampling draws them jointly and maps each back through its marginal.
+
+With ``dp=`` the marginals are noisy histograms over public or released domains and the
+correlation is released by the Gaussian mechanism (see :class:`GaussianCopula`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,29 @@ from fedsynth.generators._discrete import from_codes, to_codes
 from fedsynth.generators.base import BaseGenerator
 from fedsynth.generators.registry import register
 from fedsynth.metadata import Metadata
+from fedsynth.privacy.accounting import PrivacyLedger
+from fedsynth.privacy.config import DPConfig, DPSettings, resolve_dp
+from fedsynth.privacy.dp_statistics import (
+    ColumnDomain,
+    grid_edges,
+    noisy_counts,
+    private_columns,
+    private_domains,
+    publish_domains,
+    to_proportions,
+)
+from fedsynth.privacy.mechanisms import gaussian_sigma
 
 _EPS = 1e-9
 _MAX_QUANTILES = 1_000
+# Under DP: cells of the noisy histogram of a numeric column over its public range, and the
+# prior variance of a correlation that shrinks the noisy ones (a normal prior with standard
+# deviation 0.3: most correlations between clinical variables are weak).
+_DP_CELLS = 64
+_CORRELATION_PRIOR_VARIANCE = 0.09
+# Quantile of the chi-square distribution at which a row's latent vector is clipped (norm), so
+# that one row's contribution to the correlation is bounded without clipping typical rows.
+_ROW_NORM_QUANTILE = 0.99
 
 
 def _ndtri(u: np.ndarray) -> np.ndarray:
@@ -62,13 +85,41 @@ class _Marginal:
 class GaussianCopula(BaseGenerator):
     """Gaussian copula with empirical marginals.
 
+    With ``dp=`` the copula is (epsilon, delta)-differentially private for add/remove
+    neighbours; each part of the budget is recorded in ``privacy_spent_``:
+
+    1. the domain: when some numeric bounds or category lists are not declared public (see
+       :func:`fedsynth.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
+       releases them (:mod:`fedsynth.privacy.dp_statistics`); nothing otherwise;
+    2. half of the rest of epsilon: the marginals, one histogram per column (the categories, or
+       64 cells of equal width over the bounds, in ``log1p`` for durations, plus a missing
+       cell where the dtype can hold one), with Laplace noise of scale ``m / epsilon_m`` for
+       ``m`` columns (each row adds 1 to one cell of each). Negative counts become 0 and each
+       cell gets the noise scale as pseudo-count, so a drowned histogram is uniform;
+    3. the other half of epsilon and the rest of delta: the correlation. Each row is mapped to
+       normal scores through the *released* marginals (not through ranks, which every row
+       shifts), its latent vector clipped to the norm ``C`` with ``C^2`` the 99% quantile of a
+       chi-square with one degree per latent dimension, and the sum of the rows' outer products
+       released with the Gaussian mechanism (Frobenius sensitivity ``C^2``, "Analyze Gauss",
+       Dwork et al. 2014). The noisy correlations are shrunk towards 0 by their noise (the
+       posterior mean under a normal prior of standard deviation 0.3), corrected for missing
+       values (scores of missing values are 0) and projected onto the correlation matrices.
+
+    The total is the sum of the parts (basic composition): the epsilon and delta asked for.
+    Outside the guarantee, from the shared base class: the exact row count ``n_rows_``, which
+    columns are constant and their value, and the copy guard (fingerprints of training rows
+    saved with the model, and refusing synthetic rows equal to a training row).
+
     Parameters
     ----------
     n_quantiles : int, default 1000
         Points of each numeric column's quantile function that are kept; sampled values are
         interpolated between them, so no training value needs to be stored beyond these.
+    dp : dict, optional
+        Differential privacy, e.g. ``{"epsilon": 1.0, "delta": 1e-5}`` (see
+        :class:`~fedsynth.privacy.DPConfig`); ``None`` for none.
     seed : int or None, default 0
-        Seed of fitting (tie-breaking of categories) and of the sample stream.
+        Seed of fitting (tie-breaking of categories, noise) and of the sample stream.
 
     Attributes
     ----------
@@ -76,6 +127,8 @@ class GaussianCopula(BaseGenerator):
         Correlation of the latent normal scores (positive definite).
     latent_names_ : list of str
         What each latent dimension stands for (``column`` or ``column:missing``).
+    privacy_spent_ : PrivacyLedger or None
+        With ``dp``: every spend and their total (``.epsilon``, ``.delta``); ``None`` without.
 
     Notes
     -----
@@ -94,14 +147,26 @@ class GaussianCopula(BaseGenerator):
 
     native_conditioning = True
 
-    def __init__(self, *, n_quantiles: int = _MAX_QUANTILES, seed: int | None = 0):
+    def __init__(
+        self,
+        *,
+        n_quantiles: int = _MAX_QUANTILES,
+        dp: DPConfig | None = None,
+        seed: int | None = 0,
+    ):
         self.n_quantiles = n_quantiles
+        self.dp = dp
         self.seed = seed
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
         if not isinstance(self.n_quantiles, int) or self.n_quantiles < 2:
             raise ValueError(f"n_quantiles must be an integer >= 2, got {self.n_quantiles!r}")
+        settings = resolve_dp(self.dp)
+        if settings is not None:
+            self._fit_private(data, metadata, rng, settings)
+            return
+        self.privacy_spent_ = None
         n = len(data)
         marginals: list[_Marginal] = []
         latent_names: list[str] = []
@@ -135,6 +200,84 @@ class GaussianCopula(BaseGenerator):
         self.correlation_ = _nearest_correlation(_correlation(z))
         self.marginals_ = marginals
         self.latent_names_ = latent_names
+
+    def _fit_private(
+        self,
+        data: pd.DataFrame,
+        metadata: Metadata,
+        rng: np.random.Generator,
+        settings: DPSettings,
+    ) -> None:
+        """The copula under DP: the budget spent as the class docstring lists."""
+        ledger = PrivacyLedger(settings.max_epsilon)
+        ledger.check("Gaussian copula fit", "domain, marginals, correlation", settings.epsilon)
+        share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
+        domains = private_domains(
+            data,
+            metadata,
+            epsilon=share * settings.epsilon,
+            delta=share * settings.delta,
+            ledger=ledger,
+            rng=rng,
+        )
+        publish_domains(metadata, domains)
+        epsilon_marginals = (1.0 - share) * settings.epsilon / 2
+        scale = data.shape[1] / epsilon_marginals
+        ledger.charge(
+            "marginals", "laplace", epsilon_marginals, columns=data.shape[1], noise_scale=scale
+        )
+        marginals: list[_Marginal] = []
+        latent_names: list[str] = []
+        columns: list[np.ndarray] = []
+        present_rates: list[float] = []
+        totals: list[float] = []
+        for name in data.columns:
+            col, domain = metadata.columns[name], domains[name]
+            if col.is_discrete:
+                marginal, z, total = _private_discrete(
+                    name, data[name], domain, len(latent_names), scale, rng
+                )
+                marginals.append(marginal)
+                latent_names.append(name)
+                columns.append(z)
+                present_rates.append(1.0)
+                totals.append(total)
+                continue
+            marginal, value_z, missing_z, total = _private_numeric(
+                name,
+                pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float),
+                domain,
+                bool(col.integer),
+                col.kind == "duration",
+                len(latent_names),
+                self.n_quantiles,
+                scale,
+                rng,
+            )
+            marginals.append(marginal)
+            latent_names.append(name)
+            columns.append(value_z)
+            present_rates.append(1.0 - marginal.missing_rate)
+            totals.append(total)
+            if missing_z is not None:
+                latent_names.append(f"{name}:missing")
+                columns.append(missing_z)
+                present_rates.append(1.0)
+        # Each column's noisy total estimates n; their mean is far less noisy than any one.
+        n_noisy = max(float(np.mean(totals)), 1.0)
+        z = np.column_stack(columns)
+        self.correlation_ = _private_correlation(
+            z,
+            np.array(present_rates),
+            n_noisy,
+            epsilon=(1.0 - share) * settings.epsilon / 2,
+            delta=(1.0 - share) * settings.delta,
+            ledger=ledger,
+            rng=rng,
+        )
+        self.marginals_ = marginals
+        self.latent_names_ = latent_names
+        self.privacy_spent_ = ledger
 
     # ------------------------------------------------------------------ sample
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -236,9 +379,14 @@ class GaussianCopula(BaseGenerator):
                 arrays[f"cumulative_{i}"] = m.cumulative
             else:
                 arrays[f"quantiles_{i}"] = m.quantiles
-        return {"marginals": specs, "latent_names": self.latent_names_}, arrays
+        state = {"marginals": specs, "latent_names": self.latent_names_}
+        if self.privacy_spent_ is not None:
+            state["privacy"] = self.privacy_spent_.to_dict()
+        return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        privacy = state.get("privacy")
+        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
         self.correlation_ = arrays["correlation"]
         self.latent_names_ = list(state["latent_names"])
         self.marginals_ = []
@@ -315,6 +463,119 @@ def _indicator_scores(missing: np.ndarray, rng: np.random.Generator) -> np.ndarr
     rate = missing.mean()
     u = np.where(missing, rng.uniform(0, rate, len(missing)), rng.uniform(rate, 1, len(missing)))
     return _ndtri(u)
+
+
+# ---------------------------------------------------------------------- private marginals
+def _private_discrete(
+    column: str,
+    values: pd.Series,
+    domain: ColumnDomain,
+    dim: int,
+    scale: float,
+    rng: np.random.Generator,
+) -> tuple[_Marginal, np.ndarray, float]:
+    """A discrete marginal from a noisy histogram, the rows' latent scores, the noisy total.
+
+    Values of categories that were not released count as missing (such a column always has
+    the missing state).
+    """
+    k = len(domain.categories)
+    codes = to_codes(values, domain.categories)
+    cells = np.where(codes < 0, k, codes)
+    noisy = noisy_counts(cells, k + 1, epsilon=1.0 / scale, rng=rng)[: k + int(domain.missing)]
+    proportions = to_proportions(noisy, scale)
+    labels = np.append(np.arange(k), -1)[: len(proportions)]
+    order = np.argsort(-proportions, kind="stable")
+    cumulative = np.cumsum(proportions[order])
+    cumulative[-1] = 1.0
+    low = np.concatenate([[0.0], cumulative[:-1]])
+    slot = np.empty(k + 1, dtype=np.int64)
+    slot[np.where(labels[order] < 0, k, labels[order])] = np.arange(len(order))
+    row_slot = slot[cells]
+    u = low[row_slot] + rng.uniform(size=len(codes)) * (cumulative[row_slot] - low[row_slot])
+    marginal = _Marginal(
+        column=column, discrete=True, value_dim=dim, order=labels[order], cumulative=cumulative
+    )
+    return marginal, _ndtri(u), float(noisy.sum())
+
+
+def _private_numeric(
+    column: str,
+    values: np.ndarray,
+    domain: ColumnDomain,
+    integer: bool,
+    log: bool,
+    dim: int,
+    n_quantiles: int,
+    scale: float,
+    rng: np.random.Generator,
+) -> tuple[_Marginal, np.ndarray, np.ndarray | None, float]:
+    """A numeric marginal from a noisy histogram over the public range, the rows' latent
+    scores (value, and missingness when the column may be missing), the noisy total."""
+    edges = grid_edges(*domain.bounds, _DP_CELLS, integer=integer, log=log)
+    n_cells = len(edges) - 1
+    missing = np.isnan(values)
+    inside = np.clip(values, edges[0], edges[-1])
+    cells = np.where(missing, n_cells, np.clip(np.searchsorted(edges, inside) - 1, 0, n_cells - 1))
+    noisy = noisy_counts(cells, n_cells + 1, epsilon=1.0 / scale, rng=rng)
+    noisy = noisy[: n_cells + int(domain.missing)]
+    proportions = to_proportions(noisy, scale)
+    missing_rate = float(proportions[n_cells]) if domain.missing else 0.0
+    cdf = np.concatenate([[0.0], np.cumsum(proportions[:n_cells])])
+    cdf /= cdf[-1]
+    quantiles = np.interp(np.linspace(0.0, 1.0, n_quantiles), cdf, edges)
+    value_z = np.zeros(len(values))
+    value_z[~missing] = _ndtri(np.interp(inside[~missing], edges, cdf))
+    marginal = _Marginal(
+        column=column,
+        discrete=False,
+        value_dim=dim,
+        quantiles=quantiles,
+        missing_rate=missing_rate,
+    )
+    missing_z = None
+    if domain.missing:
+        marginal.missing_dim = dim + 1
+        u = np.where(
+            missing,
+            rng.uniform(0, missing_rate, len(values)),
+            rng.uniform(missing_rate, 1, len(values)),
+        )
+        missing_z = _ndtri(u)
+    return marginal, value_z, missing_z, float(noisy.sum())
+
+
+def _private_correlation(
+    z: np.ndarray,
+    present_rates: np.ndarray,
+    n_noisy: float,
+    *,
+    epsilon: float,
+    delta: float,
+    ledger: PrivacyLedger,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The latent correlation released by the Gaussian mechanism (see :class:`GaussianCopula`)."""
+    k = z.shape[1]
+    bound = float(stats.chi2.ppf(_ROW_NORM_QUANTILE, k))  # C^2
+    norms = np.sqrt(np.sum(z**2, axis=1, keepdims=True))
+    clipped = z * np.minimum(1.0, np.sqrt(bound) / np.maximum(norms, _EPS))
+    sigma = gaussian_sigma(bound, epsilon, delta)
+    ledger.charge("correlation", "gaussian", epsilon, delta, sensitivity=bound, sigma=sigma)
+    upper = np.triu_indices(k)
+    noisy = (clipped.T @ clipped)[upper] + rng.normal(0.0, sigma, size=len(upper[0]))
+    products = np.zeros((k, k))
+    products[upper] = noisy
+    products = products + np.triu(products, 1).T
+    # Scores of missing values are 0: a pair's sum runs over the rows where both are present.
+    # Missingness taken as independent of the other column, that is n times both present rates.
+    norm = n_noisy * np.sqrt(np.outer(present_rates, present_rates))
+    corr = products / norm
+    noise_variance = (sigma / norm) ** 2
+    corr *= _CORRELATION_PRIOR_VARIANCE / (_CORRELATION_PRIOR_VARIANCE + noise_variance)
+    corr = np.clip(corr, -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    return _nearest_correlation(corr)
 
 
 # ---------------------------------------------------------------------- correlation

@@ -1,0 +1,44 @@
+"""Wall and CPU time of a fit and a draw, shared by both sides of the generator benchmark.
+
+Standard library only: the SDV environment imports it too.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+
+class Clock:
+    """Wall and CPU seconds (all threads of this process) of a ``with`` block.
+
+    CPU seconds are what a shared machine does not distort: wall time grows with whatever else
+    runs, the work a fit needs does not.
+    """
+
+    wall: float
+    cpu: float
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = _cpu_seconds() - self._cpu
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timings(fit: Clock, sample: Clock, rows: int) -> dict[str, float]:
+    """What one child process reports: fit and sampling speed, and its peak memory."""
+    return {
+        "fit_s": fit.wall,
+        "fit_cpu_s": fit.cpu,
+        "sample_rows_per_s": rows / sample.wall,
+        "sample_rows_per_cpu_s": rows / max(sample.cpu, 1e-3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }

@@ -1,0 +1,292 @@
+""":func:`federate`: train a generator over several sites that never share a row."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fedsynth.exceptions import DataWarning
+from fedsynth.federated.errors import FederationError
+from fedsynth.federated.partition import check_partitions
+from fedsynth.federated.settings import RunSettings
+from fedsynth.federated.strategies import STRATEGIES
+from fedsynth.federated.task import load_model, new_generator
+from fedsynth.metadata import Metadata
+
+#: Called with ``(strategy, round, model directory)`` as each round's model is saved.
+RoundCallback = Callable[[str, int, Path], None]
+
+
+class FederationResult:
+    """What a federated run left in its output folder, read back.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The server's output folder (see :mod:`fedsynth.federated.server_app`).
+    strategies : list of str
+        The strategies that ran.
+    sites : dict of str to int
+        The sites that took part, and their rows.
+    refused : dict of str to str
+        Sites refused because their data did not fit the shared metadata, and why.
+    rounds : DataFrame
+        One row per strategy and round: participants, rejected and failed sites, losses.
+    model_paths : dict of str to dict of int to Path
+        Each strategy's saved model after each round.
+    runtime : dict
+        ``wall_seconds`` of the run (start-up included) and ``peak_memory_mb`` per site and for
+        the server, when the run was started by :func:`federate`.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        sites = json.loads((self.out_dir / "sites.json").read_text())
+        self.sites: dict[str, int] = sites["sites"]
+        self.refused: dict[str, str] = sites["refused"]
+        self.rounds = pd.DataFrame(_read_jsonl(self.out_dir / "rounds.jsonl"))
+        self.model_paths: dict[str, dict[int, Path]] = {}
+        for entry in _read_jsonl(self.out_dir / "models.jsonl"):
+            self.model_paths.setdefault(entry["strategy"], {})[entry["round"]] = Path(entry["path"])
+        self.strategies = list(dict.fromkeys(self.rounds["strategy"])) if len(self.rounds) else []
+        runtime = self.out_dir / "runtime.json"
+        self.runtime = json.loads(runtime.read_text()) if runtime.is_file() else {}
+
+    def __repr__(self) -> str:
+        last = {s: max(p) for s, p in self.model_paths.items()}
+        return (
+            f"FederationResult({len(self.sites)} sites, strategies {self.strategies}, "
+            f"last round per strategy {last}, out_dir={str(self.out_dir)!r})"
+        )
+
+    def model(self, strategy: str | None = None, round: int | None = None):
+        """The model of ``strategy`` (default: the first) after ``round`` (default: the last).
+
+        Returns a generator, or a :class:`~fedsynth.federated.task.GeneratorMixture` for
+        ``generator_sharing``; both have ``sample(n, seed=...)``.
+        """
+        strategy = strategy or self.strategies[0]
+        paths = self.model_paths.get(strategy)
+        if not paths:
+            raise FederationError(f"no model of strategy {strategy!r} was saved")
+        if round is None:
+            round = max(paths)
+        if round not in paths:
+            raise FederationError(f"{strategy} has no model for round {round}; has {sorted(paths)}")
+        return load_model(paths[round])
+
+    def sample(
+        self, n: int, strategy: str | None = None, *, round: int | None = None, seed: int = 0
+    ) -> pd.DataFrame:
+        """``n`` synthetic rows from a strategy's model (see :meth:`model`)."""
+        return self.model(strategy, round).sample(n, seed=seed)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def shared_metadata(
+    partitions: Mapping[str, pd.DataFrame],
+    metadata: Metadata | Mapping | str | os.PathLike | None = None,
+) -> Metadata:
+    """The metadata every site shares, resolved on the pooled partitions (a simulation only).
+
+    Categories and bounds, which no site sends, come from the pooled data here; at a real
+    deployment they are written by hand into the shared metadata.
+    """
+    pooled = pd.concat(list(partitions.values()), ignore_index=True)
+    with warnings.catch_warnings():
+        # Each identifier column was already announced when the partitions were made, or is
+        # announced once by the caller's own Metadata.infer.
+        warnings.simplefilter("ignore", DataWarning)
+        if metadata is None:
+            metadata = Metadata.infer(pooled)
+        elif not isinstance(metadata, Metadata):
+            metadata = Metadata.infer(pooled, overrides=metadata)
+    return metadata.resolve(pooled)
+
+
+def federate(
+    partitions: Mapping[str, pd.DataFrame],
+    *,
+    model: str = "vae_bgm",
+    strategy: str | Sequence[str] = "fedavg",
+    rounds: int = 5,
+    local_epochs: int = 10,
+    params: Mapping[str, Any] | None = None,
+    metadata: Metadata | Mapping | str | os.PathLike | None = None,
+    proximal_mu: float = 0.01,
+    min_sites: int = 2,
+    round_timeout: float = 600.0,
+    connect_timeout: float = 120.0,
+    timeout: float = 3600.0,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    audit: bool = False,
+    tls: bool = False,
+    plugins: Sequence[str] = (),
+    on_round: RoundCallback | None = None,
+) -> FederationResult:
+    """Train a generator over several sites with Flower, without any row leaving its site.
+
+    Each partition plays one hospital: it is written to its own file, read only by that site's
+    Flower SuperNode. A SuperLink and the SuperNodes run as local processes on loopback
+    (:class:`~fedsynth.federated.runtime.LocalFederation`); the same apps run at a real
+    deployment. What leaves a site depends on the strategy
+    (:mod:`fedsynth.federated.strategies`).
+
+    Parameters
+    ----------
+    partitions : mapping of str to DataFrame
+        Site name to its table (see :mod:`fedsynth.federated.partition`).
+    model : str, default "vae_bgm"
+        Generator name; ``fedavg``/``fedprox`` need a neural generator.
+    strategy : str or list of str, default "fedavg"
+        ``fedavg``, ``fedprox``, ``synthetic_sharing``, ``generator_sharing``, or several: they
+        then run in lock-step in one federation (one message per site and round).
+    rounds : int, default 5
+        Federated rounds (a generator without weights, e.g. ``bayesian_network``, is fitted once
+        and its rounds repeat the same model).
+    local_epochs : int, default 10
+        Epochs of local training per round.
+    params : dict, optional
+        The generator's hyperparameters (its ``epochs`` is not used).
+    metadata : Metadata, dict or path, optional
+        The shared metadata; inferred from the pooled partitions when omitted, and resolved on
+        them (categories, bounds), as a simulation allows.
+    proximal_mu : float, default 0.01
+        FedProx's proximal weight.
+    min_sites : int, default 2
+        Fewest sites a round may run with; a site that crashes or times out is left out of its
+        round, and the run goes on while at least this many remain.
+    round_timeout : float, default 600
+        Seconds to wait for a round's replies.
+    connect_timeout : float, default 120
+        Seconds to wait for ``min_sites`` connected sites before failing.
+    timeout : float, default 3600
+        Seconds the whole run may take.
+    seed : int, default 0
+        Seed of the shared encoder and of the generators.
+    out : path, optional
+        Folder for everything the run writes (default: a temporary folder that is kept). The
+        sites' tables are written to ``out/sites`` for their SuperNodes and deleted at the end.
+    audit : bool, default False
+        Keep a copy of every message every site sent (``out/server/audit``).
+    tls : bool, default False
+        Encrypt the local connections (throw-away certificates).
+    plugins : list of str
+        Modules to import in the Flower processes (e.g. one that registers a custom generator).
+    on_round : callable, optional
+        ``on_round(strategy, round, model_dir)`` as each round's model is saved.
+
+    Returns
+    -------
+    FederationResult
+
+    Raises
+    ------
+    FederationError
+        When too few sites can take part, a deadline passes, or the run fails.
+
+    Examples
+    --------
+    >>> import fedsynth
+    >>> from fedsynth.federated import federate, partition
+    >>> real = fedsynth.datasets.mds_cohort(n=900, sites=3, seed=0)
+    >>> sites = partition.by_column(real, "site")
+    >>> result = federate(sites, model="vae_bgm", strategy="fedavg", rounds=2)  # doctest: +SKIP
+    >>> synthetic = result.sample(500)  # doctest: +SKIP
+    """
+    from fedsynth.federated.runtime import LocalFederation
+
+    partitions = check_partitions(partitions)
+    strategies = [strategy] if isinstance(strategy, str) else list(strategy)
+    averaging = [s for s in strategies if s in STRATEGIES and STRATEGIES[s].averages_weights]
+    if averaging and not new_generator(model, dict(params or {})).has_weights:
+        raise FederationError(
+            f"{model} has no trainable weights, so {', '.join(averaging)} cannot average them; "
+            "use synthetic_sharing or generator_sharing"
+        )
+    shared = shared_metadata(partitions, metadata)
+    root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federate-"))
+    root.mkdir(parents=True, exist_ok=True)
+    site_files = _write_sites(partitions, root / "sites")
+    metadata_path = root / "metadata.json"
+    metadata_path.write_text(json.dumps(shared.to_dict(), indent=2) + "\n")
+    settings = RunSettings(
+        metadata_path=str(metadata_path),
+        out_dir=str(root / "server"),
+        model=model,
+        params=dict(params or {}),
+        plugins=",".join(plugins),
+        strategies=strategies,
+        rounds=rounds,
+        local_epochs=local_epochs,
+        proximal_mu=proximal_mu,
+        min_sites=min_sites,
+        round_timeout=round_timeout,
+        connect_timeout=connect_timeout,
+        seed=seed,
+        audit=audit,
+    )
+    watcher = _RoundWatcher(Path(settings.out_dir), on_round)
+    start = time.perf_counter()
+    try:
+        with LocalFederation(site_files, workdir=root / "flower", tls=tls) as federation:
+            federation.run(settings, timeout=timeout, on_poll=watcher.poll)
+            runtime = {
+                "wall_seconds": round(time.perf_counter() - start, 2),
+                "peak_memory_mb": {k: round(v, 1) for k, v in federation.peak_memory_mb.items()},
+            }
+    finally:
+        # The sites' files are copies of real rows: they do not outlive the run.
+        shutil.rmtree(root / "sites", ignore_errors=True)
+    (Path(settings.out_dir) / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
+    watcher.poll()
+    return FederationResult(settings.out_dir)
+
+
+def _write_sites(partitions: Mapping[str, pd.DataFrame], folder: Path) -> dict[str, Path]:
+    """One file per site, what the site's SuperNode reads: Parquet, which keeps dtypes, or CSV
+    for a table Parquet cannot hold (a column mixing text and numbers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, (name, table) in enumerate(partitions.items()):
+        path = folder / f"site_{i}.parquet"
+        try:
+            table.to_parquet(path, index=False)
+        except (TypeError, ValueError):  # pyarrow's ArrowTypeError / ArrowInvalid
+            path.unlink(missing_ok=True)
+            path = path.with_suffix(".csv")
+            table.to_csv(path, index=False)
+        files[name] = path
+    return files
+
+
+class _RoundWatcher:
+    """Calls ``on_round`` once for each new line of ``models.jsonl``."""
+
+    def __init__(self, out_dir: Path, on_round: RoundCallback | None):
+        self.index = out_dir / "models.jsonl"
+        self.on_round = on_round
+        self.seen = 0
+
+    def poll(self) -> None:
+        if self.on_round is None:
+            return
+        entries = _read_jsonl(self.index)
+        for entry in entries[self.seen :]:
+            self.on_round(entry["strategy"], entry["round"], Path(entry["path"]))
+        self.seen = len(entries)

@@ -1,0 +1,291 @@
+"""Pure training functions of federated training: no Flower, no network, no global state.
+
+What a site does with its rows (check them, summarise them, train a generator on them, sample
+from it) and what the server does with the sites' replies (check an update, average weights,
+pool synthetic rows, mix generators) are plain functions of arrays and tables here. The Flower
+apps (:mod:`~fedsynth.federated.client_app`, :mod:`~fedsynth.federated.server_app`) only move
+their inputs and outputs between processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.exceptions import FedsynthError
+from fedsynth.federated import _hooks
+from fedsynth.federated.encoder_stats import SharedSchema
+from fedsynth.generators import BaseGenerator, load, make
+
+#: Name of the copy-guard array in saved model files (see ``BaseGenerator.save``).
+_GUARD_ARRAY = "copy_guard_fingerprints"
+
+
+def import_plugins(plugins: str | Sequence[str]) -> None:
+    """Import the modules that register extra generators (comma-separated names).
+
+    A generator registered by the caller's own module must be registered in the Flower
+    processes too: they import the modules named here before making the model.
+    """
+    names = plugins.split(",") if isinstance(plugins, str) else list(plugins)
+    for name in (n.strip() for n in names):
+        if name:
+            importlib.import_module(name)
+
+
+def new_generator(model: str, params: Mapping[str, Any]) -> BaseGenerator:
+    """A generator by registry name, with ``verbose`` off (a Flower process has no terminal)."""
+    generator = make(model, **dict(params))
+    if "verbose" in generator.get_params():
+        generator.set_params(verbose=False)
+    return generator
+
+
+# ---------------------------------------------------------------------- weight averaging
+def start_generator(
+    model: str, params: Mapping[str, Any], schema: SharedSchema, *, n_fits: int = 0
+) -> BaseGenerator:
+    """A neural generator on the shared encoder, untrained (:func:`_hooks.initialize`)."""
+    generator = new_generator(model, params)
+    if not generator.has_weights:
+        raise FedsynthError(
+            f"{model} has no trainable weights to average; federate it with the "
+            "synthetic_sharing or generator_sharing strategy instead"
+        )
+    return _hooks.initialize(generator, schema, n_fits=n_fits)
+
+
+def train_local(
+    generator: BaseGenerator,
+    data: pd.DataFrame,
+    *,
+    epochs: int,
+    proximal_mu: float = 0.0,
+    post_training: bool = True,
+) -> dict[str, float]:
+    """Train a neural generator on a site's rows for ``epochs`` more epochs.
+
+    With ``proximal_mu > 0`` the loss gets FedProx's proximal term towards the weights the
+    generator holds when this is called (the global weights just received). With
+    ``post_training=False`` what the generator derives from its rows after training (VAE-BGM's
+    latent mixture) is not computed: weights that are only sent to be averaged do not need it.
+
+    Returns
+    -------
+    dict
+        The losses of the last epoch.
+    """
+    done = len(generator.history_)
+    skip = contextlib.nullcontext() if post_training else _hooks.without_post_training(generator)
+    with _hooks.proximal_term(generator, proximal_mu), skip:
+        generator.fit(data, epochs=epochs, warm_start=True)
+    history = generator.history_[done:]
+    if not history:
+        return {}
+    return {k: float(v) for k, v in history[-1].items() if k != "epoch"}
+
+
+def refresh_extra_state(generator: BaseGenerator, data: pd.DataFrame) -> _hooks.ExtraState:
+    """The data-derived state of ``generator``'s current weights, computed on ``data``.
+
+    ``fit(data, epochs=0, warm_start=True)`` trains nothing and redoes what the generator learns
+    after training (VAE-BGM's latent mixture); most generators have no such state.
+    """
+    generator.fit(data, epochs=0, warm_start=True)
+    return _hooks.extra_state(generator)
+
+
+def privacy_spent(generator: BaseGenerator) -> dict[str, float]:
+    """``{"epsilon": ..., "delta": ...}`` the generator's training spent under differential
+    privacy (its ``privacy_spent_`` ledger), or ``{}`` when it was trained without DP."""
+    ledger = getattr(generator, "privacy_spent_", None)
+    if ledger is None:
+        return {}
+    return {"epsilon": float(ledger.epsilon), "delta": float(ledger.delta)}
+
+
+def check_update(reference: Sequence[np.ndarray], update: Sequence[np.ndarray]) -> list[str]:
+    """Problems that make a weight update unusable: wrong count, wrong shapes, NaN or infinity.
+
+    Examples
+    --------
+    >>> check_update([np.zeros(2)], [np.array([np.nan, 1.0])])
+    ['array 0: holds NaN or infinite values']
+    """
+    if len(update) != len(reference):
+        return [f"expected {len(reference)} weight arrays, got {len(update)}"]
+    problems = []
+    for i, (old, new) in enumerate(zip(reference, update, strict=True)):
+        new = np.asarray(new)
+        if new.shape != np.shape(old):
+            problems.append(f"array {i}: shape {new.shape}, expected {np.shape(old)}")
+        elif not np.issubdtype(new.dtype, np.number):
+            problems.append(f"array {i}: dtype {new.dtype} is not numeric")
+        elif not np.isfinite(new).all():
+            problems.append(f"array {i}: holds NaN or infinite values")
+    return problems
+
+
+def weighted_average(
+    updates: Sequence[Sequence[np.ndarray]], weights: Sequence[float]
+) -> list[np.ndarray]:
+    """Average of weight lists, weighted (e.g. by site size); each array keeps its dtype.
+
+    Examples
+    --------
+    >>> weighted_average([[np.array([0.0])], [np.array([3.0])]], [2, 1])
+    [array([1.])]
+    """
+    if not updates:
+        raise ValueError("nothing to average")
+    total = float(np.sum(weights))
+    out = []
+    for arrays in zip(*updates, strict=True):
+        mean = sum(
+            np.asarray(a, dtype=np.float64) * (w / total)
+            for a, w in zip(arrays, weights, strict=True)
+        )
+        dtype = np.asarray(arrays[0]).dtype
+        # Integer buffers (e.g. batch-norm's batch counter) stay integers.
+        out.append((np.round(mean) if np.issubdtype(dtype, np.integer) else mean).astype(dtype))
+    return out
+
+
+# ---------------------------------------------------------------------- local generators
+def fit_local(
+    model: str,
+    params: Mapping[str, Any],
+    schema: SharedSchema,
+    data: pd.DataFrame,
+    *,
+    epochs: int,
+    previous: BaseGenerator | None = None,
+    n_fits: int = 0,
+) -> BaseGenerator:
+    """A site's own generator, trained ``epochs`` more epochs on its rows.
+
+    A neural generator is built on the shared encoder (so that no site-specific encoder, with
+    modes fitted on one site's values, ever leaves the site) and trained further each round; any
+    other generator is fitted once on the shared metadata and then kept as it is.
+    """
+    if previous is not None and not previous.has_weights:
+        return previous
+    generator = previous
+    if generator is None:
+        generator = new_generator(model, params)
+        if not generator.has_weights:
+            return generator.fit(data, metadata=schema.metadata)
+        _hooks.initialize(generator, schema, n_fits=n_fits)
+    generator.fit(data, epochs=epochs, warm_start=True)
+    return generator
+
+
+def model_to_payload(
+    generator: BaseGenerator, *, keep_guard: bool
+) -> tuple[str, dict[str, np.ndarray]]:
+    """A generator as its saved files (``model.json`` text and arrays), for a message.
+
+    Parameters
+    ----------
+    keep_guard : bool
+        Keep the copy guard's fingerprints of the training rows. Leave them out of anything
+        that leaves a site: they tell whoever holds a patient's full row whether it was trained
+        on.
+    """
+    with tempfile.TemporaryDirectory(prefix="fedsynth-model-") as tmp:
+        generator.save(tmp)
+        text = (Path(tmp) / "model.json").read_text()
+        with np.load(Path(tmp) / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    if not keep_guard:
+        arrays[_GUARD_ARRAY] = np.empty(0, dtype=np.uint64)
+    return text, arrays
+
+
+def model_from_payload(text: str, arrays: Mapping[str, np.ndarray]) -> BaseGenerator:
+    """Inverse of :func:`model_to_payload` (through :func:`fedsynth.load`, no pickle)."""
+    with tempfile.TemporaryDirectory(prefix="fedsynth-model-") as tmp:
+        (Path(tmp) / "model.json").write_text(text)
+        with open(Path(tmp) / "arrays.npz", "wb") as fh:
+            np.savez(fh, **dict(arrays))
+        return load(tmp)
+
+
+def table_to_bytes(table: pd.DataFrame) -> bytes:
+    """A table as Parquet bytes (dtypes kept), for a message."""
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def table_from_bytes(data: bytes) -> pd.DataFrame:
+    """Inverse of :func:`table_to_bytes`."""
+    return pd.read_parquet(io.BytesIO(data))
+
+
+# ---------------------------------------------------------------------- mixtures of generators
+class GeneratorMixture:
+    """Samples from several generators, each in proportion to its weight (e.g. site size).
+
+    Parameters
+    ----------
+    generators : mapping of str to BaseGenerator
+        One fitted generator per site.
+    weights : mapping of str to float
+        The weight of each (rows at its site).
+
+    Examples
+    --------
+    >>> mixture = GeneratorMixture({"a": gen_a, "b": gen_b}, {"a": 300, "b": 100})  # doctest: +SKIP
+    >>> mixture.sample(400)  # about 300 rows from gen_a, 100 from gen_b  # doctest: +SKIP
+    """
+
+    def __init__(self, generators: Mapping[str, BaseGenerator], weights: Mapping[str, float]):
+        if not generators or set(generators) != set(weights):
+            raise ValueError("a mixture needs one weight per generator, and at least one")
+        self.generators = dict(generators)
+        self.weights = {k: float(weights[k]) for k in self.generators}
+
+    def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
+        """``n`` rows: a multinomial share of them from each generator, shuffled together."""
+        rng = np.random.default_rng(seed)
+        names = list(self.generators)
+        shares = np.array([self.weights[k] for k in names])
+        counts = rng.multinomial(n, shares / shares.sum())
+        parts = [
+            self.generators[name].sample(int(k), seed=int(rng.integers(2**31 - 1)))
+            for name, k in zip(names, counts, strict=True)
+        ]
+        pooled = pd.concat(parts, ignore_index=True)
+        return pooled.iloc[rng.permutation(len(pooled))].reset_index(drop=True)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save as ``mixture.json`` and one model directory per generator."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for i, generator in enumerate(self.generators.values()):
+            generator.save(path / f"part_{i}")
+        listing = [{"name": k, "weight": w} for k, w in self.weights.items()]
+        (path / "mixture.json").write_text(json.dumps({"parts": listing}, indent=2) + "\n")
+        return path
+
+
+def load_model(path: str | os.PathLike) -> BaseGenerator | GeneratorMixture:
+    """Load a round's model: a generator, or a :class:`GeneratorMixture` (generator sharing)."""
+    path = Path(path)
+    listing = path / "mixture.json"
+    if not listing.is_file():
+        return load(path)
+    parts = json.loads(listing.read_text())["parts"]
+    generators = {p["name"]: load(path / f"part_{i}") for i, p in enumerate(parts)}
+    return GeneratorMixture(generators, {p["name"]: p["weight"] for p in parts})

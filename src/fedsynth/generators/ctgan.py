@@ -1,0 +1,508 @@
+"""CTGAN: a conditional Wasserstein GAN for mixed clinical tables (Xu et al. 2019)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.exceptions import ConditionError
+from fedsynth.generators._ctgan_sampler import SpanLayout, TrainingSampler
+from fedsynth.generators._neural import NeuralGenerator, _torch_seed
+from fedsynth.generators.base import rejection_sample
+from fedsynth.generators.registry import register
+from fedsynth.transforms import TableEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+# Weight of the gradient penalty of WGAN-GP (Gulrajani et al. 2017), as in CTGAN.
+_PENALTY = 10.0
+# Rows generated at once when sampling, to bound memory.
+_CHUNK = 100_000
+
+
+def build_generator(
+    embedding_dim: int, cond_dim: int, dims: tuple[int, ...], output_dim: int
+) -> torch.nn.Module:
+    """CTGAN's generator: residual blocks, each appending its output to its input."""
+    import torch
+    from torch import nn
+
+    class Residual(nn.Module):
+        def __init__(self, width: int, size: int):
+            super().__init__()
+            self.fc = nn.Linear(width, size)
+            self.bn = nn.BatchNorm1d(size)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([torch.relu(self.bn(self.fc(x))), x], dim=1)
+
+    layers: list[nn.Module] = []
+    width = embedding_dim + cond_dim
+    for size in dims:
+        layers.append(Residual(width, size))
+        width += size
+    layers.append(nn.Linear(width, output_dim))
+    return nn.Sequential(*layers)
+
+
+def build_discriminator(input_dim: int, dims: tuple[int, ...], pac: int) -> torch.nn.Module:
+    """PacGAN critic: scores packs of ``pac`` rows (with their conditions) laid side by side."""
+    from torch import nn
+
+    class Discriminator(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            width = input_dim * pac
+            for size in dims:
+                layers += [nn.Linear(width, size), nn.LeakyReLU(0.2), nn.Dropout(0.5)]
+                width = size
+            layers.append(nn.Linear(width, 1))
+            self.body = nn.Sequential(*layers)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x.reshape(-1, input_dim * pac))
+
+    return Discriminator()
+
+
+@register("ctgan")
+class CTGAN(NeuralGenerator):
+    """Conditional tabular GAN (CTGAN, Xu et al. 2019), trained with WGAN-GP.
+
+    The table is encoded by :class:`~fedsynth.transforms.TableEncoder` (mode-specific
+    normalisation of numeric columns, one-hot categories, missingness indicators, log
+    durations). The generator maps Gaussian noise and a *conditional vector* (the one-hot of one
+    category of one discrete column) through residual blocks to a row: ``tanh`` on each
+    normalised value, a Gumbel-softmax on each one-hot span in training. A PacGAN critic scores
+    packs of ``pac`` rows with their conditional vectors; it is trained with the Wasserstein
+    loss and a gradient penalty (weight 10), the generator with the critic's score plus the
+    cross-entropy between its conditioned span and the condition.
+
+    Conditions are drawn by *training-by-sampling*: a discrete column uniformly, one of its
+    categories with probability proportional to ``log(1 + count)``, and a real row holding it,
+    so that rare categories (a rare mutation, a small site) are learnt. New rows are generated
+    under conditions drawn from the empirical frequencies, which gives back the table's
+    distribution. The duration and event of a survival pair, and a value and its missingness
+    indicator, come out of the same row of the generator: they are generated jointly.
+
+    Parameters
+    ----------
+    epochs : int, default 150
+        Passes over the training rows; an epoch is ``n // batch_size`` steps (at least one).
+    batch_size : int, default 500
+        Rows per step; a multiple of ``pac``. Conditions and real rows are drawn with
+        replacement, so it may exceed the number of training rows.
+    generator_lr, discriminator_lr : float, default 2e-4
+        Adam learning rates (betas 0.5 and 0.9, as in CTGAN).
+    generator_decay, discriminator_decay : float, default 1e-6
+        Adam L2 penalties.
+    discriminator_steps : int, default 1
+        Critic updates per generator update.
+    pac : int, default 10
+        Rows the critic scores together (PacGAN), which penalises a generator that collapses
+        onto a few modes.
+    embedding_dim : int, default 128
+        Dimension of the generator's input noise.
+    generator_dims : tuple of int, default (256, 256)
+        Widths of the generator's residual blocks.
+    discriminator_dims : tuple of int, default (256, 256)
+        Widths of the critic's hidden layers.
+    early_stopping : bool, default False
+        Must stay ``False``: a GAN has no validation loss that tracks sample quality (the
+        critic's score moves with the critic), so there is nothing sound to stop on.
+    patience : int, default 10
+        Unused while ``early_stopping`` is ``False``; kept for the neural generators' interface.
+    validation_fraction : float, default 0.1
+        Unused while ``early_stopping`` is ``False``; kept for the neural generators' interface.
+    device : str, default "auto"
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda[:N]"``.
+    verbose : bool, default False
+        Show a progress bar with the epoch's mean losses.
+    seed : int or None, default 0
+        Seed of the encoder, the initial weights and every draw of training and sampling: the
+        same seed gives the same samples on the CPU.
+
+    Attributes
+    ----------
+    encoder_ : TableEncoder
+        The fitted table encoder.
+    generator_, discriminator_ : torch.nn.Module
+        The two networks: plain modules, which Opacus can wrap. :meth:`get_weights` returns
+        both (generator first), so federated averaging averages both.
+    layout_ : SpanLayout
+        The encoder's spans and the conditional vector's layout, as index tensors.
+    history_ : list of dict
+        Per epoch, means over its steps: ``generator`` (the critic's score of fake rows,
+        negated), ``conditional`` (the generator's cross-entropy on its conditions),
+        ``discriminator`` (Wasserstein loss) and ``penalty`` (gradient penalty).
+    device_ : torch.device
+        Where the networks live.
+    metadata_ : Metadata
+        The resolved metadata of the training table.
+
+    Notes
+    -----
+    ``fit(data, epochs=k, warm_start=True)`` continues training both networks with their
+    optimisers' state when the model was trained in this process; a model restored by
+    :func:`fedsynth.load` continues with fresh Adam moments (they are not saved). Conditions and
+    real rows are drawn from the rows of the data passed to that call, so a site continues on
+    its own categories.
+
+    ``sample(n, conditions=...)`` conditions the generator on the rarest of the discrete
+    conditions (the one the conditional vector helps most) and keeps, by bounded rejection
+    sampling, the rows that meet every condition. Numeric conditions are refused: CTGAN has no
+    conditional vector for a value.
+
+    Training-by-sampling reads training rows by category. A differentially private version must
+    instead draw its real rows as the data loader's batches (which Opacus samples) and take the
+    conditions from them, since category counts are not private.
+
+    The defaults are CTGAN's except ``epochs`` (150 instead of 300), to fit in at most a third
+    of SDV's time (``benchmarks/generators.py`` compares them). A step also costs less than
+    SDV's: the critic's last fake batch is reused for the generator's update (one generator
+    pass per step instead of two, no gradient through the generator in the critic's update),
+    conditions and real rows are drawn with a few tensor operations, and Adam is fused.
+
+    References
+    ----------
+    Xu L, Skoularidou M, Cuesta-Infante A, Veeramachaneni K. Modeling tabular data using
+    conditional GAN. NeurIPS 2019.
+
+    Gulrajani I, Ahmed F, Arjovsky M, Dumoulin V, Courville A. Improved training of Wasserstein
+    GANs. NeurIPS 2017.
+
+    Lin Z, Khetan A, Fanti G, Oh S. PacGAN: the power of two samples in generative adversarial
+    networks. NeurIPS 2018.
+
+    Examples
+    --------
+    >>> import fedsynth
+    >>> real = fedsynth.datasets.mds_cohort(n=500, seed=0)
+    >>> gen = fedsynth.make("ctgan", epochs=30, seed=0).fit(real)  # doctest: +SKIP
+    >>> gen.sample(3, conditions={"TP53": 1})["TP53"].tolist()  # doctest: +SKIP
+    [1, 1, 1]
+    """
+
+    native_conditioning = True
+
+    def __init__(
+        self,
+        *,
+        epochs: int = 150,
+        batch_size: int = 500,
+        generator_lr: float = 2e-4,
+        discriminator_lr: float = 2e-4,
+        generator_decay: float = 1e-6,
+        discriminator_decay: float = 1e-6,
+        discriminator_steps: int = 1,
+        pac: int = 10,
+        embedding_dim: int = 128,
+        generator_dims: tuple[int, ...] = (256, 256),
+        discriminator_dims: tuple[int, ...] = (256, 256),
+        early_stopping: bool = False,
+        patience: int = 10,
+        validation_fraction: float = 0.1,
+        device: str = "auto",
+        verbose: bool = False,
+        seed: int | None = 0,
+    ):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.generator_lr = generator_lr
+        self.discriminator_lr = discriminator_lr
+        self.generator_decay = generator_decay
+        self.discriminator_decay = discriminator_decay
+        self.discriminator_steps = discriminator_steps
+        self.pac = pac
+        self.embedding_dim = embedding_dim
+        self.generator_dims = generator_dims
+        self.discriminator_dims = discriminator_dims
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.verbose = verbose
+        self.seed = seed
+
+    # ------------------------------------------------------------------ checks
+    def _check_training_params(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "discriminator_steps", "pac", "embedding_dim"):
+            value = getattr(self, name)
+            if not _positive_int(value):
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        for name in ("generator_lr", "discriminator_lr"):
+            value = getattr(self, name)
+            if not (_number(value) and value > 0):
+                problems.append(f"{name} must be a positive number, got {value!r}")
+        for name in ("generator_decay", "discriminator_decay"):
+            value = getattr(self, name)
+            if not (_number(value) and value >= 0):
+                problems.append(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("generator_dims", "discriminator_dims"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or not all(_positive_int(v) for v in value):
+                problems.append(f"{name} must be a tuple of positive integers, got {value!r}")
+        if (
+            _positive_int(self.batch_size)
+            and _positive_int(self.pac)
+            and self.batch_size % self.pac
+        ):
+            problems.append(
+                f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac}): the "
+                f"critic scores rows in packs of pac, e.g. batch_size="
+                f"{max(self.pac, self.batch_size // self.pac * self.pac)}"
+            )
+        if self.early_stopping is not False:
+            problems.append(
+                "early_stopping must be False: a GAN has no validation loss that tracks the "
+                "quality of its samples; choose the number of epochs instead"
+            )
+        if problems:
+            raise ValueError(
+                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
+            )
+
+    # ------------------------------------------------------------------ NeuralGenerator hooks
+    def _build(self, encoder: TableEncoder) -> None:
+        import torch
+
+        self.layout_ = SpanLayout(encoder, self.device_)
+        cond_dim = self.layout_.cond_dim
+        self.generator_ = build_generator(
+            int(self.embedding_dim), cond_dim, tuple(self.generator_dims), encoder.output_dim_
+        ).to(self.device_)
+        self.discriminator_ = build_discriminator(
+            encoder.output_dim_ + cond_dim, tuple(self.discriminator_dims), int(self.pac)
+        ).to(self.device_)
+        # The training loop switches to train() each epoch; a loaded model must sample with
+        # the batch-norm statistics it learnt, so the networks start in eval mode.
+        self.generator_.eval()
+        self.discriminator_.eval()
+        # The fused Adam kernel (CPU and CUDA) is several times faster than the per-tensor loop
+        # for these million-weight layers; it is still a plain optimiser that Opacus can wrap.
+        self.generator_optimizer_ = torch.optim.Adam(
+            self.generator_.parameters(),
+            lr=self.generator_lr,
+            betas=(0.5, 0.9),
+            weight_decay=self.generator_decay,
+            fused=True,
+        )
+        self.discriminator_optimizer_ = torch.optim.Adam(
+            self.discriminator_.parameters(),
+            lr=self.discriminator_lr,
+            betas=(0.5, 0.9),
+            weight_decay=self.discriminator_decay,
+            fused=True,
+        )
+        # Conditions of generated rows: a discrete column uniformly, then one of its
+        # categories with its training frequency; flattened over the conditional vector.
+        frequencies = encoder.category_probabilities(log_frequency=False)
+        flat = [frequencies[span.column] for span in self.layout_.discrete]
+        self._generation_slots = (
+            torch.tensor(np.concatenate(flat) / len(flat), dtype=torch.float32).to(self.device_)
+            if flat
+            else None
+        )
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.generator_, "discriminator": self.discriminator_}
+
+    def _train(self, matrix: np.ndarray, rng: np.random.Generator) -> None:
+        import torch
+
+        self._sampler = TrainingSampler(matrix, self.layout_, self.device_)
+        # Dropout draws from torch's global generator, so every draw of a step does too: it is
+        # seeded from ``rng`` inside a fork, which leaves the caller's random state untouched.
+        devices = []
+        if self.device_.type == "cuda":
+            devices = [
+                torch.cuda.current_device() if self.device_.index is None else self.device_.index
+            ]
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(_torch_seed(rng))
+                super()._train(matrix, rng)
+        finally:
+            del self._sampler
+
+    def _train_epoch(self, loader, generator: torch.Generator) -> dict[str, float]:
+        import torch
+
+        # Real rows come from training-by-sampling, not from the loader's batches; the loader
+        # only sets the epoch's length (n // batch_size steps, as in CTGAN).
+        totals = torch.zeros(4, device=self.device_)
+        steps = len(loader)
+        for _ in range(steps):
+            totals += self._step()
+        generator_loss, conditional, critic, penalty = (totals / steps).tolist()
+        return {
+            "generator": generator_loss,
+            "conditional": conditional,
+            "discriminator": critic,
+            "penalty": penalty,
+        }
+
+    def _step(self) -> torch.Tensor:
+        """``discriminator_steps`` critic updates, then one generator update.
+
+        Returns the generator's critic loss and conditional cross-entropy, and the critic's
+        mean Wasserstein loss and gradient penalty, as one tensor (read once per epoch, so that
+        a GPU is not synchronised at every step).
+        """
+        import torch
+
+        n = int(self.batch_size)
+        critic = torch.zeros(2, device=self.device_)
+        for k in range(int(self.discriminator_steps)):
+            last = k == int(self.discriminator_steps) - 1
+            if self._sampler.n_columns:
+                cond, column, category = self._sampler.conditions(n)
+            else:
+                cond = column = category = None
+            # The last critic step's fake rows are kept, with their graph, for the generator's
+            # update (as in PyTorch's DCGAN example): one generator pass per step, not two.
+            with torch.set_grad_enabled(last):
+                raw = self._fake(n, cond)
+                fake = _with(self.layout_.activate(raw, gumbel=True), cond)
+            # Real rows under the same conditions as the fake ones, each holding its condition.
+            real = _with(self._sampler.rows(column, category, n), cond)
+            critic += self._critic_update(real, fake.detach())
+        # Only the generator's weights are updated now: the critic's need no gradient.
+        self.discriminator_.requires_grad_(False)
+        try:
+            loss = -self.discriminator_(fake).mean()
+        finally:
+            self.discriminator_.requires_grad_(True)
+        conditional = (
+            self.layout_.condition_loss(raw, column, category)
+            if cond is not None
+            else torch.zeros((), device=self.device_)
+        )
+        self.generator_optimizer_.zero_grad(set_to_none=True)
+        (loss + conditional).backward()
+        self.generator_optimizer_.step()
+        return torch.cat([loss.detach()[None], conditional.detach()[None], critic / (k + 1)])
+
+    def _fake(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
+        """Raw generator output for ``n`` rows under the conditional vectors ``cond``."""
+        import torch
+
+        noise = torch.randn((n, int(self.embedding_dim)), device=self.device_)
+        return self.generator_(_with(noise, cond))
+
+    def _critic_update(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One critic update; returns its (Wasserstein loss, gradient penalty)."""
+        import torch
+
+        loss = self.discriminator_(fake).mean() - self.discriminator_(real).mean()
+        penalty = self._gradient_penalty(real, fake)
+        self.discriminator_optimizer_.zero_grad(set_to_none=True)
+        (loss + penalty).backward()
+        self.discriminator_optimizer_.step()
+        return torch.stack([loss.detach(), penalty.detach()])
+
+    def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """WGAN-GP penalty on the critic's gradient norm, one interpolation weight per pack."""
+        import torch
+
+        pac, width = int(self.pac), real.shape[1]
+        alpha = torch.rand((len(real) // pac, 1, 1), device=real.device)
+        alpha = alpha.expand(-1, pac, width).reshape(-1, width)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(
+            self.discriminator_(mixed).sum(), mixed, create_graph=True
+        )
+        norms = gradient.reshape(-1, pac * width).norm(2, dim=1)
+        return _PENALTY * ((norms - 1) ** 2).mean()
+
+    def _generate(
+        self, n: int, generator: torch.Generator, slot: int | None = None
+    ) -> torch.Tensor:
+        """Activated rows; conditioned on conditional-vector ``slot``, else on drawn conditions."""
+        import torch
+
+        noise = torch.randn((n, int(self.embedding_dim)), generator=generator, device=self.device_)
+        if self._generation_slots is not None:
+            if slot is None:
+                slots = torch.multinomial(
+                    self._generation_slots, n, replacement=True, generator=generator
+                )
+            else:
+                slots = torch.full((n,), slot, dtype=torch.long, device=self.device_)
+            noise = torch.cat([noise, self.layout_.one_hot(slots)], dim=1)
+        return self.layout_.activate(self.generator_(noise))
+
+    # ------------------------------------------------------------------ conditional sampling
+    def _sample_conditioned(
+        self, n: int, conditions: dict[str, Any], rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """Rows meeting ``conditions``: the generator conditioned on one, rejection for the rest.
+
+        The conditional vector is set to the rarest condition in the training data (so that
+        the rest, met by rejection, are as likely as they can be among the generated rows).
+        The generator follows its condition closely but not always, so every condition,
+        that one included, is checked on the decoded rows.
+
+        Raises
+        ------
+        ConditionError
+            For a numeric condition, a category absent from the training data, or conditions
+            too rare to meet within the bounded sampling budget.
+        """
+        import torch
+
+        continuous = [c for c in conditions if self.metadata_.columns[c].is_continuous]
+        if continuous:
+            raise ConditionError(
+                f"ctgan cannot condition on numeric column(s) {continuous}: its conditional "
+                "vector holds categories only; use gaussian_copula or bayesian_network to "
+                "condition on numeric values"
+            )
+        counts = self.encoder_.category_counts_
+        starts = {span.column: span.start for span in self.layout_.discrete}
+        offsets = {
+            span.column: int(start)
+            for span, start in zip(
+                self.layout_.discrete, self.layout_.cond_start.tolist(), strict=True
+            )
+        }
+        slots = {c: self.encoder_.category_slot(c, v) - starts[c] for c, v in conditions.items()}
+        unseen = [f"{c}={conditions[c]!r}" for c, s in slots.items() if counts[c][s] == 0]
+        if unseen:
+            raise ConditionError(
+                f"cannot sample with {', '.join(unseen)}: never seen in the training data, so "
+                "ctgan never learnt to generate it"
+            )
+        rarest = min(slots, key=lambda c: counts[c][slots[c]])
+        slot = offsets[rarest] + slots[rarest]
+
+        def draw(k: int, rng: np.random.Generator) -> pd.DataFrame:
+            generator = self._torch_generator(rng)
+            with torch.no_grad():
+                parts = [
+                    self._generate(min(_CHUNK, k - start), generator, slot).cpu().numpy()
+                    for start in range(0, k, _CHUNK)
+                ]
+            return self.encoder_.inverse_transform(np.concatenate(parts), sample=True, rng=rng)
+
+        return rejection_sample(draw, n, conditions, rng, max_draws=max(200 * n, 100_000))
+
+
+def _with(rows: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """``rows`` with their conditional vectors appended (as the critic and generator read them)."""
+    import torch
+
+    return rows if cond is None else torch.cat([rows, cond], dim=1)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)

@@ -1,0 +1,99 @@
+"""TVAE: a variational autoencoder for mixed clinical tables, sampling its latent codes from N(0, I)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fedsynth.generators._vae import VAEGenerator
+from fedsynth.generators.registry import register
+
+if TYPE_CHECKING:
+    import torch
+
+
+@register("tvae")
+class TVAE(VAEGenerator):
+    """Tabular variational autoencoder (Xu et al. 2019).
+
+    The table is encoded by :class:`~fedsynth.transforms.TableEncoder` (mode-specific
+    normalisation, one-hot categories, missingness indicators, log durations). An MLP encoder
+    maps a row to a Gaussian posterior over ``latent_dim`` latent variables; an MLP decoder maps
+    a latent code to a Gaussian over each normalised value (with a learned standard deviation
+    per value column) and a categorical distribution over each one-hot span. Training minimises
+    ``loss_factor`` x reconstruction negative log-likelihood + KL divergence from N(0, I).
+
+    New rows decode codes drawn from N(0, I); each feature is then drawn from its decoded
+    distribution. The duration and event of a survival pair, and a value and its missingness
+    indicator, are decoded from the same code, so they are generated jointly.
+
+    Parameters
+    ----------
+    epochs : int, default 120
+        Passes over the training rows.
+    batch_size : int, default 500
+        Rows per optimisation step (at most the number of training rows).
+    lr : float, default 1e-3
+        Adam learning rate.
+    weight_decay : float, default 1e-5
+        Adam L2 penalty.
+    latent_dim : int, default 16
+        Dimension of the latent space.
+    hidden_dims : tuple of int, default (128, 128)
+        Widths of the encoder's hidden layers (the decoder's, reversed).
+    loss_factor : float, default 2.0
+        Weight of the reconstruction against the KL term: larger reconstructs rows more
+        sharply, smaller keeps the codes closer to N(0, I).
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the rows, stop when their loss (decoded from the
+        posterior mean) has not improved for ``patience`` epochs, and keep the best epoch.
+    patience : int, default 10
+        Epochs without improvement before early stopping.
+    validation_fraction : float, default 0.1
+        Share of the rows held out for early stopping.
+    device : str, default "auto"
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda[:N]"``.
+    verbose : bool, default False
+        Show a progress bar with the losses.
+    seed : int or None, default 0
+        Seed of the encoder, the initial weights, the batches and the draws: the same seed
+        gives the same samples on the CPU.
+
+    Attributes
+    ----------
+    encoder_ : TableEncoder
+        The fitted table encoder.
+    encoder_net_, decoder_net_ : torch.nn.Module
+        The VAE's networks (plain modules, which Opacus can wrap).
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss`` (per row) and, with early stopping, ``validation``.
+    device_ : torch.device
+        Where the networks live.
+    metadata_ : Metadata
+        The resolved metadata of the training table.
+
+    Notes
+    -----
+    Conditional sampling is native: the latent codes are reweighted by the probability the
+    decoder gives the conditions (see ``_sample_conditioned``), which also accepts numeric
+    conditions. Unlike SDV's TVAE, the default latent space is small (16) and the loss treats
+    all spans in one vectorised pass; 120 epochs of 500 rows reach its quality in a fraction of
+    its time.
+
+    References
+    ----------
+    Xu L, Skoularidou M, Cuesta-Infante A, Veeramachaneni K. Modeling tabular data using
+    conditional GAN. NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import fedsynth
+    >>> real = fedsynth.datasets.mds_cohort(n=500, seed=0)
+    >>> gen = fedsynth.make("tvae", epochs=50, seed=0).fit(real)  # doctest: +SKIP
+    >>> gen.sample(3, conditions={"TP53": 1})["TP53"].tolist()  # doctest: +SKIP
+    [1, 1, 1]
+    """
+
+    def _latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
+        return torch.randn((n, int(self.latent_dim)), generator=generator, device=self.device_)

@@ -1,0 +1,239 @@
+"""DP-SGD through Opacus: noise calibrated to a target epsilon, Poisson sampling, clipping.
+
+A neural generator trains its private part (the whole VAE; CTGAN's discriminator) with
+:class:`PrivateTraining`: every step draws each training row independently with probability
+``q = batch_size / n`` (Poisson sampling, the accountants' assumption), clips each row's
+gradient to ``max_grad_norm`` and adds Gaussian noise of standard deviation
+``noise_multiplier * max_grad_norm``. The noise multiplier is the smallest that keeps the planned
+steps within the target (epsilon, delta) under the chosen Opacus accountant (RDP or PRV); the
+accountant's history ``[(noise_multiplier, q, steps)]`` is what the ledger records, so that
+anyone can recompute the spend.
+
+The noise comes from torch's generator, seeded from the generator's ``seed`` (Opacus's
+``secure_mode``, a cryptographic generator, is off): the guarantee is the mathematical one and
+does not cover attacks on floating-point or pseudo-random noise.
+
+Opacus is imported only here, when a model is trained with ``dp=``; install it with
+``pip install opacus==1.6.0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+_INSTALL_HINT = "DP-SGD needs Opacus: pip install opacus==1.6.0"
+
+
+def _opacus():
+    try:
+        import opacus
+    except ImportError as exc:  # an optional dependency: say how to get it
+        raise ImportError(_INSTALL_HINT) from exc
+    return opacus
+
+
+def make_accountant(name: str, history: Sequence[Sequence[float]] = ()) -> Any:
+    """An Opacus accountant (``"rdp"`` or ``"prv"``) holding ``history``."""
+    _opacus()
+    from opacus.accountants import create_accountant
+
+    accountant = create_accountant(mechanism=name)
+    accountant.history = [(float(s), float(q), int(t)) for s, q, t in history]
+    return accountant
+
+
+def epsilon_spent(history: Sequence[Sequence[float]], delta: float, accountant: str) -> float:
+    """Epsilon of DP-SGD steps ``[(noise_multiplier, sample_rate, steps), ...]`` at ``delta``."""
+    with _quiet():
+        return float(make_accountant(accountant, history).get_epsilon(delta=delta))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Opacus's notes that are not problems here: the RDP bound at the edge of its
+    orders (still a valid upper bound) and the secure generator being off (see the module
+    docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        yield
+
+
+def noise_multiplier_for(
+    epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+) -> float:
+    """Smallest noise multiplier with which ``steps`` steps at ``sample_rate`` stay within
+    (``epsilon``, ``delta``), by Opacus's calibration."""
+    _opacus()
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with _quiet():
+        noise = get_noise_multiplier(
+            target_epsilon=epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=accountant,
+            epsilon_tolerance=0.005,
+        )
+    return float(noise)
+
+
+class PoissonBatches:
+    """Sampler of a DataLoader yielding, ``steps`` times, the indices of the rows drawn
+    independently with probability ``sample_rate`` each (batches of varying size)."""
+
+    def __init__(self, n: int, sample_rate: float, steps: int, generator: torch.Generator):
+        self.n = n
+        self.sample_rate = sample_rate
+        self.steps = steps
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        import torch
+
+        for _ in range(self.steps):
+            drawn = torch.rand(self.n, generator=self.generator) < self.sample_rate
+            yield torch.nonzero(drawn).squeeze(1)
+
+
+class PrivateTraining:
+    """A DP-SGD run planned to spend (``epsilon``, ``delta``) over ``epochs`` epochs.
+
+    Parameters
+    ----------
+    n_rows : int
+        Training rows.
+    batch_size : int
+        Expected rows per step: the sample rate is ``batch_size / n_rows``.
+    epochs : int
+        Planned epochs, each ``round(n_rows / batch_size)`` steps.
+    epsilon, delta : float
+        Target of the whole run.
+    max_grad_norm : float
+        Per-sample clipping norm.
+    accountant : {"rdp", "prv"}
+        Opacus accountant used to calibrate the noise and to report the spend.
+
+    Attributes
+    ----------
+    sample_rate, steps_per_epoch, noise_multiplier
+        The plan.
+
+    Examples
+    --------
+    >>> plan = PrivateTraining(n_rows=6000, batch_size=500, epochs=30, epsilon=1.0,
+    ...                        delta=1e-5, max_grad_norm=1.0, accountant="rdp")
+    >>> plan.steps_per_epoch, round(plan.noise_multiplier, 2)  # doctest: +SKIP
+    (12, 1.27)
+    """
+
+    def __init__(
+        self,
+        *,
+        n_rows: int,
+        batch_size: int,
+        epochs: int,
+        epsilon: float,
+        delta: float,
+        max_grad_norm: float,
+        accountant: str,
+    ):
+        self.sample_rate = min(1.0, batch_size / n_rows)
+        self.steps_per_epoch = max(1, round(1.0 / self.sample_rate))
+        self.epochs = epochs
+        self.epsilon = epsilon
+        self.delta = delta
+        self.max_grad_norm = max_grad_norm
+        self.accountant = accountant
+        self.noise_multiplier = noise_multiplier_for(
+            epsilon, delta, self.sample_rate, self.steps_per_epoch * epochs, accountant
+        )
+        self.engine: Any = None
+        self._manual_steps = 0
+
+    @property
+    def history(self) -> list[tuple[float, float, int]]:
+        """The planned steps in an accountant's form."""
+        return [(self.noise_multiplier, self.sample_rate, self.steps_per_epoch * self.epochs)]
+
+    def sampler(self, n_rows: int, generator: torch.Generator) -> PoissonBatches:
+        """The Poisson sampler of one epoch."""
+        return PoissonBatches(n_rows, self.sample_rate, self.steps_per_epoch, generator)
+
+    def attach(
+        self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: Any, generator
+    ) -> tuple[Any, torch.optim.Optimizer]:
+        """Per-sample gradient hooks on ``module`` and the DP optimizer replacing ``optimizer``.
+
+        ``module`` is used as it is (Opacus's hooks, no wrapper, so its ``state_dict`` keeps
+        its keys); the training step must call the returned optimizer. Returns
+        ``(hooks, dp_optimizer)``; :meth:`detach` undoes the hooks.
+        """
+        opacus = _opacus()
+        with _quiet():
+            engine = opacus.PrivacyEngine(accountant=self.accountant)
+        hooks, dp_optimizer, _ = engine.make_private(
+            module=module,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            # The loader already draws Poisson batches (PoissonBatches), with the sample rate
+            # that Opacus reads from its length.
+            poisson_sampling=False,
+            wrap_model=False,
+            noise_generator=generator,
+        )
+        self.engine = engine
+        return hooks, dp_optimizer
+
+    def noisy_sum(
+        self, per_sample: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """One private step computed by the caller: the per-sample gradients (first dimension:
+        the samples), each clipped to ``max_grad_norm`` in their joint L2 norm, summed, plus
+        Gaussian noise of standard deviation ``noise_multiplier * max_grad_norm``.
+
+        For training steps that Opacus's hooks cannot follow (several passes of one module, a
+        gradient penalty's double backward); the step is counted for :meth:`steps_taken`.
+        Divide the result by the expected batch size (``sample_rate * n``) for a mean.
+        """
+        import torch
+
+        norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_sample.values()))
+        factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        std = self.noise_multiplier * self.max_grad_norm
+        out = {}
+        for name, grads in per_sample.items():
+            total = torch.einsum("i,i...->...", factors, grads)
+            noise = torch.randn(total.shape, generator=generator, device=total.device)
+            out[name] = total + std * noise
+        self._manual_steps += 1
+        return out
+
+    def steps_taken(self) -> list[tuple[float, float, int]]:
+        """The accountant's history of the steps actually taken."""
+        if self.engine is not None:
+            return [(float(s), float(q), int(t)) for s, q, t in self.engine.accountant.history]
+        if not self._manual_steps:
+            return []
+        return [(self.noise_multiplier, self.sample_rate, self._manual_steps)]
+
+    @staticmethod
+    def detach(hooks: Any, module: torch.nn.Module) -> None:
+        """Remove the per-sample hooks and the per-sample gradients left on ``module``."""
+        hooks.remove_hooks()
+        for parameter in module.parameters():
+            for name in ("grad_sample", "_forward_counter", "summed_grad"):
+                if hasattr(parameter, name):
+                    delattr(parameter, name)
