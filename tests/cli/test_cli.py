@@ -137,6 +137,7 @@ def test_bad_data_exits_1_with_the_column_named(tmp_path, clinical, capsys):
 def test_demo_writes_synthetic_cohort_and_report(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--patients", "300", "--model", "gaussian_copula"]
+    args += ["--central"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Synthetic data:" in printed and "synthetic.csv" in printed
@@ -150,3 +151,21 @@ def test_demo_writes_synthetic_cohort_and_report(tmp_path, capsys):
     assert "<img" in (out / "report.html").read_text()
     assert main([*args, "--no-report", "--out", str(tmp_path / "quick")]) == 0
     assert not (tmp_path / "quick" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_demo_federates_over_the_sites_by_default(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--patients", "300", "--rounds", "1", "--local-epochs", "1"]
+    assert main([*args, "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "Federating vae_bgm with fedavg over 3 sites" in printed
+    assert "round 1/1 done (fedavg)" in printed
+    log = (out / "federation" / "server" / "rounds.jsonl").read_text().splitlines()
+    rounds = [json.loads(line) for line in log]
+    assert [(r["strategy"], r["round"]) for r in rounds] == [("fedavg", 1)]
+    assert json.loads((out / "model" / "model.json").read_text())["generator"] == "vae_bgm"
+    synthetic = pd.read_csv(out / "synthetic.csv")
+    assert len(synthetic) == len(pd.read_csv(out / "real_train.csv"))
+    # no site's table is left behind in the run's folder
+    assert not list((out / "federation").rglob("sites/*.parquet"))

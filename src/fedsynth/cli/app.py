@@ -234,18 +234,45 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
         "fedsynth-demo"
     ),
-    model: Annotated[str, typer.Option("--model", "-m", help="Generator name.")] = (
-        "bayesian_network"
-    ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Generator name [default: vae_bgm federated, bayesian_network central].",
+            show_default=False,
+        ),
+    ] = None,
     patients: Annotated[int, typer.Option(min=10, help="Size of the simulated MDS cohort.")] = 4427,
     sites: Annotated[int, typer.Option(min=1, help="Number of hospitals in the cohort.")] = 3,
+    federated: Annotated[
+        bool,
+        typer.Option(
+            "--federated/--central",
+            help="Train over the sites with Flower (no row leaves a site), or on pooled rows.",
+        ),
+    ] = True,
+    strategy: Annotated[str, typer.Option(help="Federated strategy.")] = "fedavg",
+    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 3,
+    local_epochs: Annotated[int, typer.Option(min=1, help="Epochs per site and round.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="End with the SAFE validation report.")
     ] = True,
 ) -> None:
-    """Run the whole job on the built-in simulated MDS cohort: fit, sample, write the CSV, and
-    validate it (HTML + JSON report)."""
+    """Run the whole job on the built-in simulated MDS cohort: train (federated over its sites
+    by default), sample, write the CSV, and validate it (HTML + JSON report)."""
     from fedsynth.cli.demo import run_demo
 
-    run_demo(out=out, model=model, patients=patients, sites=sites, seed=seed, report=report)
+    run_demo(
+        out=out,
+        model=model,
+        patients=patients,
+        sites=sites,
+        seed=seed,
+        report=report,
+        federated=federated,
+        strategy=strategy,
+        rounds=rounds,
+        local_epochs=local_epochs,
+    )
