@@ -6,6 +6,7 @@ imported where they are used.
 
 from fedsynth import datasets
 from fedsynth._version import __version__
+from fedsynth.augmentation import rebalance, rebalance_plan
 from fedsynth.exceptions import (
     DataWarning,
     FedsynthError,
@@ -13,6 +14,7 @@ from fedsynth.exceptions import (
     MetadataError,
     NotFittedError,
 )
+from fedsynth.federated import federate
 from fedsynth.generators import available_generators, load, make
 from fedsynth.metadata import Metadata
 from fedsynth.validation import compare, validate
@@ -28,7 +30,10 @@ __all__ = [
     "available_generators",
     "compare",
     "datasets",
+    "federate",
     "load",
     "make",
+    "rebalance",
+    "rebalance_plan",
     "validate",
 ]
