@@ -33,8 +33,14 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Rows of the draw that measures sampling speed: large enough that a draw's fixed costs (set-up,
+#: checks) do not dominate, as they would for a table of a few thousand rows.
+THROUGHPUT_ROWS = 100_000
+
+
 def timings(fit: Clock, sample: Clock, rows: int) -> dict[str, float]:
-    """What one child process reports: fit and sampling speed, and its peak memory."""
+    """What one child process reports: fit and sampling speed (``rows`` drawn in ``sample``),
+    and its peak memory."""
     return {
         "fit_s": fit.wall,
         "fit_cpu_s": fit.cpu,
