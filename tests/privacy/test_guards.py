@@ -48,3 +48,46 @@ def test_fingerprints_are_keyed(training):
     b = CopyGuard.from_training(training, ["age", "sex", "TP53"], ["age"])
     assert a.key != b.key
     assert not np.array_equal(np.sort(a.fingerprints), np.sort(b.fingerprints))
+
+
+def _canonical_row_by_row(frame, columns, numeric):
+    """The representation the fingerprints of saved models were made with (parsed per row)."""
+    out = {}
+    for column in columns:
+        values = frame[column]
+        if column in numeric or pd.api.types.is_bool_dtype(values):
+            out[column] = pd.to_numeric(values, errors="coerce").astype("float64")
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().sum() == values.notna().sum():
+            out[column] = numbers.astype("float64")
+        else:
+            out[column] = values.astype(object).where(values.notna(), "\x00missing").astype(str)
+    return pd.DataFrame(out)
+
+
+def test_fingerprints_are_those_of_saved_models():
+    # Labels are now parsed once per distinct value; every saved model's fingerprints must
+    # still match, whatever the dtypes: text, numbers as text, flags, categories, missing.
+    from fedsynth.privacy.guards import _canonical, row_fingerprints
+
+    frame = pd.DataFrame(
+        {
+            "sex": ["F", "M", None, "F", "M", "F"],
+            "flag": pd.array([0, 1, 1, None, 0, 1], dtype="Int64"),
+            "flag_text": ["0", "1", "1", "0", None, "1"],
+            "mixed": ["1", "a", 2.5, None, "a", "1"],
+            "grade": pd.Categorical(["a", "b", "a", None, "c", "b"]),
+            "coded": pd.Categorical([1, 2, 1, 2, None, 1]),
+            "none": [None] * 6,
+            "age": [70.0, 65.5, np.nan, 80.0, 70.0, 55.0],
+            "alive": [True, False, True, True, False, True],
+        }
+    )
+    columns, numeric = list(frame.columns), ["age"]
+    expected = _canonical_row_by_row(frame, columns, numeric)
+    hashed = pd.util.hash_pandas_object(expected, index=False, hash_key="0123456789abcdef")
+    assert np.array_equal(
+        row_fingerprints(frame, columns, numeric, "0123456789abcdef"), hashed.to_numpy(np.uint64)
+    )
+    pd.testing.assert_frame_equal(_canonical(frame, columns, numeric), expected, check_dtype=False)
