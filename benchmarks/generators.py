@@ -24,7 +24,10 @@ other the evaluation rows of every table. Scores of each table:
 
 Speed is measured as wall seconds and as CPU seconds of the child process (all its threads);
 the speed targets are judged on CPU seconds, which other work on a shared machine does not
-inflate. Sampling speed is that of a separate draw of ``THROUGHPUT_ROWS`` (100,000) rows after
+inflate. Every fit, on both sides, runs with ``--threads`` threads (default 1, set through
+``OMP_NUM_THREADS`` and friends): on a shared machine, threads that spin while they wait for each
+other inflate CPU time by a factor that depends on the neighbours, not on the model. Sampling
+speed is that of a separate draw of ``THROUGHPUT_ROWS`` (100,000) rows after
 the scored table, on both sides. ``--quick`` uses 1,000 training rows and 5 epochs for the
 neural models, to smoke-test the run.
 """
@@ -163,9 +166,16 @@ def run_fedsynth(model: str, dataset: str, seed: int, quick: bool, out: str) -> 
     return timings(fit, sample, THROUGHPUT_ROWS)
 
 
+#: Threads each child may use (``--threads``), set through the environment before torch or
+#: numpy start.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_threads = 1
+
+
 def _child(command: list[str]) -> dict:
     """Run a child process that prints one JSON line last; its error text on failure."""
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(_threads))}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"error": " | ".join(tail) or f"exit status {done.returncode}"}
@@ -319,6 +329,7 @@ def write_results(rows: list[dict], args: argparse.Namespace, missing: list[str]
         "machine": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)),
         "repeats": args.repeats,
+        "threads_per_fit": args.threads,
         "seed": args.seed,
         "quick": args.quick,
         "missing_models": missing,
@@ -335,7 +346,8 @@ def write_results(rows: list[dict], args: argparse.Namespace, missing: list[str]
         "",
         f"{scope}One run of `benchmarks/generators.py`, {meta['date']}; {meta['cpus']} CPUs "
         f"(shared; load average {meta['load_average_1min_at_write']:.1f} when written), "
-        f"Python {meta['python']}, median of {args.repeats} fit(s) per pair, each in a "
+        f"Python {meta['python']}, {args.threads} thread(s) per fit on both sides, "
+        f"median of {args.repeats} fit(s) per pair, each in a "
         "fresh process. 70/30 split stratified on the event; synthetic rows = training rows. "
         "SDV 2.0.0 peers with default settings; fedsynth generators with theirs. `real`: half of "
         "the holdout in place of synthetic rows (the limit); the other half is the evaluation "
@@ -422,6 +434,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 rows, 5 epochs: smoke test")
     parser.add_argument("--name", default="generators", help="results file stem")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per fit, both sides (default 1: on a shared machine, threads that wait "
+        "for each other burn CPU time and blur the ratios)",
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("MODEL", "DATASET", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -433,6 +452,8 @@ def main() -> None:
 
     from _scoring import dcr, tstr_auroc
 
+    global _threads
+    _threads = args.threads
     present = available_models()
     missing = [m for m in FEDSYNTH_MODELS if m not in present]
     models = args.models or [*present, *PEERS, REAL]
