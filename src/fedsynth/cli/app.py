@@ -20,6 +20,7 @@ from fedsynth.cli.progress import (
     sample_with_progress,
     step,
 )
+from fedsynth.cli.serve import serve as _serve
 from fedsynth.exceptions import (
     ConditionError,
     FedsynthError,
@@ -164,6 +165,7 @@ def sample(
 
 
 app.command("evaluate")(_evaluate)
+app.command("serve")(_serve)
 app.command("federate")(_federate)
 
 

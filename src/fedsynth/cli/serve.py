@@ -1,0 +1,66 @@
+"""``fedsynth serve``: the web app (upload, metadata, runs, reports, downloads) in a browser.
+
+Registered on the app by :mod:`fedsynth.cli.app` (``app.command("serve")(serve)``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedsynth.cli.progress import console, error_console
+
+
+def serve(
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on; the default is reachable from this machine only."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir",
+            help="Folder of the database, the uploads, the run artifacts and the access token.",
+        ),
+    ] = Path("fedsynth-data"),
+    workers: Annotated[
+        int, typer.Option(min=1, help="Runs computed at the same time (one process each).")
+    ] = 1,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.001, help="Largest uploaded file, in megabytes.")
+    ] = 200.0,
+) -> None:
+    """Start the web app: upload a table, check its metadata, run generators (central or
+    federated), read the SAFE report and download, from a browser. Prints the address and the
+    access token to log in with."""
+    import uvicorn
+
+    from fedsynth.web import WebSettings, create_app
+
+    settings = WebSettings(data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb)
+    app = create_app(settings)
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(f"fedsynth web app: [bold]http://{shown_host}:{port}/[/]", soft_wrap=True)
+    console.print(f"access token: [bold]{app.state.guard.token}[/]", soft_wrap=True)
+    console.print(f"data directory: {data_dir.resolve()}", soft_wrap=True)
+    if not _is_loopback(host):
+        error_console.print(
+            f"warning: listening on {host}, reachable from the network; the traffic is not "
+            "encrypted, so put the app behind an HTTPS reverse proxy",
+            style="yellow",
+            soft_wrap=True,
+        )
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,61 @@
+"""The privacy gate: which synthetic data may leave the server.
+
+A run's synthetic data (CSV, Parquet, and the model, which can draw more of it) is released
+when SAFE's privacy checks pass or only warn. When a privacy check fails, or none could be
+computed, it is released only after someone records an explicit override with a reason, which
+the audit log keeps. Reports hold aggregates only and are never gated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Files that hold (or can generate) synthetic rows.
+GATED = frozenset({"synthetic.csv", "synthetic.parquet", "model.zip"})
+#: Verdicts that release the synthetic data without an override.
+RELEASED = frozenset({"pass", "warn"})
+
+
+def privacy_verdict(flags: Iterable[Mapping[str, Any]]) -> str:
+    """The worst status of the privacy flags of a SAFE report, or ``"unchecked"``.
+
+    Parameters
+    ----------
+    flags : iterable of dict
+        The report's flags (``report.to_dict()["flags"]``): ``name`` and ``status``.
+
+    Examples
+    --------
+    >>> privacy_verdict([{"name": "csf", "status": "fail"},
+    ...                  {"name": "privacy.dcr_closer_probability", "status": "warn"}])
+    'warn'
+    >>> privacy_verdict([])
+    'unchecked'
+    """
+    statuses = {
+        flag["status"]
+        for flag in flags
+        if flag["name"] == "privacy" or str(flag["name"]).startswith("privacy.")
+    }
+    if not statuses:
+        return "unchecked"
+    for status in ("fail", "warn", "pass"):
+        if status in statuses:
+            return status
+    return "unchecked"
+
+
+def failed_checks(flags: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of the privacy flags that failed."""
+    return [
+        str(flag["name"])
+        for flag in flags
+        if (flag["name"] == "privacy" or str(flag["name"]).startswith("privacy."))
+        and flag["status"] == "fail"
+    ]
+
+
+def released(verdict: str | None, override: Mapping[str, Any] | None) -> bool:
+    """Whether synthetic data with this verdict (and override, if any) may be downloaded."""
+    return verdict in RELEASED or override is not None
