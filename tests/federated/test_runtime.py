@@ -34,6 +34,10 @@ def test_settings_are_checked():
     with pytest.raises(ValueError) as caught:
         RunSettings(metadata_path="m", out_dir="o", strategies=["fedsgd"], rounds=0)
     assert "fedsgd" in str(caught.value) and "rounds" in str(caught.value)
+    dp = {"dp": {"epsilon": 1.0, "delta": 1e-5}}
+    with pytest.raises(ValueError, match="fedprox cannot be combined with dp"):
+        RunSettings(metadata_path="m", out_dir="o", strategies=["fedavg", "fedprox"], params=dp)
+    assert RunSettings(metadata_path="m", out_dir="o", strategies=["fedavg"], params=dp).params
 
 
 # Flower 1.41's bundle builder uses a pattern style that the installed pathspec deprecates.

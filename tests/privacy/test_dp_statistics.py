@@ -18,6 +18,7 @@ from fedsynth.privacy.dp_statistics import (
     public_bounds,
     public_categories,
     publish_domains,
+    release_domains,
     released_view,
     to_proportions,
 )
@@ -146,3 +147,23 @@ def test_released_view_hides_unreleased_categories(table):
     view = released_view(table, domains)
     assert pd.isna(view["stage"].iloc[0]) and view["stage"].iloc[1:].notna().all()
     assert view["sex"].equals(table["sex"]) and table["stage"].iloc[0] == "rare"
+
+
+def test_release_domains_spends_the_domain_share_only_when_a_domain_is_private(table):
+    from fedsynth.privacy import resolve_dp
+
+    settings = resolve_dp({"epsilon": 2.0, "delta": 1e-5, "domain_fraction": 0.2})
+    metadata = Metadata.infer(table).resolve(table)
+    ledger = PrivacyLedger()
+    rng = np.random.default_rng(5)
+    domains, share = release_domains(table, metadata, settings, ledger=ledger, rng=rng)
+    assert share == 0.2 and ledger.spent() == pytest.approx((0.4, 2e-6))
+    assert metadata.columns["stage"].categories == domains["stage"].categories == ["I", "II"]
+    declare_public(
+        metadata,
+        bounds={"age": (0, 120), "hb": (0, 30)},
+        categories={"sex": ["F", "M"], "stage": ["I", "II"]},
+    )
+    ledger = PrivacyLedger()
+    assert release_domains(table, metadata, settings, ledger=ledger, rng=rng)[1] == 0.0
+    assert ledger.spends == []

@@ -91,6 +91,13 @@ class RunSettings:
                 problems.append(f"{name} must be positive, got {getattr(self, name)!r}")
         if not self.proximal_mu > 0:
             problems.append(f"proximal_mu must be positive, got {self.proximal_mu!r}")
+        if "fedprox" in self.strategies and self.params.get("dp") is not None:
+            # DP-SGD computes each row's gradient functionally and sets the noisy mean itself,
+            # so the proximal term's gradient hook would never be applied: refuse, not ignore.
+            problems.append(
+                "fedprox cannot be combined with dp: under DP-SGD the proximal term is not "
+                "applied; use fedavg (or another strategy) with dp"
+            )
         if problems:
             raise ValueError("invalid federation setting(s):\n  - " + "\n  - ".join(problems))
 

@@ -10,6 +10,14 @@ A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_trai
 ``_extra_state``/``_load_extra_state`` and ``_batch_sampler`` (which rows make each batch).
 ``_train_epoch`` receives a DataLoader yielding ``(batch,)`` tuples whose rows are already on
 the model's device.
+
+With ``dp=`` the base class does what every neural generator shares (see
+:meth:`NeuralGenerator._fit_private`): the domains and the encoder come from DP statistics, the
+loader draws Poisson batches (:meth:`_batch_sampler`), the DP-SGD run is planned, checked
+against the budget cap and recorded in ``privacy_spent_`` before it starts, and what the
+training saves (``history_``) holds no loss computed on real rows. While a private run is on,
+``self._dp_plan`` is its :class:`~fedsynth.privacy.dp_sgd.PrivateTraining` and ``_train_epoch``
+takes each step with :func:`private_step`.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import contextlib
 import copy
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,10 +36,32 @@ import pandas as pd
 from fedsynth.exceptions import FedsynthError, InvalidDataError, Problem
 from fedsynth.generators.base import BaseGenerator
 from fedsynth.metadata import Metadata
+from fedsynth.privacy.accounting import PrivacyLedger, Spend
+from fedsynth.privacy.config import DPSettings, resolve_dp
+from fedsynth.privacy.dp_statistics import (
+    ColumnDomain,
+    proxy_table,
+    public_categories,
+    release_domains,
+    released_view,
+)
 from fedsynth.transforms import TableEncoder
 
 if TYPE_CHECKING:
     import torch
+
+    from fedsynth.privacy.dp_sgd import PrivateTraining
+
+# Under DP: share of the budget left after the domains that the encoder's statistics get (the
+# rest trains the network), and the proxy table those statistics make: rows, and histogram
+# cells of a numeric column (as the Gaussian copula's).
+_STATISTICS_FRACTION = 0.1
+_PROXY_ROWS = 5_000
+_PROXY_CELLS = 64
+_EARLY_STOPPING_UNDER_DP = (
+    "early_stopping must be False with dp: the validation rows it holds out would be read at "
+    "every epoch outside DP-SGD, unprotected; choose the number of epochs instead"
+)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -56,6 +87,8 @@ class NeuralGenerator(BaseGenerator):
     """Base class of the PyTorch generators (see the module docstring)."""
 
     has_weights = True
+    #: The DP-SGD plan of the training run in progress; ``None`` outside private training.
+    _dp_plan: PrivateTraining | None = None
 
     epochs: int
     batch_size: int
@@ -65,6 +98,7 @@ class NeuralGenerator(BaseGenerator):
     early_stopping: bool
     patience: int
     validation_fraction: float
+    dp: Mapping[str, Any] | None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -85,7 +119,15 @@ class NeuralGenerator(BaseGenerator):
             mixture) on ``data``, e.g. after :meth:`set_weights` loaded averaged weights.
         warm_start : bool, default False
             Continue training the fitted model on ``data`` (same columns) instead of starting
-            again: the encoder and metadata are kept, as federated rounds need.
+            again: the encoder and metadata are kept, as federated rounds need. A model trained
+            with ``dp=`` goes on at the noise it was trained with; the epochs' cost is added to
+            ``privacy_spent_``, after checking it against the budget cap.
+
+        Raises
+        ------
+        PrivacyBudgetError
+            Under ``dp=``, when the training would take the privacy loss above ``max_epsilon``;
+            nothing is trained then.
         """
         # epochs=0 with warm_start only redoes the post-training step (e.g. VAE-BGM's mixture)
         # on ``data``: what a site needs after loading averaged weights.
@@ -104,9 +146,16 @@ class NeuralGenerator(BaseGenerator):
             raise InvalidDataError(
                 [Problem(None, f"expected a pandas DataFrame, got {type(data).__name__}")]
             )
+        ledger, plan = self._continued_privacy(len(data), epochs)
+        if ledger is not None:
+            data = released_view(data, self._released_domains(data.columns))
         self.metadata_.check(data)
+        if plan is not None:  # refused here, before any weight changes, when above the cap
+            ledger.check(*_training_spend(plan)[0])
+        if ledger is not None:
+            self.privacy_spent_ = ledger
         rng = np.random.default_rng(None if self.seed is None else self.seed + self.n_fits_)
-        self._train(self.encoder_.transform(data[self.learned_columns_]), rng)
+        self._train(self.encoder_.transform(data[self.learned_columns_]), rng, plan)
         self.guard_.add(data)
         self.n_rows_ = len(data)
         self._reset_sample_stream()
@@ -115,9 +164,17 @@ class NeuralGenerator(BaseGenerator):
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
         import torch
 
+        settings = resolve_dp(self.dp)
         self._check_training_params()
+        if settings is not None and self.early_stopping:
+            raise ValueError(_EARLY_STOPPING_UNDER_DP)
         self.device_ = resolve_device(self.device)
-        self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        plan = None
+        if settings is None:
+            self.privacy_spent_ = None
+            self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        else:
+            data, plan = self._fit_private(data, metadata, rng, settings)
         self.n_fits_ = 0
         self.history_: list[dict[str, float]] = []
         # Module initialisation draws from torch's global generator: seed it inside a fork so
@@ -125,7 +182,127 @@ class NeuralGenerator(BaseGenerator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_torch_seed(rng))
             self._build(self.encoder_)
-        self._train(self.encoder_.transform(data), rng)
+        self._train(self.encoder_.transform(data), rng, plan)
+
+    def _fit_private(
+        self,
+        data: pd.DataFrame,
+        metadata: Metadata,
+        rng: np.random.Generator,
+        settings: DPSettings,
+    ) -> tuple[pd.DataFrame, PrivateTraining]:
+        """What a fit under DP shares across the neural generators, before training.
+
+        In this order, each spend recorded in ``privacy_spent_``:
+
+        1. the domains not declared public, from ``domain_fraction`` of epsilon and delta
+           (:func:`~fedsynth.privacy.dp_statistics.private_domains`), published into the
+           metadata;
+        2. a tenth of the rest of epsilon: one Laplace histogram per column
+           (:func:`~fedsynth.privacy.dp_statistics.proxy_table`), from which a proxy table of
+           5,000 rows is drawn; the encoder (each numeric column's modes, each discrete
+           column's category frequencies) is fitted on that proxy, never on the real rows;
+        3. the rest of epsilon and delta: DP-SGD, its noise calibrated to the planned epochs.
+
+        Returns the rows to train on (values of categories not released made missing) and the
+        DP-SGD plan, whose spend :meth:`_train` records.
+        """
+        from fedsynth.privacy.dp_sgd import PrivateTraining
+
+        ledger = PrivacyLedger(settings.max_epsilon)
+        ledger.check(f"{self.name} fit", "domains, encoder statistics, dp-sgd", settings.epsilon)
+        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
+        # A survival time or event is never missing (the metadata checks refuse it), whatever
+        # its dtype: the encoder gets no missing state for it, so none is ever generated.
+        domains = {
+            name: replace(domain, missing=False)
+            if metadata.columns[name].kind in ("duration", "event")
+            else domain
+            for name, domain in domains.items()
+        }
+        remaining = (1.0 - share) * settings.epsilon
+        statistics = _STATISTICS_FRACTION * remaining
+        proxy = proxy_table(
+            data,
+            metadata,
+            domains,
+            epsilon=statistics,
+            n_cells=_PROXY_CELLS,
+            n_rows=_PROXY_ROWS,
+            ledger=ledger,
+            rng=rng,
+        )
+        self.encoder_ = TableEncoder(seed=self.seed).fit(proxy, metadata)
+        plan = PrivateTraining(
+            n_rows=len(data),
+            batch_size=int(self.batch_size),
+            epochs=self._epochs_of_this_fit(),
+            epsilon=remaining - statistics,
+            delta=(1.0 - share) * settings.delta,
+            max_grad_norm=settings.max_grad_norm,
+            accountant=settings.accountant,
+        )
+        self.privacy_spent_ = ledger
+        return released_view(data, domains), plan
+
+    def _continued_privacy(
+        self, n_rows: int, epochs: int | None
+    ) -> tuple[PrivacyLedger | None, PrivateTraining | None]:
+        """The ledger and DP-SGD plan of a warm start (``None`` for a model without DP).
+
+        A model trained under DP goes on at the noise of its last DP-SGD run. A model with
+        ``dp`` but no ledger yet (built on a shared encoder, as federated training does)
+        starts one, calibrated to ``dp``'s target for these epochs. ``epochs=0`` trains
+        nothing and plans nothing.
+        """
+        from fedsynth.privacy.dp_sgd import PrivateTraining
+
+        ledger = getattr(self, "privacy_spent_", None)
+        settings = resolve_dp(self.dp)
+        if ledger is None and settings is None:
+            return None, None
+        if self.early_stopping:
+            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+        ledger = PrivacyLedger(settings.max_epsilon) if ledger is None else ledger
+        epochs = self._epochs_of_this_fit() if epochs is None else epochs
+        if epochs == 0:
+            return ledger, None
+        common = {"n_rows": n_rows, "batch_size": int(self.batch_size), "epochs": epochs}
+        previous = _last_training(ledger)
+        if previous is None:
+            return ledger, PrivateTraining(
+                **common,
+                epsilon=settings.epsilon,
+                delta=settings.delta,
+                max_grad_norm=settings.max_grad_norm,
+                accountant=settings.accountant,
+            )
+        return ledger, PrivateTraining(
+            **common,
+            epsilon=None,
+            delta=previous.delta,
+            max_grad_norm=float(previous.details["max_grad_norm"]),
+            accountant=str(previous.details["accountant"]),
+            noise_multiplier=float(previous.details["history"][-1][0]),
+        )
+
+    def _released_domains(self, present: Iterable[str]) -> dict[str, ColumnDomain]:
+        """The domains of the discrete columns among ``present``, marked as released with DP
+        where their categories are not public: the values of categories that DP left out then
+        become missing, as in the first fit, instead of failing the metadata check."""
+        present = set(present)
+        return {
+            name: ColumnDomain(
+                name, list(col.categories), None, True, estimated=public_categories(col) is None
+            )
+            for name in self.learned_columns_
+            if name in present
+            and (col := self.metadata_.columns[name]).is_discrete
+            and col.categories is not None
+        }
+
+    def _epochs_of_this_fit(self) -> int:
+        return int(self.epochs if self._epochs_this_fit is None else self._epochs_this_fit)
 
     def _check_training_params(self) -> None:
         problems = []
@@ -146,11 +323,18 @@ class NeuralGenerator(BaseGenerator):
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
 
-    def _train(self, matrix: np.ndarray, rng: np.random.Generator) -> None:
-        """Train for this call's epochs, with progress and optional early stopping."""
+    def _train(
+        self, matrix: np.ndarray, rng: np.random.Generator, plan: PrivateTraining | None = None
+    ) -> None:
+        """Train for this call's epochs, with progress and optional early stopping; under DP
+        (``plan``), record the spend of the planned steps first, then take them."""
         import torch
 
-        epochs = self.epochs if self._epochs_this_fit is None else self._epochs_this_fit
+        epochs = self._epochs_of_this_fit()
+        if plan is not None:
+            # Recorded before training: a run that stops half way has still seen the rows.
+            spend, details = _training_spend(plan)
+            self.privacy_spent_.charge(*spend, **details)
         # The table is small next to the model's work: it moves to the device once.
         data = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)).to(self.device_)
         validation = None
@@ -160,36 +344,46 @@ class NeuralGenerator(BaseGenerator):
             validation = data[order[:n_val]]
             data = data[order[n_val:]]
         generator = torch.Generator().manual_seed(_torch_seed(rng))
-        # A DataLoader (what Opacus wraps) whose sampler yields whole index batches: fetching
-        # rows one by one and collating them cost as much as the VAE's training steps on a CPU.
+        # A DataLoader whose sampler yields whole index batches: fetching rows one by one and
+        # collating them cost as much as the VAE's training steps on a CPU. Its own generator,
+        # else each epoch's iterator draws its seed from torch's global one.
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(data),
             batch_size=None,
             sampler=self._batch_sampler(len(data), generator),
-            generator=generator,  # else each epoch's iterator draws its seed from torch's global one
+            generator=generator,
         )
         best, best_state, waited = math.inf, None, 0
-        with _progress(self.verbose, type(self).__name__, epochs) as advance:
-            for epoch in range(epochs):
-                for module in self._modules().values():
-                    module.train()
-                losses = self._train_epoch(loader, generator)
-                if validation is not None:
-                    with torch.no_grad():
-                        for module in self._modules().values():
-                            module.eval()
-                        losses["validation"] = float(self._validation_loss(validation, generator))
-                self.history_.append({"epoch": len(self.history_) + 1, **losses})
-                advance(epoch + 1, losses)
-                if validation is None:
-                    continue
-                if losses["validation"] < best - 1e-6:
-                    best, waited = losses["validation"], 0
-                    best_state = copy.deepcopy(self._state_dicts())
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
+        self._dp_plan = plan
+        try:
+            with _progress(self.verbose, type(self).__name__, epochs) as advance:
+                for epoch in range(epochs):
+                    for module in self._modules().values():
+                        module.train()
+                    losses = self._train_epoch(loader, generator)
+                    if validation is not None:
+                        with torch.no_grad():
+                            for module in self._modules().values():
+                                module.eval()
+                            losses["validation"] = float(
+                                self._validation_loss(validation, generator)
+                            )
+                    # Under DP the losses are computed on real rows without noise: shown on
+                    # the progress bar, to whoever holds the rows, but kept out of the model.
+                    saved = losses if plan is None else {}
+                    self.history_.append({"epoch": len(self.history_) + 1, **saved})
+                    advance(epoch + 1, losses)
+                    if validation is None:
+                        continue
+                    if losses["validation"] < best - 1e-6:
+                        best, waited = losses["validation"], 0
+                        best_state = copy.deepcopy(self._state_dicts())
+                    else:
+                        waited += 1
+                        if waited >= self.patience:
+                            break
+        finally:
+            self._dp_plan = None
         if best_state is not None:  # early stopping keeps the best epoch, not the last
             for name, module in self._modules().items():
                 module.load_state_dict(best_state[name])
@@ -213,8 +407,11 @@ class NeuralGenerator(BaseGenerator):
         return self.encoder_.inverse_transform(matrix, sample=True, rng=rng)
 
     def _batch_sampler(self, n: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
-        """The row indices of each batch of one epoch over ``n`` rows (a DataLoader sampler);
-        a DP-SGD subclass returns Poisson-sampled batches instead."""
+        """The row indices of each batch of one epoch over ``n`` rows (a DataLoader sampler):
+        shuffled batches, or under DP-SGD the plan's Poisson batches (each row drawn
+        independently, as the accountant assumes; their sizes vary)."""
+        if self._dp_plan is not None:
+            return self._dp_plan.sampler(n, generator)
         return ShuffledBatches(n, self.batch_size, generator)
 
     def _torch_generator(self, rng: np.random.Generator) -> torch.Generator:
@@ -292,6 +489,9 @@ class NeuralGenerator(BaseGenerator):
             "n_fits": self.n_fits_,
             "extra": extra_config,
         }
+        ledger = getattr(self, "privacy_spent_", None)  # absent on a federated initial model
+        if ledger is not None:
+            state["privacy"] = ledger.to_dict()
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -300,6 +500,8 @@ class NeuralGenerator(BaseGenerator):
         def part(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
+        privacy = state.get("privacy")
+        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
         self.device_ = resolve_device(self.device)
         self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
         self.history_ = list(state["history"])
@@ -334,6 +536,78 @@ class NeuralGenerator(BaseGenerator):
 
     def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_extra_state` saved."""
+
+
+def private_step(
+    plan: PrivateTraining,
+    modules: Mapping[str, torch.nn.Module],
+    loss,
+    inputs: tuple[torch.Tensor, ...],
+    *,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    mean_of: float,
+    clip_norm: float | None = None,
+) -> list[Any]:
+    """One DP-SGD step of ``optimizer`` on the parameters of ``modules``.
+
+    Each sample's gradient of ``loss(params, *sample) -> (loss, aux)`` (``params`` as
+    ``{module: {name: tensor}}``, for :func:`torch.func.functional_call`; the samples run along
+    the first dimension of ``inputs``) is clipped, the clipped gradients are summed, Gaussian
+    noise is added (:meth:`PrivateTraining.clipped_sum`, :meth:`PrivateTraining.add_noise`),
+    and the result divided by ``mean_of``, a data-independent count (the expected number of
+    samples), becomes each parameter's gradient. An empty batch is a step too: noise only.
+
+    Returns the samples' ``aux``, in chunks.
+    """
+    import torch
+
+    from fedsynth.privacy.dp_sgd import per_sample_gradients
+
+    params = {
+        name: {key: p.detach() for key, p in module.named_parameters()}
+        for name, module in modules.items()
+    }
+    total = {
+        f"{name}/{key}": torch.zeros_like(p)
+        for name, group in params.items()
+        for key, p in group.items()
+    }
+    aux = []
+    for grads, values in per_sample_gradients(loss, params, *inputs):
+        for key, value in plan.clipped_sum(grads, clip_norm=clip_norm).items():
+            total[key] += value
+        aux.append(values)
+    noisy = plan.add_noise(total, generator)
+    for name, module in modules.items():
+        for key, parameter in module.named_parameters():
+            parameter.grad = noisy[f"{name}/{key}"] / mean_of
+    optimizer.step()
+    return aux
+
+
+def _training_spend(plan: PrivateTraining) -> tuple[tuple[str, str, float, float], dict[str, Any]]:
+    """``(what, mechanism, epsilon, delta)`` of a DP-SGD run and the details that let anyone
+    recompute it with an Opacus accountant (lists, so that they read back equal from JSON)."""
+    spend = (
+        f"DP-SGD training ({plan.epochs} epochs)",
+        f"dp-sgd ({plan.accountant})",
+        plan.planned_epsilon,
+        plan.delta,
+    )
+    details = {
+        "history": [list(step) for step in plan.history],
+        "accountant": plan.accountant,
+        "max_grad_norm": plan.max_grad_norm,
+        "expected_batch_size": plan.expected_batch_size,
+    }
+    return spend, details
+
+
+def _last_training(ledger: PrivacyLedger) -> Spend | None:
+    """The ledger's last DP-SGD spend, if any."""
+    runs = [s for s in ledger.spends if s.mechanism.startswith("dp-sgd")]
+    return runs[-1] if runs else None
 
 
 class ShuffledBatches:

@@ -9,6 +9,10 @@ log-likelihood of its reconstruction plus the KL divergence of its posterior fro
 
 A new row is a latent code decoded into those distributions, each feature then drawn from its
 own. The two generators differ only in where the latent codes come from (:meth:`_latent`).
+
+Under ``dp=`` every step is DP-SGD on the whole autoencoder: each row's gradient (encoder,
+decoder and the decoder's sigmas, which the loss uses outside the decoder's ``forward``) is
+computed with ``torch.func``, clipped and noised (see ``_neural.private_step``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import ConditionError, ConditionWarning
-from fedsynth.generators._neural import NeuralGenerator
+from fedsynth.generators._neural import NeuralGenerator, private_step
+from fedsynth.privacy.config import DPConfig
 from fedsynth.transforms import TableEncoder
 from fedsynth.transforms.numeric import ContinuousColumn
 
@@ -147,9 +152,7 @@ class SpanLayout:
         noise = torch.randn(mean.shape, generator=generator, device=mean.device)
         out[:, self.values] = (mean + sigma * noise).clamp(-1.0, 1.0)
         logits = raw.index_select(1, self.order)
-        probabilities = [
-            torch.softmax(group, dim=-1).flatten(1) for group in self._grouped(logits)
-        ]
+        probabilities = [torch.softmax(group, dim=-1).flatten(1) for group in self._grouped(logits)]
         if probabilities:
             out.index_copy_(1, self.order, torch.cat(probabilities, dim=1))
         return out
@@ -176,6 +179,7 @@ class VAEGenerator(NeuralGenerator):
         early_stopping: bool = False,
         patience: int = 10,
         validation_fraction: float = 0.1,
+        dp: DPConfig | None = None,
         device: str = "auto",
         verbose: bool = False,
         seed: int | None = 0,
@@ -190,6 +194,7 @@ class VAEGenerator(NeuralGenerator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.dp = dp
         self.device = device
         self.verbose = verbose
         self.seed = seed
@@ -237,19 +242,40 @@ class VAEGenerator(NeuralGenerator):
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
 
-    def _loss(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """Summed loss of the rows ``x``; the posterior mean is decoded when ``noise`` is None."""
-        import torch
+    def _loss(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None,
+        params: dict[str, dict[str, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Summed loss of the rows ``x``; the posterior mean is decoded when ``noise`` is None.
 
-        mean, log_var = self.encoder_net_(x)
+        With ``params`` (``{"encoder": {...}, "decoder": {...}}``) the networks run with those
+        tensors in place of their parameters, as :func:`torch.func.grad` needs.
+        """
+        import torch
+        from torch.func import functional_call
+
+        encoder, decoder = self.encoder_net_, self.decoder_net_
+        if params is None:
+            mean, log_var = encoder(x)
+        else:
+            mean, log_var = functional_call(encoder, params["encoder"], (x,))
         z = mean if noise is None else mean + torch.exp(0.5 * log_var) * noise
-        nll = self.layout_.nll(self.decoder_net_(z), x, self.decoder_net_.sigma)
+        if params is None:
+            raw, sigma = decoder(z), decoder.sigma
+        else:
+            raw = functional_call(decoder, params["decoder"], (z,))
+            sigma = params["decoder"]["sigma"]
+        nll = self.layout_.nll(raw, x, sigma)
         kl = -0.5 * (1 + log_var - mean**2 - log_var.exp()).sum()
         return self.loss_factor * nll + kl
 
     def _train_epoch(self, loader, generator: torch.Generator) -> dict[str, float]:
         import torch
 
+        if self._dp_plan is not None:
+            return self._private_epoch(loader, generator)
         total, rows = 0.0, 0
         sigma = self.decoder_net_.sigma
         for (batch,) in loader:
@@ -262,6 +288,36 @@ class VAEGenerator(NeuralGenerator):
             with torch.no_grad():
                 sigma.clamp_(*_SIGMA_RANGE)
             total += loss.item()
+            rows += len(x)
+        return {"loss": total / max(rows, 1)}
+
+    def _private_epoch(self, loader, generator: torch.Generator) -> dict[str, float]:
+        """An epoch of DP-SGD over the loader's Poisson batches (see the module docstring)."""
+        import torch
+
+        plan = self._dp_plan
+        latent = int(self.latent_dim)
+
+        def row_loss(params, x, noise):
+            loss = self._loss(x[None], noise[None], params)
+            return loss, loss.detach()
+
+        total, rows = 0.0, 0
+        for (batch,) in loader:
+            x = batch.to(self.device_)
+            noise = torch.randn((len(x), latent), generator=generator).to(self.device_)
+            losses = private_step(
+                plan,
+                self._modules(),
+                row_loss,
+                (x, noise),
+                optimizer=self.optimizer_,
+                generator=generator,
+                mean_of=plan.expected_batch_size,
+            )
+            with torch.no_grad():
+                self.decoder_net_.sigma.clamp_(*_SIGMA_RANGE)
+            total += float(sum(part.sum() for part in losses))
             rows += len(x)
         return {"loss": total / max(rows, 1)}
 

@@ -30,10 +30,19 @@ class VAEBGM(VAEGenerator):
     decoder was never trained on: marginals, correlations and the survival curve come out closer
     than TVAE's from the same network.
 
+    With ``dp=`` the autoencoder is trained as TVAE's is (domains, encoder statistics and DP-SGD,
+    see :class:`~fedsynth.generators.tvae.TVAE`), and the mixture must not look at the training
+    rows, whose latent means no noise protects. It is fitted instead on the latent means of rows
+    the private model generates itself: as many codes as training rows drawn from N(0, I),
+    decoded, each feature drawn from its decoded distribution, and encoded again. That is
+    post-processing of the private weights and costs no budget, so the total guarantee is
+    TVAE's. The mixture then follows where the encoder puts the model's own rows, which is
+    where the decoder was trained to produce rows, rather than the training rows themselves.
+
     Parameters
     ----------
     epochs, batch_size, lr, weight_decay, latent_dim, hidden_dims, loss_factor, early_stopping,
-    patience, validation_fraction, device, verbose, seed
+    patience, validation_fraction, dp, device, verbose, seed
         As for :class:`~fedsynth.generators.tvae.TVAE`, with the same defaults.
 
     Attributes
@@ -45,8 +54,9 @@ class VAEBGM(VAEGenerator):
     mixture_covariances_ : ndarray of shape (latent_dim, latent_dim, latent_dim)
         Their full covariance matrices.
     latent_log_var_ : ndarray of shape (latent_dim,)
-        Training average of the posterior log-variances.
-    encoder_, encoder_net_, decoder_net_, history_, device_, metadata_
+        Training average of the posterior log-variances (under ``dp``, their average over the
+        model's own rows).
+    encoder_, encoder_net_, decoder_net_, history_, privacy_spent_, device_, metadata_
         As for :class:`~fedsynth.generators.tvae.TVAE`.
 
     Notes
@@ -77,6 +87,8 @@ class VAEBGM(VAEGenerator):
         from sklearn.mixture import BayesianGaussianMixture
         from threadpoolctl import threadpool_limits
 
+        if getattr(self, "privacy_spent_", None) is not None:
+            data = self._own_rows(len(data), rng)
         mean, log_var = self._posterior(data)
         mixture = BayesianGaussianMixture(
             n_components=int(self.latent_dim),
@@ -97,6 +109,18 @@ class VAEBGM(VAEGenerator):
         self.mixture_covariances_ = mixture.covariances_
         self.latent_log_var_ = log_var.mean(dim=0).cpu().numpy().astype(np.float64)
         self._prepare_mixture()
+
+    def _own_rows(self, n: int, rng: np.random.Generator) -> torch.Tensor:
+        """``n`` rows generated from N(0, I) codes, encoded as training rows are: what the
+        mixture is fitted on under DP (see the class docstring)."""
+        import torch
+
+        generator = self._torch_generator(rng)
+        codes = torch.randn((n, int(self.latent_dim)), generator=generator, device=self.device_)
+        raw = self.decoder_net_(codes)
+        activated = self.layout_.activate(raw, self.decoder_net_.sigma, generator)
+        rows = self.encoder_.inverse_transform(activated.cpu().numpy(), sample=True, rng=rng)
+        return torch.from_numpy(self.encoder_.transform(rows))
 
     def _prepare_mixture(self) -> None:
         """The mixture as tensors on the device, with Cholesky factors to draw from it."""

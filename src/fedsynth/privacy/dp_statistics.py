@@ -33,6 +33,7 @@ from fedsynth.exceptions import FedsynthError, MetadataError, Problem
 from fedsynth.metadata import ColumnMetadata, Metadata
 from fedsynth.metadata.inference import sorted_categories
 from fedsynth.privacy.accounting import PrivacyLedger
+from fedsynth.privacy.config import DPSettings
 from fedsynth.privacy.mechanisms import laplace_mechanism
 
 #: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
@@ -290,6 +291,34 @@ def private_domains(
             "or domain_fraction"
         )
     return domains
+
+
+def release_domains(
+    data: pd.DataFrame,
+    metadata: Metadata,
+    settings: DPSettings,
+    *,
+    ledger: PrivacyLedger,
+    rng: np.random.Generator,
+) -> tuple[dict[str, ColumnDomain], float]:
+    """The domains of ``data``'s columns under a ``dp=`` setting, published into ``metadata``.
+
+    ``settings.domain_fraction`` of epsilon and delta is spent by :func:`private_domains` when
+    some domain is not public knowledge, nothing otherwise. Returns the domains and the share
+    of the budget spent on them (``domain_fraction`` or 0), which the caller's other parts of
+    the budget leave out.
+    """
+    share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
+    domains = private_domains(
+        data,
+        metadata,
+        epsilon=share * settings.epsilon,
+        delta=share * settings.delta,
+        ledger=ledger,
+        rng=rng,
+    )
+    publish_domains(metadata, domains)
+    return domains, share
 
 
 def publish_domains(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> None:
