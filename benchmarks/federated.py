@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--n-attacks", type=int, default=200)
     parser.add_argument("--scale-sites", type=int, default=10, help="0 skips the scale run")
     parser.add_argument("--scale-strategies", nargs="+", default=["fedavg"])
+    parser.add_argument("--scale-model", default=None, help="model of the scale run (first)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--work", default="benchmark-federated", help="experiment folders")
@@ -201,15 +202,22 @@ def main() -> None:
     for model in args.models:
         print(f"{model}: 3 sites, {args.rounds} rounds", flush=True)
         runs.append(experiment(model, 3, args, args.strategies))
+        write(runs, machine, args)  # what is measured survives a later failure
     if args.scale_sites:
-        print(f"{args.models[0]}: {args.scale_sites} sites", flush=True)
-        runs.append(experiment(args.models[0], args.scale_sites, args, args.scale_strategies))
+        model = args.scale_model or args.models[0]
+        print(f"{model}: {args.scale_sites} sites", flush=True)
+        runs.append(experiment(model, args.scale_sites, args, args.scale_strategies))
+    print(write(runs, machine, args))
+
+
+def write(runs: list[dict], machine: dict, args: argparse.Namespace) -> str:
+    """Write ``<name>.json`` and ``<name>.md`` under ``benchmarks/results``; the markdown."""
     RESULTS.mkdir(exist_ok=True)
     record = {"machine": machine, "settings": vars(args), "runs": runs}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
     text = markdown(runs, machine)
     (RESULTS / f"{args.name}.md").write_text(text + "\n")
-    print(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -154,6 +154,13 @@ def test_weighted_average_and_update_checks():
     assert task.check_update(a, b) == []
     assert task.check_update(a, [a[0]]) == ["expected 2 weight arrays, got 1"]
     assert "dtype" in task.check_update([np.zeros(1)], [np.array(["x"])])[0]
+    # 0-d buffers (batch-norm's batch counter) come back as arrays that Flower can send:
+    # a numpy scalar there stopped CTGAN's second round.
+    from flwr.app import Array
+
+    counters = task.weighted_average([[np.array(12, dtype=np.int64)], [np.array(3)]], [1, 2])
+    assert isinstance(counters[0], np.ndarray) and counters[0].shape == () and counters[0] == 6
+    assert Array(counters[0]).numpy() == 6
 
 
 def test_fedprox_keeps_local_weights_near_the_global_ones(lockstep, two_sites):

@@ -80,10 +80,14 @@ def run_demo(
         result.to_html(out / "report.html", title=title)
         result.to_json(out / "report.json")
         console.print(repr(result), markup=False)
-        console.print(f"Validation report: [bold]{(out / 'report.html').resolve()}[/]")
-    console.print(f"\nSynthetic data: [bold]{path.resolve()}[/]")
-    console.print(f"Model: {(out / 'model').resolve()}")
-    console.print(f"Simulated real cohort (train/holdout): {out.resolve()}/real_*.csv")
+        console.print(
+            f"Validation report: [bold]{(out / 'report.html').resolve()}[/]", soft_wrap=True
+        )
+    # Paths are printed whole (soft_wrap): a path broken over two lines cannot be copied.
+    console.print(f"\nSynthetic data: [bold]{path.resolve()}[/]", soft_wrap=True)
+    console.print(f"Model: {(out / 'model').resolve()}", soft_wrap=True)
+    cohort = f"{out.resolve()}/real_*.csv"
+    console.print(f"Simulated real cohort (train/holdout): {cohort}", soft_wrap=True)
     return path
 
 

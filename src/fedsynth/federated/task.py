@@ -156,8 +156,10 @@ def weighted_average(
             for a, w in zip(arrays, weights, strict=True)
         )
         dtype = np.asarray(arrays[0]).dtype
-        # Integer buffers (e.g. batch-norm's batch counter) stay integers.
-        out.append((np.round(mean) if np.issubdtype(dtype, np.integer) else mean).astype(dtype))
+        # Integer buffers (e.g. batch-norm's batch counter) stay integers, and 0-d arrays stay
+        # arrays (arithmetic on them gives numpy scalars, which Flower's records refuse).
+        mean = np.round(mean) if np.issubdtype(dtype, np.integer) else mean
+        out.append(np.asarray(mean, dtype=dtype))
     return out
 
 
