@@ -35,9 +35,7 @@ from fedsynth.privacy.accounting import PrivacyLedger
 from fedsynth.privacy.config import DPConfig, DPSettings, resolve_dp
 from fedsynth.privacy.dp_statistics import (
     ColumnDomain,
-    private_columns,
-    private_domains,
-    publish_domains,
+    release_domains,
 )
 from fedsynth.privacy.mechanisms import exponential_mechanism, laplace_mechanism
 
@@ -449,16 +447,7 @@ class BayesianNetwork(BaseGenerator):
         ledger = PrivacyLedger(settings.max_epsilon)
         ledger.check("PrivBayes fit", "domain, count, structure, conditionals", settings.epsilon)
         epsilon, columns, d = settings.epsilon, list(data.columns), data.shape[1]
-        share = settings.domain_fraction if private_columns(metadata, columns) else 0.0
-        domains = private_domains(
-            data,
-            metadata,
-            epsilon=share * epsilon,
-            delta=share * settings.delta,
-            ledger=ledger,
-            rng=rng,
-        )
-        publish_domains(metadata, domains)
+        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
         codes, n_states, bins = self._private_codes(data, metadata, domains)
 
         remaining = (1.0 - share) * epsilon

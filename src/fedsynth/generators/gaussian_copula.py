@@ -32,9 +32,7 @@ from fedsynth.privacy.dp_statistics import (
     ColumnDomain,
     grid_edges,
     noisy_counts,
-    private_columns,
-    private_domains,
-    publish_domains,
+    release_domains,
     to_proportions,
 )
 from fedsynth.privacy.mechanisms import gaussian_sigma
@@ -211,16 +209,7 @@ class GaussianCopula(BaseGenerator):
         """The copula under DP: the budget spent as the class docstring lists."""
         ledger = PrivacyLedger(settings.max_epsilon)
         ledger.check("Gaussian copula fit", "domain, marginals, correlation", settings.epsilon)
-        share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
-        domains = private_domains(
-            data,
-            metadata,
-            epsilon=share * settings.epsilon,
-            delta=share * settings.delta,
-            ledger=ledger,
-            rng=rng,
-        )
-        publish_domains(metadata, domains)
+        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
         epsilon_marginals = (1.0 - share) * settings.epsilon / 2
         scale = data.shape[1] / epsilon_marginals
         ledger.charge(
