@@ -1,6 +1,7 @@
 """The fedsynth command line: exit codes 0 (ok), 1 (failure), 2 (bad usage)."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -154,8 +155,10 @@ def test_demo_writes_synthetic_cohort_and_report(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_federates_over_the_sites_by_default(tmp_path, capsys):
-    out = tmp_path / "demo"
+def test_demo_federates_over_the_sites_by_default(tmp_path, capsys, monkeypatch):
+    # A relative --out, as the README's command gives: the Flower processes run elsewhere.
+    monkeypatch.chdir(tmp_path)
+    out = Path("demo")
     args = ["demo", "--out", str(out), "--patients", "300", "--rounds", "1", "--local-epochs", "1"]
     assert main([*args, "--no-report"]) == 0
     printed = capsys.readouterr().out

@@ -220,7 +220,9 @@ def federate(
             "use synthetic_sharing or generator_sharing"
         )
     shared = shared_metadata(partitions, metadata)
+    # Absolute: the Flower processes that read these paths run in folders of their own.
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federate-"))
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     site_files = _write_sites(partitions, root / "sites")
     metadata_path = root / "metadata.json"
