@@ -165,3 +165,11 @@ def test_selection_score_ranks_structure_above_shuffled_columns():
     same = selection_score(train, holdout, holdout, metadata)
     assert same["marginal"] == 1.0 and same["pairwise"] == 1.0 and same["utility"] == 1.0
     assert set(good) == {"score", "marginal", "pairwise", "utility"}
+
+
+def test_dp_is_refused_with_the_generators_that_support_it(clinical):
+    from fedsynth.privacy import PrivacyConfigError
+
+    gen = fedsynth.make("auto", dp={"epsilon": 1.0, "delta": 1e-5})
+    with pytest.raises(PrivacyConfigError, match=r"auto does not support dp.*'vae_bgm', dp="):
+        gen.fit(clinical)

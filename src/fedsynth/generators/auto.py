@@ -78,6 +78,13 @@ class AutoGenerator(BaseGenerator):
         candidates by chance), else 1.
     seed : int or None, default 0
         Seed of the split, the candidates, the scoring draws and the sample stream.
+    dp : None
+        Not supported: any setting other than ``None`` fails at ``fit`` with
+        :class:`~fedsynth.privacy.PrivacyConfigError`. Choosing the candidate by its score on
+        the private validation rows is itself a release that no candidate's guarantee covers
+        (selection under DP needs its own mechanism and budget, and a validation part spent on
+        it). Pick the generator and give it ``dp=`` directly: ``vae_bgm`` or ``ctgan``
+        (DP-SGD), ``bayesian_network`` (PrivBayes) or ``gaussian_copula``.
 
     Attributes
     ----------
@@ -116,7 +123,9 @@ class AutoGenerator(BaseGenerator):
         validation_fraction: float = 0.3,
         n_splits: int | None = None,
         seed: int | None = 0,
+        dp: None = None,
     ):
+        self.dp = dp
         self.candidates = candidates
         self.candidate_params = candidate_params
         self.validation_fraction = validation_fraction
@@ -166,6 +175,15 @@ class AutoGenerator(BaseGenerator):
         return make(name, **params)
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
+        if self.dp is not None:
+            from fedsynth.privacy import PrivacyConfigError
+
+            raise PrivacyConfigError(
+                "auto does not support dp: choosing a candidate by its score on the private "
+                "rows is a release that no candidate's guarantee covers. Pick the generator and "
+                "give it dp= directly, e.g. fedsynth.make('vae_bgm', dp=...) (DP-SGD) or "
+                "fedsynth.make('bayesian_network', dp=...) (PrivBayes)"
+            )
         fraction = self.validation_fraction
         if not isinstance(fraction, (float, int)) or not 0.05 <= fraction <= 0.5:
             raise ValueError(f"validation_fraction must be in [0.05, 0.5], got {fraction!r}")

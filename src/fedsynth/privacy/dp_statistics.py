@@ -38,6 +38,7 @@ from fedsynth.privacy.mechanisms import laplace_mechanism
 
 #: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
 PUBLIC = "public"
+SURVIVAL_KINDS = frozenset({"duration", "event"})
 # Bounds are found among the signed powers of two 2**k, k in this range (1e-9 to 1e18).
 _LOWEST_POWER, _HIGHEST_POWER = -30, 60
 
@@ -249,7 +250,9 @@ def private_domains(
     failed = []
     for name in data.columns:
         col = metadata.columns[name]
-        missing = can_be_missing(str(data[name].dtype))
+        # Survival columns never hold missing values (the metadata checks refuse them): a
+        # schema rule, so public, and a missing state would only let noise emit missing times.
+        missing = can_be_missing(str(data[name].dtype)) and col.kind not in SURVIVAL_KINDS
         if name not in private:
             domains[name] = ColumnDomain(
                 name,
