@@ -103,12 +103,12 @@ def check_fidelity(real: pd.DataFrame, metadata, synthetic: pd.DataFrame) -> Non
 
 
 def check_survival_curve(real: pd.DataFrame, metadata, synthetic: pd.DataFrame) -> None:
-    """KM gap under 0.035 (measured 0.017-0.030 for both VAEs over seeds 0 and 1), a tolerance
-    that a generator ignoring censoring (every duration an event) fails by far."""
+    """KM gap under 0.045 (measured 0.015-0.037 for both VAEs over seeds 0 to 5), a tolerance
+    that a generator ignoring censoring (every duration an event, gap 0.157) fails by far."""
     duration, event = metadata.duration, metadata.event
     gap = km_gap(real, synthetic, duration, event)
     uncensored = real.assign(**{event: 1})
-    assert gap < 0.035 < 3 * 0.035 < km_gap(real, uncensored, duration, event), gap
+    assert gap < 0.045 < 3 * 0.045 < km_gap(real, uncensored, duration, event), gap
 
 
 @pytest.fixture(scope="module")

@@ -92,36 +92,35 @@ class SpanLayout:
     """Where the value columns and the softmax spans lie in the matrix, as index tensors.
 
     The softmax columns are gathered once per batch, reordered so that spans of the same width
-    are contiguous: each width is then one ``(rows, spans, width)`` view, and the loss and the
-    activation take a few tensor operations instead of one per span. (``index_select`` and its
-    backward are far cheaper on a CPU than indexing with a 2-D tensor.)
+    are contiguous and, within such a run, slot-major (every span's first slot, then every
+    span's second slot, ...): each width is then one ``(rows, width, spans)`` view whose softmax
+    runs over ``dim=1`` with the spans on the contiguous axis. The loss and the activation take
+    a few vectorised tensor operations instead of one per span, or a softmax over a last axis
+    of two. (``index_select`` and its backward are far cheaper on a CPU than indexing with a
+    2-D tensor.)
     """
 
     def __init__(self, encoder: TableEncoder, device: torch.device):
         import torch
 
         spans = encoder.output_info_
-        softmax = sorted(
-            (span for span in spans if span.activation == "softmax"), key=lambda s: s.width
-        )
+        softmax = [span for span in spans if span.activation == "softmax"]
         self.values = torch.tensor(
             [span.start for span in spans if span.activation == "tanh"], dtype=torch.long
         ).to(device)
-        self.order = torch.tensor(
-            [i for span in softmax for i in range(span.start, span.stop)], dtype=torch.long
-        ).to(device)
+        order: list[int] = []
         # (first, last) position in ``order`` and width of each run of same-width spans
         self.groups: list[tuple[int, int, int]] = []
-        position = 0
         for width in sorted({span.width for span in softmax}):
-            size = width * sum(span.width == width for span in softmax)
-            self.groups.append((position, position + size, width))
-            position += size
+            run = [span for span in softmax if span.width == width]
+            self.groups.append((len(order), len(order) + width * len(run), width))
+            order += [span.start + slot for slot in range(width) for span in run]
+        self.order = torch.tensor(order, dtype=torch.long).to(device)
 
     def _grouped(self, logits: torch.Tensor):
-        """Each run of same-width spans of the reordered logits, as ``(rows, spans, width)``."""
+        """Each run of same-width spans of the reordered logits, as ``(rows, width, spans)``."""
         for first, last, width in self.groups:
-            yield logits[:, first:last].reshape(len(logits), -1, width)
+            yield logits[:, first:last].view(len(logits), width, -1)
 
     def nll(self, raw: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of the rows ``x`` under the decoded ``raw``.
@@ -138,23 +137,29 @@ class SpanLayout:
         logits = raw.index_select(1, self.order)
         nll = nll - (x.index_select(1, self.order) * logits).sum()
         for group in self._grouped(logits):
-            nll = nll + torch.logsumexp(group, dim=-1).sum()
+            nll = nll + torch.logsumexp(group, dim=1).sum()
         return nll
 
     def activate(
         self, raw: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
-        """Values drawn from their Gaussians (within [-1, 1]), probabilities on each span."""
+        """Values drawn from their Gaussians (within [-1, 1]), probabilities on each span.
+
+        For generation only (no gradient): the softmax is computed in place on the gathered
+        logits, which saves two copies of the widest part of the matrix.
+        """
         import torch
 
-        out = torch.empty_like(raw)
-        mean = torch.tanh(raw.index_select(1, self.values))
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device)
-        out[:, self.values] = (mean + sigma * noise).clamp(-1.0, 1.0)
-        logits = raw.index_select(1, self.order)
-        probabilities = [torch.softmax(group, dim=-1).flatten(1) for group in self._grouped(logits)]
-        if probabilities:
-            out.index_copy_(1, self.order, torch.cat(probabilities, dim=1))
+        with torch.no_grad():
+            out = torch.empty_like(raw)
+            mean = torch.tanh(raw.index_select(1, self.values))
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+            out[:, self.values] = (mean + sigma * noise).clamp(-1.0, 1.0)
+            logits = raw.index_select(1, self.order)
+            for group in self._grouped(logits):
+                group.sub_(group.amax(dim=1, keepdim=True)).exp_()
+                group.div_(group.sum(dim=1, keepdim=True))
+            out.index_copy_(1, self.order, logits)
         return out
 
 

@@ -120,12 +120,22 @@ def choose_slots(
     if not sample:
         return block.argmax(axis=1).astype(np.int64)
     rng = np.random.default_rng(rng)
-    weights = np.nan_to_num(np.clip(block.astype(np.float64), 0.0, None), posinf=0.0)
-    cumulative = np.cumsum(weights, axis=1)
-    total = cumulative[:, -1]
-    # The first slot whose cumulative weight passes u; zero-weight slots can never be chosen.
-    u = rng.random(n) * total
-    slots = (cumulative <= u[:, None]).sum(axis=1)
+    # Single precision is plenty for a draw among a few slots and halves the memory traffic;
+    # the cleaning passes run only when the block needs them (softmax output does not).
+    weights = np.asarray(block, dtype=np.float32)
+    if not np.isfinite(weights).all():
+        weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
+    if (weights < 0).any():
+        weights = np.clip(weights, 0.0, None)
+    u = rng.random(n)  # double: u * total stays below total, so empty slots are never drawn
+    if width == 2:  # the common case (missingness, two modes): one comparison
+        total = weights[:, 0] + weights[:, 1]
+        slots = (weights[:, 0] <= u * total).astype(np.int64)
+    else:
+        cumulative = np.cumsum(weights, axis=1)
+        total = cumulative[:, -1]
+        # The first slot whose cumulative weight passes u; zero-weight slots are never chosen.
+        slots = (cumulative <= (u * total)[:, None]).sum(axis=1)
     empty = ~(total > 0)
     if empty.any():
         slots[empty] = rng.integers(width, size=int(empty.sum()))
