@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,15 @@ def column_shape_similarity(data: ValidationData) -> dict[str, float]:
     return out
 
 
+def _mean_distance(values: dict[str, float], empty: str, **details: Any) -> Outcome:
+    """The mean of per-column distances in [0, 1], scored 1 − mean; ``Skip(empty)`` when no
+    column has one."""
+    if not values:
+        raise Skip(empty)
+    mean = float(np.mean(list(values.values())))
+    return Outcome(mean, 1.0 - mean, columns=values, details=details)
+
+
 class KSStatistic(Metric):
     """Two-sample Kolmogorov–Smirnov statistic per numeric column."""
 
@@ -155,12 +165,8 @@ class KSStatistic(Metric):
     description = "Mean two-sample KS statistic over numeric columns; score 1 − mean."
 
     def _compute(self, data: ValidationData) -> Outcome:
-        values = _per_column(data, "ks")
-        if not values:
-            raise Skip("no numeric column")
-        mean = float(np.mean(list(values.values())))
         histograms = {c: s["histogram"] for c, s in marginal_statistics(data).items() if "ks" in s}
-        return Outcome(mean, 1.0 - mean, columns=values, details={"histograms": histograms})
+        return _mean_distance(_per_column(data, "ks"), "no numeric column", histograms=histograms)
 
 
 class Wasserstein(Metric):
@@ -175,11 +181,7 @@ class Wasserstein(Metric):
     )
 
     def _compute(self, data: ValidationData) -> Outcome:
-        values = _per_column(data, "wasserstein")
-        if not values:
-            raise Skip("no numeric column")
-        mean = float(np.mean(list(values.values())))
-        return Outcome(mean, 1.0 - mean, columns=values)
+        return _mean_distance(_per_column(data, "wasserstein"), "no numeric column")
 
 
 class TotalVariation(Metric):
@@ -191,14 +193,12 @@ class TotalVariation(Metric):
     description = "Mean total variation distance over discrete columns; score 1 − mean."
 
     def _compute(self, data: ValidationData) -> Outcome:
-        values = _per_column(data, "tvd")
-        if not values:
-            raise Skip("no discrete column")
-        mean = float(np.mean(list(values.values())))
         frequencies = {
             c: s["frequencies"] for c, s in marginal_statistics(data).items() if "tvd" in s
         }
-        return Outcome(mean, 1.0 - mean, columns=values, details={"frequencies": frequencies})
+        return _mean_distance(
+            _per_column(data, "tvd"), "no discrete column", frequencies=frequencies
+        )
 
 
 class Hellinger(Metric):
@@ -210,11 +210,7 @@ class Hellinger(Metric):
     description = "Mean Hellinger distance over discrete columns; score 1 − mean."
 
     def _compute(self, data: ValidationData) -> Outcome:
-        values = _per_column(data, "hellinger")
-        if not values:
-            raise Skip("no discrete column")
-        mean = float(np.mean(list(values.values())))
-        return Outcome(mean, 1.0 - mean, columns=values)
+        return _mean_distance(_per_column(data, "hellinger"), "no discrete column")
 
 
 class KLDivergence(Metric):
