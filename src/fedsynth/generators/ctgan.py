@@ -9,7 +9,12 @@ import pandas as pd
 
 from fedsynth.exceptions import ConditionError
 from fedsynth.generators._ctgan_sampler import SpanLayout, TrainingSampler
-from fedsynth.generators._neural import NeuralGenerator, _torch_seed, private_step
+from fedsynth.generators._neural import (
+    SAMPLE_BLOCK,
+    NeuralGenerator,
+    _torch_seed,
+    private_step,
+)
 from fedsynth.generators.base import rejection_sample
 from fedsynth.generators.registry import register
 from fedsynth.privacy.config import DPConfig
@@ -22,8 +27,6 @@ if TYPE_CHECKING:
 
 # Weight of the gradient penalty of WGAN-GP (Gulrajani et al. 2017), as in CTGAN.
 _PENALTY = 10.0
-# Rows generated at once when sampling, to bound memory.
-_CHUNK = 100_000
 
 
 def build_generator(
@@ -669,12 +672,14 @@ class CTGAN(NeuralGenerator):
 
         def draw(k: int, rng: np.random.Generator) -> pd.DataFrame:
             generator = self._torch_generator(rng)
-            with torch.no_grad():
-                parts = [
-                    self._generate(min(_CHUNK, k - start), generator, slot).cpu().numpy()
-                    for start in range(0, k, _CHUNK)
-                ]
-            return self.encoder_.inverse_transform(np.concatenate(parts), sample=True, rng=rng)
+            parts = []
+            with torch.no_grad():  # block by block, as unconditioned sampling (in cache)
+                for start in range(0, max(k, 1), SAMPLE_BLOCK):
+                    raw = self._generate(min(SAMPLE_BLOCK, k - start), generator, slot)
+                    parts.append(
+                        self.encoder_.inverse_transform(raw.cpu().numpy(), sample=True, rng=rng)
+                    )
+            return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
         return rejection_sample(draw, n, conditions, rng, max_draws=max(200 * n, 100_000))
 
