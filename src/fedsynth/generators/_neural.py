@@ -26,8 +26,7 @@ import contextlib
 import copy
 import math
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -213,15 +212,9 @@ class NeuralGenerator(BaseGenerator):
 
         ledger = PrivacyLedger(settings.max_epsilon)
         ledger.check(f"{self.name} fit", "domains, encoder statistics, dp-sgd", settings.epsilon)
+        # Survival columns come without a missing state (see private_domains): the encoder
+        # gets none for them, so no missing time or event is ever generated.
         domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
-        # A survival time or event is never missing (the metadata checks refuse it), whatever
-        # its dtype: the encoder gets no missing state for it, so none is ever generated.
-        domains = {
-            name: replace(domain, missing=False)
-            if metadata.columns[name].kind in ("duration", "event")
-            else domain
-            for name, domain in domains.items()
-        }
         remaining = (1.0 - share) * settings.epsilon
         statistics = _STATISTICS_FRACTION * remaining
         proxy = proxy_table(
@@ -397,24 +390,29 @@ class NeuralGenerator(BaseGenerator):
 
     # ------------------------------------------------------------------ sampling
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
-        import torch
 
         generator = self._torch_generator(rng)
+        return self._decode_blocks(n, lambda size: self._generate(size, generator), rng)
+
+    def _decode_blocks(
+        self, n: int, generate: Callable[[int], torch.Tensor], rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """``n`` rows from ``generate(size)`` (activated matrices), decoded block by block.
+
+        Each block is generated and decoded at once: its matrix stays in the CPU's cache
+        through the activation and the decoding passes, which makes sampling about twice as
+        fast as one pass over a 100,000-row matrix (and bounds the memory for any ``n``).
+        """
+        import torch
+
         if n == 0:
             empty = np.empty((0, self.encoder_.output_dim_), dtype=np.float32)
             return self.encoder_.inverse_transform(empty, sample=True, rng=rng)
         parts = []
         with torch.no_grad():
-            # Block by block, decoded at once: a block's matrix stays in the CPU's cache
-            # through the activation and the decoding passes, which makes sampling about twice
-            # as fast as one pass over a 100,000-row matrix (and bounds the memory for any n).
             for start in range(0, n, SAMPLE_BLOCK):
-                matrix = self._generate(min(SAMPLE_BLOCK, n - start), generator)
-                parts.append(
-                    self.encoder_.inverse_transform(
-                        matrix.detach().cpu().numpy(), sample=True, rng=rng
-                    )
-                )
+                matrix = generate(min(SAMPLE_BLOCK, n - start)).detach().cpu().numpy()
+                parts.append(self.encoder_.inverse_transform(matrix, sample=True, rng=rng))
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def _batch_sampler(self, n: int, generator: torch.Generator) -> Iterable[torch.Tensor]:

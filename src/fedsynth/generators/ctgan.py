@@ -9,12 +9,7 @@ import pandas as pd
 
 from fedsynth.exceptions import ConditionError
 from fedsynth.generators._ctgan_sampler import SpanLayout, TrainingSampler
-from fedsynth.generators._neural import (
-    SAMPLE_BLOCK,
-    NeuralGenerator,
-    _torch_seed,
-    private_step,
-)
+from fedsynth.generators._neural import NeuralGenerator, _torch_seed, private_step
 from fedsynth.generators.base import rejection_sample
 from fedsynth.generators.registry import register
 from fedsynth.privacy.config import DPConfig
@@ -643,7 +638,6 @@ class CTGAN(NeuralGenerator):
             For a numeric condition, a category absent from the training data, or conditions
             too rare to meet within the bounded sampling budget.
         """
-        import torch
 
         continuous = [c for c in conditions if self.metadata_.columns[c].is_continuous]
         if continuous:
@@ -672,14 +666,7 @@ class CTGAN(NeuralGenerator):
 
         def draw(k: int, rng: np.random.Generator) -> pd.DataFrame:
             generator = self._torch_generator(rng)
-            parts = []
-            with torch.no_grad():  # block by block, as unconditioned sampling (in cache)
-                for start in range(0, max(k, 1), SAMPLE_BLOCK):
-                    raw = self._generate(min(SAMPLE_BLOCK, k - start), generator, slot)
-                    parts.append(
-                        self.encoder_.inverse_transform(raw.cpu().numpy(), sample=True, rng=rng)
-                    )
-            return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+            return self._decode_blocks(k, lambda size: self._generate(size, generator, slot), rng)
 
         return rejection_sample(draw, n, conditions, rng, max_draws=max(200 * n, 100_000))
 

@@ -38,6 +38,7 @@ from fedsynth.privacy.mechanisms import laplace_mechanism
 
 #: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
 PUBLIC = "public"
+#: Column kinds that never hold a missing value (the metadata checks refuse one).
 SURVIVAL_KINDS = frozenset({"duration", "event"})
 # Bounds are found among the signed powers of two 2**k, k in this range (1e-9 to 1e18).
 _LOWEST_POWER, _HIGHEST_POWER = -30, 60
@@ -60,8 +61,9 @@ class ColumnDomain:
     bounds : tuple of float or None
         ``(low, high)`` of a continuous column (``None`` for a discrete one).
     missing : bool
-        Whether the column gets a "missing" state: its dtype can hold missing values, or its
-        categories were released with DP (values of the categories left out become missing).
+        Whether the column gets a "missing" state: its dtype can hold missing values and it is
+        not a survival column (the metadata refuses missing survival values), or its categories
+        were released with DP (values of the categories left out become missing).
     estimated : bool
         Whether the domain was released with DP rather than declared public.
     """
