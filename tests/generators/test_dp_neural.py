@@ -8,22 +8,11 @@ import pandas as pd
 import pytest
 
 import fedsynth
-from fedsynth.metadata import Metadata
-from fedsynth.privacy import PrivacyBudgetError, declare_public
+from fedsynth.privacy import PrivacyBudgetError
+from tests.generators.test_dp_statistical import public_metadata
 
 DELTA = 1e-5
 NEURAL = ["tvae", "vae_bgm", "ctgan"]
-
-
-def public_metadata(table: pd.DataFrame) -> Metadata:
-    """Every domain declared public (in a study these facts come from its data dictionary)."""
-    metadata = Metadata.infer(table)
-    columns = metadata.columns
-    return declare_public(
-        metadata,
-        bounds={c: col.bounds for c, col in columns.items() if col.is_continuous},
-        categories={c: col.categories for c, col in columns.items() if col.is_discrete},
-    )
 
 
 def small(name: str, **params):
