@@ -5,9 +5,12 @@ A neural generator trains its private part (the whole VAE; CTGAN's discriminator
 ``q = batch_size / n`` (Poisson sampling, the accountants' assumption), clips each row's
 gradient to ``max_grad_norm`` and adds Gaussian noise of standard deviation
 ``noise_multiplier * max_grad_norm``. The generators compute the per-row gradients with
-:func:`per_sample_gradients` (``torch.func``) and privatise them with
-:meth:`PrivateTraining.noisy_sum`; :meth:`PrivateTraining.attach` puts Opacus's hooks and DP
-optimizer on a module whose every parameter is used inside its own ``forward``.
+:func:`per_sample_gradients` (``torch.func``), chunk by chunk, sum them clipped with
+:meth:`PrivateTraining.clipped_sum` and add the step's noise once with
+:meth:`PrivateTraining.add_noise` (``fedsynth.generators._neural.private_step``;
+:meth:`PrivateTraining.noisy_sum` does both for one chunk). :meth:`PrivateTraining.attach`
+puts Opacus's hooks and DP optimizer on a module whose every parameter is used inside its own
+``forward``, for code outside the generators (no generator uses it).
 
 The noise multiplier is the smallest that keeps the planned steps within the target (epsilon,
 delta) under the chosen Opacus accountant (RDP or PRV); the accountant's history
