@@ -9,6 +9,8 @@ def test_defaults_are_filled_and_none_means_no_dp():
     settings = resolve_dp({"epsilon": 2, "delta": 1e-6})
     assert settings == DPSettings(epsilon=2.0, delta=1e-6)
     assert settings.domain_fraction == 0.1 and settings.accountant == "rdp"
+    assert settings.pretrain == "bayesian_network" and settings.pretrain_fraction == 0.5
+    assert resolve_dp({"epsilon": 2, "delta": 1e-6, "pretrain": None}).pretrain is None
     assert resolve_dp(None) is None
     assert resolve_dp(settings) is settings
     assert resolve_dp(settings.to_dict()) == settings
@@ -23,6 +25,9 @@ def test_every_problem_is_listed_at_once():
                 "max_epsilon": 0,
                 "domain_fraction": 1,
                 "accountant": "moments",
+                "pretrain": "ctgan",
+                "pretrain_fraction": 0,
+                "pretrain_epochs": 2.5,
                 "noise": 3,
             }
         )
@@ -34,6 +39,9 @@ def test_every_problem_is_listed_at_once():
         "max_epsilon must be a finite number > 0 or None, got 0",
         "domain_fraction must be a number in (0, 1), got 1",
         "accountant must be one of rdp, prv, got 'moments'",
+        "pretrain must be one of bayesian_network, gaussian_copula or None, got 'ctgan'",
+        "pretrain_fraction must be a number in (0, 1), got 0",
+        "pretrain_epochs must be an integer >= 1, got 2.5",
     ):
         assert expected in message
 

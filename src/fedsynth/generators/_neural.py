@@ -39,6 +39,7 @@ from fedsynth.privacy.accounting import PrivacyLedger, Spend
 from fedsynth.privacy.config import DPSettings, resolve_dp
 from fedsynth.privacy.dp_statistics import (
     ColumnDomain,
+    declare_public,
     proxy_table,
     public_categories,
     release_domains,
@@ -51,10 +52,15 @@ if TYPE_CHECKING:
 
     from fedsynth.privacy.dp_sgd import PrivateTraining
 
-# Under DP: share of the budget left after the domains that the encoder's statistics get (the
-# rest trains the network), and the proxy table those statistics make: rows, and histogram
-# cells of a numeric column (as the Gaussian copula's).
+# Under DP without pretraining: share of the budget left after the domains that the encoder's
+# statistics get (the rest trains the network), and the proxy table those statistics make:
+# rows, and histogram cells of a numeric column (as the Gaussian copula's).
 _STATISTICS_FRACTION = 0.1
+# Under DP with pretraining: proxy rows drawn per training row, and their cap (unless the data
+# hold more rows): enough for the network to learn the proxy's joint distribution, not so many
+# that the pretraining epochs cost more than the private ones.
+_PRETRAIN_ROWS_PER_ROW = 4
+_PRETRAIN_MAX_ROWS = 100_000
 #: Rows generated and decoded together when sampling (see ``_sample``).
 SAMPLE_BLOCK = 10_000
 _PROXY_ROWS = 5_000
@@ -170,12 +176,12 @@ class NeuralGenerator(BaseGenerator):
         if settings is not None and self.early_stopping:
             raise ValueError(_EARLY_STOPPING_UNDER_DP)
         self.device_ = resolve_device(self.device)
-        plan = None
+        plan = proxy = None
         if settings is None:
             self.privacy_spent_ = None
             self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
         else:
-            data, plan = self._fit_private(data, metadata, rng, settings)
+            data, plan, proxy = self._fit_private(data, metadata, rng, settings)
         self.n_fits_ = 0
         self.history_: list[dict[str, float]] = []
         # Module initialisation draws from torch's global generator: seed it inside a fork so
@@ -183,6 +189,8 @@ class NeuralGenerator(BaseGenerator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_torch_seed(rng))
             self._build(self.encoder_)
+        if proxy is not None:
+            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
         self._train(self.encoder_.transform(data), rng, plan)
 
     def _fit_private(
@@ -191,7 +199,7 @@ class NeuralGenerator(BaseGenerator):
         metadata: Metadata,
         rng: np.random.Generator,
         settings: DPSettings,
-    ) -> tuple[pd.DataFrame, PrivateTraining]:
+    ) -> tuple[pd.DataFrame, PrivateTraining, pd.DataFrame | None]:
         """What a fit under DP shares across the neural generators, before training.
 
         In this order, each spend recorded in ``privacy_spent_``:
@@ -199,14 +207,20 @@ class NeuralGenerator(BaseGenerator):
         1. the domains not declared public, from ``domain_fraction`` of epsilon and delta
            (:func:`~fedsynth.privacy.dp_statistics.private_domains`), published into the
            metadata;
-        2. a tenth of the rest of epsilon: one Laplace histogram per column
-           (:func:`~fedsynth.privacy.dp_statistics.proxy_table`), from which a proxy table of
-           5,000 rows is drawn; the encoder (each numeric column's modes, each discrete
-           column's category frequencies) is fitted on that proxy, never on the real rows;
+        2. with ``pretrain`` (the default), ``pretrain_fraction`` of the rest of epsilon and
+           delta: the ``pretrain`` generator (PrivBayes by default) fitted under DP on the
+           rows, with the released domains as public facts; the proxy table drawn from it
+           (four rows per training row, at most 100,000 unless the data hold more) is what
+           the encoder is fitted on and the network pretrained on (:meth:`_pretrain`), both
+           post-processing. Without ``pretrain``, a tenth of the rest of epsilon: one Laplace
+           histogram per column (:func:`~fedsynth.privacy.dp_statistics.proxy_table`), whose
+           5,000-row proxy the encoder is fitted on;
         3. the rest of epsilon and delta: DP-SGD, its noise calibrated to the planned epochs.
 
-        Returns the rows to train on (values of categories not released made missing) and the
-        DP-SGD plan, whose spend :meth:`_train` records.
+        The encoder (each numeric column's modes, each discrete column's category
+        frequencies) never sees the real rows. Returns the rows to train on (values of
+        categories not released made missing), the DP-SGD plan, whose spend :meth:`_train`
+        records, and the pretraining proxy (``None`` without ``pretrain``).
         """
         from fedsynth.privacy.dp_sgd import PrivateTraining
 
@@ -215,30 +229,100 @@ class NeuralGenerator(BaseGenerator):
         # Survival columns come without a missing state (see private_domains): the encoder
         # gets none for them, so no missing time or event is ever generated.
         domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
-        remaining = (1.0 - share) * settings.epsilon
-        statistics = _STATISTICS_FRACTION * remaining
-        proxy = proxy_table(
-            data,
-            metadata,
-            domains,
-            epsilon=statistics,
-            n_cells=_PROXY_CELLS,
-            n_rows=_PROXY_ROWS,
-            ledger=ledger,
-            rng=rng,
-        )
-        self.encoder_ = TableEncoder(seed=self.seed).fit(proxy, metadata)
+        released = released_view(data, domains)
+        epsilon, delta = (1.0 - share) * settings.epsilon, (1.0 - share) * settings.delta
+        if settings.pretrain is not None:
+            fraction = settings.pretrain_fraction
+            proxy = self._pretraining_proxy(
+                released, metadata, domains, settings, fraction * epsilon, fraction * delta, rng
+            )
+            before = ledger.spent()
+            for spend in proxy.attrs.pop("spends"):
+                ledger.charge(
+                    f"pretraining proxy: {spend.what}",
+                    spend.mechanism,
+                    spend.epsilon,
+                    spend.delta,
+                    generator=settings.pretrain,
+                    **spend.details,
+                )
+            # DP-SGD gets what the proxy left: PrivBayes on public domains spends no delta.
+            epsilon -= ledger.spent()[0] - before[0]
+            delta -= ledger.spent()[1] - before[1]
+            self.encoder_ = TableEncoder(seed=self.seed).fit(proxy, metadata)
+        else:
+            statistics = _STATISTICS_FRACTION * epsilon
+            histograms = proxy_table(
+                data,
+                metadata,
+                domains,
+                epsilon=statistics,
+                n_cells=_PROXY_CELLS,
+                n_rows=_PROXY_ROWS,
+                ledger=ledger,
+                rng=rng,
+            )
+            epsilon -= statistics
+            self.encoder_ = TableEncoder(seed=self.seed).fit(histograms, metadata)
+            proxy = None
         plan = PrivateTraining(
             n_rows=len(data),
             batch_size=int(self.batch_size),
             epochs=self._epochs_of_this_fit(),
-            epsilon=remaining - statistics,
-            delta=(1.0 - share) * settings.delta,
+            epsilon=epsilon,
+            delta=delta,
             max_grad_norm=settings.max_grad_norm,
             accountant=settings.accountant,
         )
         self.privacy_spent_ = ledger
-        return released_view(data, domains), plan
+        return released, plan, proxy
+
+    def _pretraining_proxy(
+        self,
+        released: pd.DataFrame,
+        metadata: Metadata,
+        domains: Mapping[str, ColumnDomain],
+        settings: DPSettings,
+        epsilon: float,
+        delta: float,
+        rng: np.random.Generator,
+    ) -> pd.DataFrame:
+        """Rows drawn from ``settings.pretrain`` fitted with (``epsilon``, ``delta``)-DP.
+
+        The domains already released (or declared) are public facts for it, so it spends
+        nothing on them again. Its spends come back in ``proxy.attrs["spends"]``.
+        """
+        from fedsynth.generators.registry import make
+
+        facts = metadata.copy()
+        declare_public(
+            facts,
+            bounds={n: d.bounds for n, d in domains.items() if d.bounds is not None},
+            categories={n: d.categories for n, d in domains.items() if d.categories is not None},
+        )
+        teacher = make(
+            settings.pretrain,
+            dp={"epsilon": epsilon, "delta": delta},
+            seed=int(rng.integers(2**31 - 1)),
+        )
+        teacher.fit(released, metadata=facts)
+        n = len(released)
+        size = max(n, min(_PRETRAIN_ROWS_PER_ROW * n, _PRETRAIN_MAX_ROWS))
+        # Drawn without the teacher's copy guard: the guard reads the training rows, and the
+        # proxy must depend on them only through the DP release. (The proxy is never shown;
+        # what this model samples goes through its own guard.)
+        proxy = teacher._restore(teacher._sample(size, rng), size)
+        proxy.attrs["spends"] = list(teacher.privacy_spent_.spends)
+        return proxy
+
+    def _pretrain(self, matrix: np.ndarray, rng: np.random.Generator, epochs: int) -> None:
+        """Train on the encoded DP proxy rows, without DP-SGD (post-processing), before the
+        private training on the real rows."""
+        kept, self._epochs_this_fit = self._epochs_this_fit, epochs
+        try:
+            self._train(matrix, rng, None, pretraining=True)
+        finally:
+            self._epochs_this_fit = kept
 
     def _continued_privacy(
         self, n_rows: int, epochs: int | None
@@ -319,10 +403,19 @@ class NeuralGenerator(BaseGenerator):
             )
 
     def _train(
-        self, matrix: np.ndarray, rng: np.random.Generator, plan: PrivateTraining | None = None
+        self,
+        matrix: np.ndarray,
+        rng: np.random.Generator,
+        plan: PrivateTraining | None = None,
+        *,
+        pretraining: bool = False,
     ) -> None:
         """Train for this call's epochs, with progress and optional early stopping; under DP
-        (``plan``), record the spend of the planned steps first, then take them."""
+        (``plan``), record the spend of the planned steps first, then take them.
+
+        ``pretraining`` (on a DP proxy, see :meth:`_pretrain`): the epochs are not recorded in
+        ``history_`` (which counts the epochs on the rows) and nothing is done after them.
+        """
         import torch
 
         epochs = self._epochs_of_this_fit()
@@ -351,7 +444,8 @@ class NeuralGenerator(BaseGenerator):
         best, best_state, waited = math.inf, None, 0
         self._dp_plan = plan
         try:
-            with _progress(self.verbose, type(self).__name__, epochs) as advance:
+            title = f"{'Pretraining' if pretraining else 'Training'} {type(self).__name__}"
+            with _progress(self.verbose, title, epochs) as advance:
                 for epoch in range(epochs):
                     for module in self._modules().values():
                         module.train()
@@ -366,7 +460,8 @@ class NeuralGenerator(BaseGenerator):
                     # Under DP the losses are computed on real rows without noise: shown on
                     # the progress bar, to whoever holds the rows, but kept out of the model.
                     saved = losses if plan is None else {}
-                    self.history_.append({"epoch": len(self.history_) + 1, **saved})
+                    if not pretraining:
+                        self.history_.append({"epoch": len(self.history_) + 1, **saved})
                     advance(epoch + 1, losses)
                     if validation is None:
                         continue
@@ -384,6 +479,8 @@ class NeuralGenerator(BaseGenerator):
                 module.load_state_dict(best_state[name])
         for module in self._modules().values():
             module.eval()
+        if pretraining:
+            return
         self.n_fits_ += 1
         with torch.no_grad():
             self._after_training(torch.from_numpy(np.asarray(matrix, dtype=np.float32)), rng)
@@ -644,7 +741,7 @@ class ShuffledBatches:
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, name: str, epochs: int):
+def _progress(enabled: bool, title: str, epochs: int):
     """Yield ``advance(epoch, losses)``; a rich progress bar with the losses when enabled."""
     if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
         yield lambda epoch, losses: None
@@ -667,7 +764,7 @@ def _progress(enabled: bool, name: str, epochs: int):
         TextColumn("{task.fields[losses]}"),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(f"Training {name}", total=epochs, losses="")
+        task = progress.add_task(title, total=epochs, losses="")
 
         def advance(epoch: int, losses: dict[str, float]) -> None:
             text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())

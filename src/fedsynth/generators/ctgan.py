@@ -348,13 +348,20 @@ class CTGAN(NeuralGenerator):
         return {"generator": self.generator_, "discriminator": self.discriminator_}
 
     def _train(
-        self, matrix: np.ndarray, rng: np.random.Generator, plan: PrivateTraining | None = None
+        self,
+        matrix: np.ndarray,
+        rng: np.random.Generator,
+        plan: PrivateTraining | None = None,
+        *,
+        pretraining: bool = False,
     ) -> None:
         import torch
 
-        # Under DP the real rows and their conditions come from the loader's Poisson batches.
-        private = getattr(self, "privacy_spent_", None) is not None
-        self._sampler = None if private else TrainingSampler(matrix, self.layout_, self.device_)
+        # Under DP-SGD the real rows and their conditions come from the loader's Poisson
+        # batches; pretraining on a DP proxy samples its rows by training-by-sampling.
+        self._sampler = (
+            None if plan is not None else TrainingSampler(matrix, self.layout_, self.device_)
+        )
         # Dropout draws from torch's global generator, so every draw of a step does too: it is
         # seeded from ``rng`` inside a fork, which leaves the caller's random state untouched.
         devices = []
@@ -365,7 +372,7 @@ class CTGAN(NeuralGenerator):
         try:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(_torch_seed(rng))
-                super()._train(matrix, rng, plan)
+                super()._train(matrix, rng, plan, pretraining=pretraining)
         finally:
             del self._sampler
 

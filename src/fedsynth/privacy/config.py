@@ -21,6 +21,8 @@ from fedsynth.exceptions import FedsynthError
 
 #: Accountants of DP-SGD (Opacus names): Renyi DP, or the privacy random variable (tighter).
 ACCOUNTANTS = ("rdp", "prv")
+#: DP generators that can make the proxy a neural generator pretrains on (registry names).
+PRETRAINERS = ("bayesian_network", "gaussian_copula")
 
 
 class DPConfig(TypedDict):
@@ -43,6 +45,18 @@ class DPConfig(TypedDict):
         DP-SGD: per-sample gradient clipping norm. Default 1.0.
     accountant : {"rdp", "prv"}, optional
         DP-SGD: Opacus accountant that calibrates the noise and reports the spend. Default "rdp".
+    pretrain : {"bayesian_network", "gaussian_copula"} or None, optional
+        Neural generators: the DP generator (PrivBayes, or the DP Gaussian copula) fitted with
+        ``pretrain_fraction`` of the budget left after the domains, whose synthetic rows the
+        network is pretrained on before DP-SGD on the real rows (post-processing: no further
+        cost). ``None``: no pretraining, the network starts from random weights. Default
+        "bayesian_network".
+    pretrain_fraction : float, optional
+        Neural generators: share of the budget left after the domains that fits the pretraining
+        proxy, in (0, 1); the rest goes to DP-SGD. Default 0.5.
+    pretrain_epochs : int, optional
+        Neural generators: epochs over the proxy rows (four per training row, at most 100,000
+        unless the data hold more). Default 30.
 
     Examples
     --------
@@ -56,6 +70,9 @@ class DPConfig(TypedDict):
     domain_fraction: NotRequired[float]
     max_grad_norm: NotRequired[float]
     accountant: NotRequired[Literal["rdp", "prv"]]
+    pretrain: NotRequired[Literal["bayesian_network", "gaussian_copula"] | None]
+    pretrain_fraction: NotRequired[float]
+    pretrain_epochs: NotRequired[int]
 
 
 class PrivacyConfigError(FedsynthError, ValueError):
@@ -72,6 +89,9 @@ class DPSettings:
     domain_fraction: float = 0.1
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
+    pretrain: str | None = "bayesian_network"
+    pretrain_fraction: float = 0.5
+    pretrain_epochs: int = 30
 
     def to_dict(self) -> dict[str, Any]:
         """The setting as a JSON-ready mapping (a valid ``dp=`` value)."""
@@ -132,6 +152,18 @@ def resolve_dp(dp: Mapping[str, Any] | DPSettings | None) -> DPSettings | None:
         problems.append(
             f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {settings['accountant']!r}"
         )
+    pretrain = settings["pretrain"]
+    if pretrain is not None and pretrain not in PRETRAINERS:
+        problems.append(
+            f"pretrain must be one of {', '.join(PRETRAINERS)} or None, got {pretrain!r}"
+        )
+    if not (_number(settings["pretrain_fraction"]) and 0 < settings["pretrain_fraction"] < 1):
+        problems.append(
+            f"pretrain_fraction must be a number in (0, 1), got {settings['pretrain_fraction']!r}"
+        )
+    epochs = settings["pretrain_epochs"]
+    if not (isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs >= 1):
+        problems.append(f"pretrain_epochs must be an integer >= 1, got {epochs!r}")
     if problems:
         raise PrivacyConfigError("invalid dp setting:\n  - " + "\n  - ".join(problems))
     return DPSettings(
@@ -141,6 +173,9 @@ def resolve_dp(dp: Mapping[str, Any] | DPSettings | None) -> DPSettings | None:
         domain_fraction=float(fraction),
         max_grad_norm=float(settings["max_grad_norm"]),
         accountant=str(settings["accountant"]),
+        pretrain=None if pretrain is None else str(pretrain),
+        pretrain_fraction=float(settings["pretrain_fraction"]),
+        pretrain_epochs=int(epochs),
     )
 
 
