@@ -12,8 +12,9 @@ A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_trai
 the model's device.
 
 With ``dp=`` the base class does what every neural generator shares (see
-:meth:`NeuralGenerator._fit_private`): the domains and the encoder come from DP statistics, the
-loader draws Poisson batches (:meth:`_batch_sampler`), the DP-SGD run is planned, checked
+:meth:`NeuralGenerator._fit_private`): the domains come from DP statistics, the encoder and the
+pretraining (:meth:`NeuralGenerator._pretrain`) from a DP proxy generator, the loader draws
+Poisson batches (:meth:`_batch_sampler`), the DP-SGD run is planned, checked
 against the budget cap and recorded in ``privacy_spent_`` before it starts, and what the
 training saves (``history_``) holds no loss computed on real rows. While a private run is on,
 ``self._dp_plan`` is its :class:`~fedsynth.privacy.dp_sgd.PrivateTraining` and ``_train_epoch``

@@ -165,11 +165,12 @@ class CTGAN(NeuralGenerator):
     conditional vector for a value.
 
     With ``dp=`` the model is (epsilon, delta)-differentially private for add/remove
-    neighbours. The domains and the encoder's statistics are released as for
+    neighbours. The domains, the encoder and the pretraining are as for
     :class:`~fedsynth.generators.tvae.TVAE` (``domain_fraction`` of the budget for the
-    domains not declared public, a tenth of the rest for the encoder, fitted on a proxy table
-    drawn from Laplace histograms); the rest trains the critic with DP-SGD, the only network
-    that reads real rows:
+    domains not declared public, ``pretrain_fraction`` of the rest for a DP proxy generator
+    whose rows the encoder is fitted on and both networks pretrained on, by
+    training-by-sampling on the proxy rows); the rest trains the critic with DP-SGD, the only
+    network that reads real rows:
 
     * each critic update draws every row with probability ``batch_size / n`` (Poisson
       sampling; an epoch is ``round(n / batch_size)`` critic updates, a generator update after

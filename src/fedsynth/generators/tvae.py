@@ -91,8 +91,12 @@ class TVAE(VAEGenerator):
     1. the domain: when some numeric bounds or category lists are not declared public (see
        :func:`fedsynth.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
        releases them; nothing otherwise;
-    2. a tenth of the rest of epsilon: Laplace histograms of the columns, from which a proxy
-       table is drawn that the encoder is fitted on (modes of numeric columns, categories);
+    2. ``pretrain_fraction`` (half) of the rest: a DP proxy generator (``pretrain``, PrivBayes
+       by default) fitted on the rows, the released domains as public facts; the encoder
+       (modes of numeric columns, categories) is fitted on rows drawn from it, and the
+       autoencoder pretrained on them for ``pretrain_epochs`` (post-processing). With
+       ``pretrain=None``, a tenth of the rest instead: Laplace histograms of the columns, from
+       which a proxy table is drawn that the encoder is fitted on, and no pretraining;
     3. the rest of epsilon and delta: DP-SGD on the whole autoencoder. Each step draws every row
        with probability ``batch_size / n`` (Poisson sampling), clips each row's gradient to
        ``max_grad_norm`` and adds Gaussian noise; the noise multiplier is the smallest with

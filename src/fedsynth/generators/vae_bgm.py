@@ -30,8 +30,8 @@ class VAEBGM(VAEGenerator):
     decoder was never trained on: marginals, correlations and the survival curve come out closer
     than TVAE's from the same network.
 
-    With ``dp=`` the autoencoder is trained as TVAE's is (domains, encoder statistics and DP-SGD,
-    see :class:`~fedsynth.generators.tvae.TVAE`), and the mixture must not look at the training
+    With ``dp=`` the autoencoder is trained as TVAE's is (domains, DP proxy for the encoder and
+    pretraining, DP-SGD, see :class:`~fedsynth.generators.tvae.TVAE`), and the mixture must not look at the training
     rows, whose latent means no noise protects. It is fitted instead on the latent means of rows
     the private model generates itself: as many codes as training rows drawn from N(0, I),
     decoded, each feature drawn from its decoded distribution, and encoded again. That is
