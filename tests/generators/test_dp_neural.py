@@ -228,6 +228,7 @@ def test_pretraining_on_the_dp_copula(table):
     dp = {"epsilon": 3.0, "delta": DELTA, "pretrain": "gaussian_copula"}
     gen = small("tvae", epochs=10, dp=dp).fit(table, metadata=public_metadata(table))
     *proxy, training = gen.privacy_spent_.spends
+    assert training.mechanism == "dp-sgd (rdp)"
     assert proxy and all(s.what.startswith("pretraining proxy: ") for s in proxy)
     assert all(s.details["generator"] == "gaussian_copula" for s in proxy)
     assert gen.privacy_spent_.epsilon == pytest.approx(3.0, rel=0.01)

@@ -31,13 +31,14 @@ class VAEBGM(VAEGenerator):
     than TVAE's from the same network.
 
     With ``dp=`` the autoencoder is trained as TVAE's is (domains, DP proxy for the encoder and
-    pretraining, DP-SGD, see :class:`~fedsynth.generators.tvae.TVAE`), and the mixture must not look at the training
-    rows, whose latent means no noise protects. It is fitted instead on the latent means of rows
-    the private model generates itself: as many codes as training rows drawn from N(0, I),
-    decoded, each feature drawn from its decoded distribution, and encoded again. That is
-    post-processing of the private weights and costs no budget, so the total guarantee is
-    TVAE's. The mixture then follows where the encoder puts the model's own rows, which is
-    where the decoder was trained to produce rows, rather than the training rows themselves.
+    pretraining, DP-SGD, see :class:`~fedsynth.generators.tvae.TVAE`), and the mixture must not
+    look at the training rows, whose latent means no noise protects. It is fitted instead on the
+    latent means of rows the private model generates itself: as many codes as training rows
+    drawn from N(0, I), decoded, each feature drawn from its decoded distribution, and encoded
+    again. That is post-processing of the private weights and costs no budget, so the total
+    guarantee is TVAE's. The mixture then follows where the encoder puts the model's own rows,
+    which is where the decoder was trained to produce rows, rather than the training rows
+    themselves.
 
     Parameters
     ----------
