@@ -180,10 +180,16 @@ def auroc(train, holdout, metadata) -> float:
     model = HistGradientBoostingClassifier(
         categorical_features=[c in discrete for c in features], random_state=0
     )
+    x_train, x_holdout = design(train), design(holdout)
+    # A column the synthesiser left entirely missing carries nothing to learn (and
+    # scikit-learn's binning fails on it): it is left out of both tables.
+    empty = [c for c in features if x_train[c].isna().all()]
+    model.set_params(categorical_features=[c in discrete for c in features if c not in empty])
+    x_train, x_holdout = x_train.drop(columns=empty), x_holdout.drop(columns=empty)
     # One thread: on shared CPUs OpenMP's spinning threads make the fit tens of times slower.
     with threadpool_limits(1):
-        model.fit(design(train), y.astype(int))
-        scores = model.predict_proba(design(holdout))[:, 1]
+        model.fit(x_train, y.astype(int))
+        scores = model.predict_proba(x_holdout)[:, 1]
     return float(roc_auc_score(holdout[TARGET].astype(int), scores))
 
 
