@@ -235,3 +235,22 @@ def test_pretraining_on_the_dp_copula(table):
     assert gen.privacy_spent_.delta <= DELTA
     assert gen.history_ == [{"epoch": e} for e in range(1, 11)]  # pretraining epochs not kept
     assert marginal_error(gen.sample(2000, seed=1), table) < 0.15
+
+
+def test_states_missing_from_the_proxy_draw_are_still_encoded(table, monkeypatch):
+    # A proxy draw without any missing hb nor any "M" (noise can leave rare states out): the
+    # encoder fitted on the proxy must still encode every real row.
+    from fedsynth.generators.bayesian_network import BayesianNetwork
+
+    draw = BayesianNetwork._sample
+
+    def poor_draw(self, n, rng):
+        rows = draw(self, n, rng)
+        return rows.assign(hb=rows["hb"].fillna(10.0), sex="F")
+
+    monkeypatch.setattr(BayesianNetwork, "_sample", poor_draw)
+    gen = small("tvae", dp={"epsilon": 3.0, "delta": DELTA}).fit(
+        table, metadata=public_metadata(table)
+    )
+    out = gen.sample(500, seed=0)
+    assert set(out["sex"].dropna()) <= {"F", "M"} and len(out) == 500

@@ -9,6 +9,7 @@ from fedsynth.privacy import PrivacyLedger, PrivateDomainError, declare_public
 from fedsynth.privacy.dp_statistics import (
     ColumnDomain,
     can_be_missing,
+    cover_domains,
     dp_bounds,
     dp_categories,
     grid_edges,
@@ -137,6 +138,24 @@ def test_proxy_table_is_drawn_from_noisy_marginals(table):
     assert (proxy["sex"] == "F").mean() == pytest.approx((table["sex"] == "F").mean(), abs=0.04)
     # Every state shows up, whatever the noise: the encoder fitted on it knows them all.
     assert set(proxy["stage"].dropna()) == {"I", "II", "III"} and proxy["stage"].isna().any()
+
+
+def test_cover_domains_puts_every_state_in_the_first_rows():
+    frame = pd.DataFrame(
+        {"grade": ["a"] * 6, "flag": [0] * 6, "level": [1.5] * 6, "count": [3] * 6},
+    )
+    domains = {
+        "grade": ColumnDomain("grade", ["a", "b", "c"], None, missing=True, estimated=False),
+        "flag": ColumnDomain("flag", [0, 1], None, missing=False, estimated=False),
+        "level": ColumnDomain("level", None, (0.0, 2.0), missing=True, estimated=False),
+        "count": ColumnDomain("count", None, (0.0, 9.0), missing=False, estimated=False),
+    }
+    out = cover_domains(frame, domains)
+    assert out["grade"].iloc[:3].tolist() == ["a", "b", "c"] and pd.isna(out["grade"].iloc[3])
+    assert out["grade"].iloc[4:].eq("a").all()
+    assert out["flag"].tolist() == [0, 1, 0, 0, 0, 0] and out["flag"].dtype == frame["flag"].dtype
+    assert out["level"].isna().sum() == 1 and out["count"].equals(frame["count"])
+    assert frame["grade"].eq("a").all()  # the input is left as it was
 
 
 def test_released_view_hides_unreleased_categories(table):

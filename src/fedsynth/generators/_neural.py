@@ -40,6 +40,7 @@ from fedsynth.privacy.accounting import PrivacyLedger, Spend
 from fedsynth.privacy.config import DPSettings, resolve_dp
 from fedsynth.privacy.dp_statistics import (
     ColumnDomain,
+    cover_domains,
     declare_public,
     proxy_table,
     public_categories,
@@ -234,11 +235,11 @@ class NeuralGenerator(BaseGenerator):
         epsilon, delta = (1.0 - share) * settings.epsilon, (1.0 - share) * settings.delta
         if settings.pretrain is not None:
             fraction = settings.pretrain_fraction
-            proxy = self._pretraining_proxy(
+            proxy, spends = self._pretraining_proxy(
                 released, metadata, domains, settings, fraction * epsilon, fraction * delta, rng
             )
             before = ledger.spent()
-            for spend in proxy.attrs.pop("spends"):
+            for spend in spends:
                 ledger.charge(
                     f"pretraining proxy: {spend.what}",
                     spend.mechanism,
@@ -287,11 +288,14 @@ class NeuralGenerator(BaseGenerator):
         epsilon: float,
         delta: float,
         rng: np.random.Generator,
-    ) -> pd.DataFrame:
-        """Rows drawn from ``settings.pretrain`` fitted with (``epsilon``, ``delta``)-DP.
+    ) -> tuple[pd.DataFrame, list[Spend]]:
+        """Rows drawn from ``settings.pretrain`` fitted with (``epsilon``, ``delta``)-DP, and
+        its spends.
 
         The domains already released (or declared) are public facts for it, so it spends
-        nothing on them again. Its spends come back in ``proxy.attrs["spends"]``.
+        nothing on them again. The first rows hold every state of the domains
+        (:func:`~fedsynth.privacy.dp_statistics.cover_domains`), so that the encoder fitted on
+        the proxy can encode every real row.
         """
         from fedsynth.generators.registry import make
 
@@ -313,8 +317,7 @@ class NeuralGenerator(BaseGenerator):
         # proxy must depend on them only through the DP release. (The proxy is never shown;
         # what this model samples goes through its own guard.)
         proxy = teacher._restore(teacher._sample(size, rng), size)
-        proxy.attrs["spends"] = list(teacher.privacy_spent_.spends)
-        return proxy
+        return cover_domains(proxy, domains), list(teacher.privacy_spent_.spends)
 
     def _pretrain(self, matrix: np.ndarray, rng: np.random.Generator, epochs: int) -> None:
         """Train on the encoded DP proxy rows, without DP-SGD (post-processing), before the

@@ -456,6 +456,27 @@ def proxy_table(
     return pd.DataFrame(out)
 
 
+def cover_domains(frame: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
+    """``frame`` (rows drawn from a DP model) whose first rows hold each category of every
+    discrete column and a missing value in every column whose domain has a missing state.
+
+    An encoder fitted on it then knows every state the real rows can take, whatever the noise
+    left out of the draw; the domains are public or DP-released, so this costs nothing. Needs
+    at least as many rows as the largest number of states.
+    """
+    out = frame.copy()
+    for name, domain in domains.items():
+        if domain.categories is None:  # numeric: a missing value where the domain has them
+            if domain.missing:
+                out.loc[out.index[0], name] = np.nan
+            continue
+        states = [*domain.categories, *([np.nan] if domain.missing else [])]
+        values = out[name].astype(object)
+        values.iloc[: len(states)] = states
+        out[name] = _like(values, frame[name], domain)
+    return out
+
+
 def _like(values: pd.Series, original: pd.Series, domain: ColumnDomain) -> pd.Series:
     """``values`` in the dtype of the real column where it holds them (numbers, flags)."""
     dtype = original.dtype
