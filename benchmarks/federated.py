@@ -127,7 +127,7 @@ def verdicts(run: dict) -> dict[str, bool | None]:
     }
 
 
-def markdown(runs: list[dict], machine: dict) -> str:
+def markdown(runs: list[dict], machine: dict, settings: dict | None = None) -> str:
     lines = [
         "# Federated training on the MDS cohort",
         "",
@@ -135,6 +135,13 @@ def markdown(runs: list[dict], machine: dict) -> str:
         f"load average at start {machine['load_start']}. {machine['note']}",
         "",
     ]
+    if settings:
+        lines += [
+            f"Settings: {settings['rounds']} rounds of {settings['local_epochs']} local epochs "
+            f"(centralized and isolated: {settings['rounds'] * settings['local_epochs']} "
+            f"epochs); generator parameters {settings['params']}.",
+            "",
+        ]
     for run in runs:
         lines += [
             f"## {run['model']}, {run['sites']} sites ({sum(run['rows'].values())} rows: "
@@ -174,7 +181,15 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--local-epochs", type=int, default=10)
-    parser.add_argument("--params", default="{}", help="generator parameters (JSON)")
+    parser.add_argument(
+        "--params",
+        default='{"batch_size": 100}',
+        help=(
+            "generator parameters (JSON). Default: batches of 100 rows, since sites of 1,000 "
+            "to 2,000 rows make only 1 to 4 steps per epoch with the default 500 (measured on "
+            "this cohort: fedavg CSF 0.856 -> 0.915, GSF 0.497 -> 0.713)"
+        ),
+    )
     parser.add_argument("--n", type=int, default=4427, help="patients in the cohort")
     parser.add_argument("--families", nargs="+", default=None, help="SAFE families (all)")
     parser.add_argument(
@@ -215,7 +230,7 @@ def write(runs: list[dict], machine: dict, args: argparse.Namespace) -> str:
     RESULTS.mkdir(exist_ok=True)
     record = {"machine": machine, "settings": vars(args), "runs": runs}
     (RESULTS / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    text = markdown(runs, machine)
+    text = markdown(runs, machine, vars(args))
     (RESULTS / f"{args.name}.md").write_text(text + "\n")
     return text
 
