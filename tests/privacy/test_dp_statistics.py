@@ -140,22 +140,32 @@ def test_proxy_table_is_drawn_from_noisy_marginals(table):
     assert set(proxy["stage"].dropna()) == {"I", "II", "III"} and proxy["stage"].isna().any()
 
 
-def test_cover_domains_puts_every_state_in_the_first_rows():
+def test_cover_domains_puts_every_state_in_some_row():
     frame = pd.DataFrame(
-        {"grade": ["a"] * 6, "flag": [0] * 6, "level": [1.5] * 6, "count": [3] * 6},
+        {
+            "grade": ["a"] * 6,
+            "flag": [0] * 6,
+            "done": [False] * 6,
+            "level": [1.5] * 6,
+            "count": [3] * 6,
+        }
     )
     domains = {
         "grade": ColumnDomain("grade", ["a", "b", "c"], None, missing=True, estimated=False),
         "flag": ColumnDomain("flag", [0, 1], None, missing=False, estimated=False),
+        "done": ColumnDomain("done", [False, True], None, missing=False, estimated=False),
         "level": ColumnDomain("level", None, (0.0, 2.0), missing=True, estimated=False),
         "count": ColumnDomain("count", None, (0.0, 9.0), missing=False, estimated=False),
     }
-    out = cover_domains(frame, domains)
-    assert out["grade"].iloc[:3].tolist() == ["a", "b", "c"] and pd.isna(out["grade"].iloc[3])
-    assert out["grade"].iloc[4:].eq("a").all()
-    assert out["flag"].tolist() == [0, 1, 0, 0, 0, 0] and out["flag"].dtype == frame["flag"].dtype
+    out = cover_domains(frame, domains, np.random.default_rng(0))
+    assert set(out["grade"].dropna()) == {"a", "b", "c"} and out["grade"].isna().sum() == 1
+    assert sorted(out["flag"]) == [0, 0, 0, 0, 0, 1] and out["flag"].dtype == frame["flag"].dtype
+    assert out["done"].sum() == 1 and out["done"].dtype == bool
     assert out["level"].isna().sum() == 1 and out["count"].equals(frame["count"])
     assert frame["grade"].eq("a").all()  # the input is left as it was
+    # The rows that carry the states are drawn per column, not the first rows of each.
+    rows = [tuple(np.flatnonzero(out[c].ne(frame[c]).to_numpy())) for c in ("grade", "flag")]
+    assert len(rows[0]) == 3 and len(rows[1]) == 1
 
 
 def test_released_view_hides_unreleased_categories(table):

@@ -28,6 +28,7 @@ import copy
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 # statistics get (the rest trains the network), and the proxy table those statistics make:
 # rows, and histogram cells of a numeric column (as the Gaussian copula's).
 _STATISTICS_FRACTION = 0.1
+_PROXY_ROWS = 5_000
+_PROXY_CELLS = 64
 # Under DP with pretraining: proxy rows drawn per training row, and their cap (unless the data
 # hold more rows): enough for the network to learn the proxy's joint distribution, not so many
 # that the pretraining epochs cost more than the private ones.
@@ -65,8 +68,6 @@ _PRETRAIN_ROWS_PER_ROW = 4
 _PRETRAIN_MAX_ROWS = 100_000
 #: Rows generated and decoded together when sampling (see ``_sample``).
 SAMPLE_BLOCK = 10_000
-_PROXY_ROWS = 5_000
-_PROXY_CELLS = 64
 _EARLY_STOPPING_UNDER_DP = (
     "early_stopping must be False with dp: the validation rows it holds out would be read at "
     "every epoch outside DP-SGD, unprotected; choose the number of epochs instead"
@@ -227,7 +228,9 @@ class NeuralGenerator(BaseGenerator):
         from fedsynth.privacy.dp_sgd import PrivateTraining
 
         ledger = PrivacyLedger(settings.max_epsilon)
-        ledger.check(f"{self.name} fit", "domains, encoder statistics, dp-sgd", settings.epsilon)
+        ledger.check(
+            f"{self.name} fit", "domains, proxy or encoder statistics, dp-sgd", settings.epsilon
+        )
         # Survival columns come without a missing state (see private_domains): the encoder
         # gets none for them, so no missing time or event is ever generated.
         domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
@@ -238,7 +241,6 @@ class NeuralGenerator(BaseGenerator):
             proxy, spends = self._pretraining_proxy(
                 released, metadata, domains, settings, fraction * epsilon, fraction * delta, rng
             )
-            before = ledger.spent()
             for spend in spends:
                 ledger.charge(
                     f"pretraining proxy: {spend.what}",
@@ -249,8 +251,8 @@ class NeuralGenerator(BaseGenerator):
                     **spend.details,
                 )
             # DP-SGD gets what the proxy left: PrivBayes on public domains spends no delta.
-            epsilon -= ledger.spent()[0] - before[0]
-            delta -= ledger.spent()[1] - before[1]
+            epsilon -= sum(spend.epsilon for spend in spends)
+            delta -= sum(spend.delta for spend in spends)
             self.encoder_ = TableEncoder(seed=self.seed).fit(proxy, metadata)
         else:
             statistics = _STATISTICS_FRACTION * epsilon
@@ -293,31 +295,26 @@ class NeuralGenerator(BaseGenerator):
         its spends.
 
         The domains already released (or declared) are public facts for it, so it spends
-        nothing on them again. The first rows hold every state of the domains
-        (:func:`~fedsynth.privacy.dp_statistics.cover_domains`), so that the encoder fitted on
-        the proxy can encode every real row.
+        nothing on them again. Every state of the domains is put in some rows of the proxy
+        (:func:`~fedsynth.privacy.dp_statistics.cover_domains`): a missing state the draw left
+        out would leave the encoder unable to encode the real rows that have it.
         """
         from fedsynth.generators.registry import make
 
-        facts = metadata.copy()
-        declare_public(
-            facts,
-            bounds={n: d.bounds for n, d in domains.items() if d.bounds is not None},
-            categories={n: d.categories for n, d in domains.items() if d.categories is not None},
-        )
         teacher = make(
             settings.pretrain,
             dp={"epsilon": epsilon, "delta": delta},
             seed=int(rng.integers(2**31 - 1)),
         )
-        teacher.fit(released, metadata=facts)
+        teacher.fit(_as_released(released, domains), metadata=_public_facts(metadata, domains))
         n = len(released)
-        size = max(n, min(_PRETRAIN_ROWS_PER_ROW * n, _PRETRAIN_MAX_ROWS))
+        states = max((len(d.categories or ()) + d.missing for d in domains.values()), default=0)
+        size = max(n, states, min(_PRETRAIN_ROWS_PER_ROW * n, _PRETRAIN_MAX_ROWS))
         # Drawn without the teacher's copy guard: the guard reads the training rows, and the
         # proxy must depend on them only through the DP release. (The proxy is never shown;
         # what this model samples goes through its own guard.)
         proxy = teacher._restore(teacher._sample(size, rng), size)
-        return cover_domains(proxy, domains), list(teacher.privacy_spent_.spends)
+        return cover_domains(proxy, domains, rng), list(teacher.privacy_spent_.spends)
 
     def _pretrain(self, matrix: np.ndarray, rng: np.random.Generator, epochs: int) -> None:
         """Train on the encoded DP proxy rows, without DP-SGD (post-processing), before the
@@ -646,6 +643,37 @@ class NeuralGenerator(BaseGenerator):
 
     def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_extra_state` saved."""
+
+
+def _public_facts(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> Metadata:
+    """The metadata of the learned columns (those of ``domains``) with their released or
+    declared domains marked public: what a DP proxy generator is fitted with."""
+    source = metadata.copy()  # declare_public updates the columns in place
+    columns = {name: source.columns[name] for name in domains}
+    pair = [c for c in (metadata.survival or ()) if c in columns]
+    if len(pair) == 1:  # the other half is constant, so not learned: a plain column then
+        col = columns[pair[0]]
+        columns[pair[0]] = replace(col, kind="numeric" if col.kind == "duration" else "binary")
+    facts = Metadata(columns)
+    return declare_public(
+        facts,
+        bounds={n: d.bounds for n, d in domains.items() if d.bounds is not None},
+        categories={n: d.categories for n, d in domains.items() if d.categories is not None},
+    )
+
+
+def _as_released(data: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
+    """``data`` with every discrete column that has a missing state as objects.
+
+    Whether a proxy generator gives a column a missing state follows its dtype: an integer
+    column whose categories DP released turns into objects only when some row holds a
+    category left out, which would make the proxy's states depend on the rows outside DP.
+    """
+    out = data.copy()
+    for name, domain in domains.items():
+        if domain.categories is not None and domain.missing:
+            out[name] = out[name].astype(object)
+    return out
 
 
 def private_step(

@@ -358,11 +358,11 @@ class CTGAN(NeuralGenerator):
     ) -> None:
         import torch
 
-        # Under DP-SGD the real rows and their conditions come from the loader's Poisson
-        # batches; pretraining on a DP proxy samples its rows by training-by-sampling.
-        self._sampler = (
-            None if plan is not None else TrainingSampler(matrix, self.layout_, self.device_)
-        )
+        # Under DP the real rows and their conditions come from the loader's Poisson batches
+        # (never training-by-sampling, whose counts are not private); pretraining on a DP
+        # proxy samples the proxy's rows by training-by-sampling.
+        private = getattr(self, "privacy_spent_", None) is not None and not pretraining
+        self._sampler = None if private else TrainingSampler(matrix, self.layout_, self.device_)
         # Dropout draws from torch's global generator, so every draw of a step does too: it is
         # seeded from ``rng`` inside a fork, which leaves the caller's random state untouched.
         devices = []
@@ -585,8 +585,9 @@ class CTGAN(NeuralGenerator):
 
     def _generation_conditions(self, n: int) -> torch.Tensor | None:
         """``n`` conditional-vector slots drawn as for generation (a column uniformly, then a
-        category with its frequency in the encoder's statistics); ``None`` without discrete
-        columns. Drawn from torch's global generator, as the training's other draws."""
+        category with its frequency in the encoder's statistics, fitted on the DP proxy);
+        ``None`` without discrete columns. Drawn from torch's global generator, as the
+        training's other draws."""
         import torch
 
         if self._generation_slots is None:

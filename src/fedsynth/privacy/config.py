@@ -58,6 +58,10 @@ class DPConfig(TypedDict):
         Neural generators: epochs over the proxy rows (four per training row, at most 100,000
         unless the data hold more). Default 30.
 
+    The three ``pretrain`` keys act in a neural generator's first fit only (not in warm starts,
+    nor at federated sites, which start from a shared encoder); ``bayesian_network`` and
+    ``gaussian_copula`` ignore them, as they ignore the DP-SGD keys.
+
     Examples
     --------
     >>> import fedsynth

@@ -456,23 +456,29 @@ def proxy_table(
     return pd.DataFrame(out)
 
 
-def cover_domains(frame: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
-    """``frame`` (rows drawn from a DP model) whose first rows hold each category of every
-    discrete column and a missing value in every column whose domain has a missing state.
+def cover_domains(
+    frame: pd.DataFrame, domains: Mapping[str, ColumnDomain], rng: np.random.Generator
+) -> pd.DataFrame:
+    """``frame`` (rows drawn from a DP model) in which every category of every discrete column
+    and a missing value in every column whose domain has a missing state show up at least once.
 
-    An encoder fitted on it then knows every state the real rows can take, whatever the noise
-    left out of the draw; the domains are public or DP-released, so this costs nothing. Needs
+    Each state is written into a row drawn at random for that column (a different draw per
+    column, so that no artificial combination of states repeats across columns). An encoder
+    fitted on the result knows every state the real rows can take, whatever the noise left out
+    of the draw; the domains are public or DP-released, so this costs nothing. ``frame`` needs
     at least as many rows as the largest number of states.
     """
     out = frame.copy()
     for name, domain in domains.items():
-        if domain.categories is None:  # numeric: a missing value where the domain has them
-            if domain.missing:
-                out.loc[out.index[0], name] = np.nan
+        states = [*(domain.categories or []), *([np.nan] if domain.missing else [])]
+        if not states:
             continue
-        states = [*domain.categories, *([np.nan] if domain.missing else [])]
+        rows = rng.choice(len(out), size=len(states), replace=False)
+        if domain.categories is None:  # numeric: a missing value, in a float column
+            out.iloc[rows, out.columns.get_loc(name)] = np.nan
+            continue
         values = out[name].astype(object)
-        values.iloc[: len(states)] = states
+        values.iloc[rows] = states
         out[name] = _like(values, frame[name], domain)
     return out
 
