@@ -91,6 +91,9 @@ def run_demo(
     return path
 
 
+_SITE_BATCH = 100
+
+
 def _federate(train, metadata, out: Path, model, strategy, rounds, local_epochs, seed):
     """Train ``model`` over the cohort's sites with Flower; the last round's model."""
     import fedsynth
@@ -119,6 +122,8 @@ def _federate(train, metadata, out: Path, model, strategy, rounds, local_epochs,
         strategy=strategy,
         rounds=rounds,
         local_epochs=local_epochs,
+        # Sites of 1,000-2,000 rows: batches of 500 would give them 1-4 steps per epoch.
+        params={"batch_size": _SITE_BATCH},
         metadata=metadata,
         seed=seed,
         out=out / "federation",
