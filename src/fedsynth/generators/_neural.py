@@ -306,7 +306,7 @@ class NeuralGenerator(BaseGenerator):
             dp={"epsilon": epsilon, "delta": delta},
             seed=int(rng.integers(2**31 - 1)),
         )
-        teacher.fit(_as_released(released, domains), metadata=_public_facts(metadata, domains))
+        teacher.fit(released, metadata=_public_facts(metadata, domains))
         n = len(released)
         states = max((len(d.categories or ()) + d.missing for d in domains.values()), default=0)
         size = max(n, states, min(_PRETRAIN_ROWS_PER_ROW * n, _PRETRAIN_MAX_ROWS))
@@ -660,20 +660,6 @@ def _public_facts(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> Me
         bounds={n: d.bounds for n, d in domains.items() if d.bounds is not None},
         categories={n: d.categories for n, d in domains.items() if d.categories is not None},
     )
-
-
-def _as_released(data: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
-    """``data`` with every discrete column that has a missing state as objects.
-
-    Whether a proxy generator gives a column a missing state follows its dtype: an integer
-    column whose categories DP released turns into objects only when some row holds a
-    category left out, which would make the proxy's states depend on the rows outside DP.
-    """
-    out = data.copy()
-    for name, domain in domains.items():
-        if domain.categories is not None and domain.missing:
-            out[name] = out[name].astype(object)
-    return out
 
 
 def private_step(

@@ -503,13 +503,15 @@ def released_view(data: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd
     """``data`` with the values of categories that were not released made missing.
 
     What a model trained under DP sees of a column whose categories were released with DP
-    (such a column always has a missing state); ``data`` itself is not modified.
+    (such a column always has a missing state); ``data`` itself is not modified. Such a column
+    always comes back as objects, whether or not a row held a category left out: a model that
+    reads a missing state from the dtype (an integer column cannot hold one) must not learn
+    from the dtype whether the rows hold such a category.
     """
     out = data.copy()
     for name, domain in domains.items():
         if domain.categories is None or not domain.estimated:
             continue
         unreleased = _category_codes(data[name], domain.categories) < 0
-        if unreleased.any():
-            out[name] = data[name].astype(object).where(~unreleased, np.nan)
+        out[name] = data[name].astype(object).where(~unreleased, np.nan)
     return out
