@@ -144,8 +144,12 @@ def sdv_python() -> Path:
 
 
 # ---------------------------------------------------------------------- one model, one process
-def run_fedsynth(model: str, dataset: str, seed: int, quick: bool, out: str) -> dict:
-    """Fit and sample once, in this process; write the synthetic rows to ``out``."""
+def run_fedsynth(
+    model: str, dataset: str, seed: int, quick: bool, out: str, overrides: dict | None = None
+) -> dict:
+    """Fit and sample once, in this process; write the synthetic rows to ``out``.
+
+    ``overrides`` are keyword arguments for the generator, on top of its defaults."""
     import warnings
 
     import fedsynth
@@ -156,7 +160,7 @@ def run_fedsynth(model: str, dataset: str, seed: int, quick: bool, out: str) -> 
     params: dict[str, Any] = {"seed": seed}
     if quick and "epochs" in get_generator_class(model)._param_names():
         params["epochs"] = QUICK_EPOCHS
-    gen = fedsynth.make(model, **params)
+    gen = fedsynth.make(model, **{**params, **(overrides or {})})
     with Clock() as fit:
         gen.fit(train, metadata=metadata)
     synthetic = gen.sample(len(train), seed=seed)
@@ -200,6 +204,8 @@ def measure(model: str, dataset: str, work: Path, args: argparse.Namespace) -> d
         else:
             command = [sys.executable, __file__, "--one", model, dataset, str(target)]
             command += ["--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+            if model in args.params:
+                command += ["--params", json.dumps({model: args.params[model]})]
         result = _child(command)
         if "error" in result:
             return result
@@ -332,6 +338,7 @@ def write_results(rows: list[dict], args: argparse.Namespace, missing: list[str]
         "threads_per_fit": args.threads,
         "seed": args.seed,
         "quick": args.quick,
+        "params": args.params,
         "missing_models": missing,
         # The machine is shared: how busy it was tells how far timings can be trusted.
         "load_average_1min_at_write": os.getloadavg()[0],
@@ -349,7 +356,9 @@ def write_results(rows: list[dict], args: argparse.Namespace, missing: list[str]
         f"Python {meta['python']}, {args.threads} thread(s) per fit on both sides, "
         f"median of {args.repeats} fit(s) per pair, each in a "
         "fresh process. 70/30 split stratified on the event; synthetic rows = training rows. "
-        "SDV 2.0.0 peers with default settings; fedsynth generators with theirs. `real`: half of "
+        "SDV 2.0.0 peers with default settings; fedsynth generators with theirs"
+        + "".join(f", {m} with {json.dumps(p)}" for m, p in args.params.items())
+        + ". `real`: half of "
         "the holdout in place of synthetic rows (the limit); the other half is the evaluation "
         "set of every row. Quality: SDMetrics QualityReport vs the training rows. AUROC: "
         "HistGradientBoosting of the event, features without time, tested on the evaluation "
@@ -441,12 +450,27 @@ def main() -> None:
         "for each other burn CPU time and blur the ratios)",
     )
     parser.add_argument(
+        "--params",
+        type=json.loads,
+        default={},
+        help="JSON of generator keyword arguments per fedsynth model, on top of the defaults, "
+        'e.g. \'{"vae_bgm": {"loss_factor": 8}}\' (the table notes them)',
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("MODEL", "DATASET", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one:  # child process
         print(
-            json.dumps(run_fedsynth(args.one[0], args.one[1], args.seed, args.quick, args.one[2]))
+            json.dumps(
+                run_fedsynth(
+                    *args.one[:2],
+                    args.seed,
+                    args.quick,
+                    args.one[2],
+                    args.params.get(args.one[0]),
+                )
+            )
         )
         return
 

@@ -1,8 +1,10 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from fedsynth.exceptions import FedsynthError
+from fedsynth.exceptions import DataWarning, FedsynthError
 from fedsynth.privacy import CopyGuard
 
 
@@ -31,9 +33,21 @@ def test_enforce_redraws_until_no_copy(training):
     guard = CopyGuard.from_training(training, ["age", "sex", "TP53"], ["age"])
     synthetic = training.iloc[[6, 7, 0]].reset_index(drop=True)
     draws = iter([training.iloc[[8, 6]], pd.DataFrame({"age": [40, 41], "sex": "F", "TP53": 0})])
-    out = guard.enforce(synthetic.copy(), lambda k: next(draws).iloc[:k].reset_index(drop=True))
+    # Two rows of three were copies: a distortion worth a warning.
+    with pytest.warns(DataWarning, match="67% of the synthetic rows equalled a training"):
+        out = guard.enforce(synthetic.copy(), lambda k: next(draws).iloc[:k].reset_index(drop=True))
     assert not guard.copies(out).any()
     assert out.iloc[2].tolist() == [70, "M", 0]  # the common profile was kept
+
+
+def test_enforce_is_silent_when_few_rows_are_redrawn(training):
+    guard = CopyGuard.from_training(training, ["age", "sex", "TP53"], ["age"])
+    fresh = pd.DataFrame({"age": range(20, 40), "sex": "F", "TP53": 0})
+    synthetic = pd.concat([training.iloc[[6]], fresh.iloc[:19]], ignore_index=True)  # 1 in 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = guard.enforce(synthetic, lambda k: fresh.iloc[19:].iloc[:k].reset_index(drop=True))
+    assert not guard.copies(out).any()
 
 
 def test_enforce_gives_up_with_a_clear_message(training):

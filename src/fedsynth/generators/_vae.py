@@ -8,7 +8,9 @@ of a categorical distribution. The loss of a row is ``loss_factor`` times the ne
 log-likelihood of its reconstruction plus the KL divergence of its posterior from N(0, I).
 
 A new row is a latent code decoded into those distributions, each feature then drawn from its
-own. The two generators differ only in where the latent codes come from (:meth:`_latent`).
+own; with ``autoregressive``, the discrete spans are drawn in order, each also given those
+before it (:mod:`fedsynth.generators._autoregressive`). The two generators differ only in where
+the latent codes come from (:meth:`_latent`).
 
 Under ``dp=`` every step is DP-SGD on the whole autoencoder: each row's gradient (encoder,
 decoder and the decoder's sigmas, which the loss uses outside the decoder's ``forward``) is
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import ConditionError, ConditionWarning
+from fedsynth.generators._autoregressive import build_context, discrete_spans
 from fedsynth.generators._neural import NeuralGenerator, private_step
 from fedsynth.privacy.config import DPConfig
 from fedsynth.transforms import TableEncoder
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 # Bounds of the learned standard deviation of a normalised value (TVAE's): below, one value
 # column could drive the likelihood to infinity; above, the noise would cover the whole [-1, 1].
 _SIGMA_RANGE = (0.01, 1.0)
+# Learning rate of the discrete context, relative to the network's (see ``_build``).
+_CONTEXT_LR_FACTOR = 10.0
 # Rows decoded at once when scoring latent codes for conditional sampling (bounded memory).
 _CHUNK = 65_536
 # Output rows conditioned at once; each block gets its own pool of weighted latent codes.
@@ -43,9 +48,15 @@ _CONDITIONED_BLOCK = 10_000
 
 
 def build_modules(
-    encoder: TableEncoder, hidden_dims: tuple[int, ...], latent_dim: int
+    encoder: TableEncoder,
+    hidden_dims: tuple[int, ...],
+    latent_dim: int,
+    autoregressive: bool = False,
 ) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The encoder and decoder networks of a VAE for ``encoder``'s matrix."""
+    """The encoder and decoder networks of a VAE for ``encoder``'s matrix.
+
+    With ``autoregressive``, the decoder owns a :mod:`~fedsynth.generators._autoregressive`
+    context over the discrete spans (when the table has any)."""
     import torch
     from torch import nn
 
@@ -68,7 +79,8 @@ def build_modules(
             return self.mean(hidden), self.log_var(hidden)
 
     class Decoder(nn.Module):
-        """Latent code -> raw outputs (value means before tanh, logits); owns the sigmas."""
+        """Latent code -> raw outputs (value means before tanh, logits); owns the sigmas and
+        the discrete context (``None`` without one)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -81,9 +93,25 @@ def build_modules(
             self.body = nn.Sequential(*layers)
             n_values = sum(span.activation == "tanh" for span in encoder.output_info_)
             self.sigma = nn.Parameter(torch.full((n_values,), 0.1))
+            has_discrete = bool(discrete_spans(encoder))
+            self.context = build_context(encoder) if autoregressive and has_discrete else None
 
-        def forward(self, z: torch.Tensor) -> torch.Tensor:
-            return self.body(z)
+        def forward(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+            """Raw outputs for the codes; given the rows ``x`` the codes came from, the
+            discrete logits include the context of each row's earlier values (training)."""
+            raw = self.body(z)
+            if self.context is not None and x is not None:
+                raw = self.context.shift(raw, x)
+            return raw
+
+        def decode(self, z: torch.Tensor, generator: torch.Generator):
+            """Raw outputs of new rows and, with a context, their discrete spans drawn in
+            order (``(columns, one-hot values)``, see :meth:`SpanLayout.activate`)."""
+            raw = self.body(z)
+            if self.context is None:
+                return raw, None
+            slots, _ = self.context.draw(raw, generator)
+            return raw, self.context.one_hot(slots)
 
     return Encoder(), Decoder()
 
@@ -141,12 +169,18 @@ class SpanLayout:
         return nll
 
     def activate(
-        self, raw: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator
+        self,
+        raw: torch.Tensor,
+        sigma: torch.Tensor,
+        generator: torch.Generator,
+        drawn: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Values drawn from their Gaussians (within [-1, 1]), probabilities on each span.
 
         For generation only (no gradient): the softmax is computed in place on the gathered
-        logits, which saves two copies of the widest part of the matrix.
+        logits, which saves two copies of the widest part of the matrix. With ``drawn``
+        (matrix columns and their values: a discrete context's draws, which cover every
+        softmax span), those values are written instead and no softmax is computed.
         """
         import torch
 
@@ -155,6 +189,8 @@ class SpanLayout:
             mean = torch.tanh(raw.index_select(1, self.values))
             noise = torch.randn(mean.shape, generator=generator, device=mean.device)
             out[:, self.values] = (mean + sigma * noise).clamp(-1.0, 1.0)
+            if drawn is not None:
+                return out.index_copy_(1, *drawn)
             logits = raw.index_select(1, self.order)
             for group in self._grouped(logits):
                 group.sub_(group.amax(dim=1, keepdim=True)).exp_()
@@ -181,6 +217,7 @@ class VAEGenerator(NeuralGenerator):
         latent_dim: int = 16,
         hidden_dims: tuple[int, ...] = (128, 128),
         loss_factor: float = 2.0,
+        autoregressive: bool = True,
         early_stopping: bool = False,
         patience: int = 10,
         validation_fraction: float = 0.1,
@@ -196,6 +233,7 @@ class VAEGenerator(NeuralGenerator):
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
         self.loss_factor = loss_factor
+        self.autoregressive = autoregressive
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -220,6 +258,8 @@ class VAEGenerator(NeuralGenerator):
             isinstance(self.loss_factor, (int, float)) and self.loss_factor > 0
         ):
             problems.append(f"loss_factor must be a positive number, got {self.loss_factor!r}")
+        if not isinstance(self.autoregressive, (bool, np.bool_)):
+            problems.append(f"autoregressive must be True or False, got {self.autoregressive!r}")
         if isinstance(self.weight_decay, bool) or not (
             isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0
         ):
@@ -233,16 +273,24 @@ class VAEGenerator(NeuralGenerator):
         import torch
 
         encoder_net, decoder_net = build_modules(
-            encoder, tuple(self.hidden_dims), int(self.latent_dim)
+            encoder, tuple(self.hidden_dims), int(self.latent_dim), bool(self.autoregressive)
         )
         self.encoder_net_ = encoder_net.to(self.device_)
         self.decoder_net_ = decoder_net.to(self.device_)
         self.layout_ = SpanLayout(encoder, self.device_)
-        self.optimizer_ = torch.optim.Adam(
-            [*self.encoder_net_.parameters(), *self.decoder_net_.parameters()],
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-        )
+        context = self.decoder_net_.context
+        rest = [
+            p
+            for p in [*self.encoder_net_.parameters(), *self.decoder_net_.parameters()]
+            if context is None or p is not context.weight
+        ]
+        groups = [{"params": rest}]
+        if context is not None:
+            # The context starts at zero and must travel to logit shifts of several units (an
+            # exclusive pair needs about -5), while Adam moves a weight by about lr per step:
+            # at the network's rate that takes thousands of steps, more than a default fit has.
+            groups.append({"params": [context.weight], "lr": _CONTEXT_LR_FACTOR * self.lr})
+        self.optimizer_ = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
@@ -268,9 +316,9 @@ class VAEGenerator(NeuralGenerator):
             mean, log_var = functional_call(encoder, params["encoder"], (x,))
         z = mean if noise is None else mean + torch.exp(0.5 * log_var) * noise
         if params is None:
-            raw, sigma = decoder(z), decoder.sigma
+            raw, sigma = decoder(z, x), decoder.sigma
         else:
-            raw = functional_call(decoder, params["decoder"], (z,))
+            raw = functional_call(decoder, params["decoder"], (z, x))
             sigma = params["decoder"]["sigma"]
         nll = self.layout_.nll(raw, x, sigma)
         kl = -0.5 * (1 + log_var - mean**2 - log_var.exp()).sum()
@@ -331,9 +379,14 @@ class VAEGenerator(NeuralGenerator):
         return float(self._loss(data, None)) / len(data)
 
     def _generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.layout_.activate(
-            self.decoder_net_(self._latent(n, generator)), self.decoder_net_.sigma, generator
-        )
+        raw, drawn = self.decoder_net_.decode(self._latent(n, generator), generator)
+        return self.layout_.activate(raw, self.decoder_net_.sigma, generator, drawn)
+
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]):
+        # Models saved before the discrete context existed decode every feature independently.
+        params = {"autoregressive": False, **config["params"]}
+        return super()._from_saved({**config, "params": params}, arrays)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         super()._set_state(state, arrays)
@@ -375,12 +428,15 @@ class VAEGenerator(NeuralGenerator):
     ) -> pd.DataFrame:
         """Rows meeting ``conditions`` by likelihood weighting in the latent space.
 
-        As the features of a row are independent given its latent code, conditioning on some
-        of them reweights the codes by the probability the decoder gives the conditions
-        (sampling-importance-resampling): a pool of codes is drawn, each weighted by that
-        probability (a density for a numeric condition), ``n`` codes are resampled by weight,
-        and the other features are drawn from their decoded distributions. The pool grows
-        until its effective sample size reaches the block of rows, within a bounded budget.
+        Sampling-importance-resampling: a pool of candidate rows is drawn from the model with
+        the conditions imposed, each weighted by the probability the model gives the conditions
+        (a density for a numeric condition), and ``n`` candidates are resampled by weight. A
+        candidate is a latent code and, with the discrete context, its discrete spans drawn in
+        order with the conditioned ones set (their weight is their probability given the code
+        and the spans before them); without it, the features are independent given the code,
+        so a candidate is only its code. The other features are then drawn from their decoded
+        distributions. The pool grows until its effective sample size reaches the block of
+        rows, within a bounded budget.
 
         Raises
         ------
@@ -395,18 +451,18 @@ class VAEGenerator(NeuralGenerator):
         """
         import torch
 
-        terms = [self._condition_term(column, value) for column, value in conditions.items()]
+        clamp: dict[int, int] = {}
+        terms = [self._condition_term(column, value, clamp) for column, value in conditions.items()]
+        terms = [term for term in terms if term is not None]
         generator = self._torch_generator(rng)
         matrices, worst = [], math.inf
         with torch.no_grad():
             for start in range(0, n, _CONDITIONED_BLOCK):
                 rows = min(_CONDITIONED_BLOCK, n - start)
-                codes, ess = self._weighted_codes(rows, terms, conditions, generator)
+                raw, drawn, ess = self._weighted_rows(rows, terms, clamp, conditions, generator)
                 worst = min(worst, ess / rows)
-                raw = self.decoder_net_(codes)
-                matrices.append(
-                    self.layout_.activate(raw, self.decoder_net_.sigma, generator).cpu().numpy()
-                )
+                sigma = self.decoder_net_.sigma
+                matrices.append(self.layout_.activate(raw, sigma, generator, drawn).cpu().numpy())
         if worst < 0.1:
             warnings.warn(
                 f"conditional sampling on {conditions}: the latent weights are concentrated "
@@ -420,21 +476,35 @@ class VAEGenerator(NeuralGenerator):
             out[column] = pd.Series([value] * n, dtype=object)
         return out
 
-    def _weighted_codes(
-        self, rows: int, terms: list, conditions: dict[str, Any], generator: torch.Generator
-    ) -> tuple[torch.Tensor, float]:
-        """``rows`` latent codes resampled by the conditions' likelihood; and the pool's ESS."""
+    def _weighted_rows(
+        self,
+        rows: int,
+        terms: list,
+        clamp: dict[int, int],
+        conditions: dict[str, Any],
+        generator: torch.Generator,
+    ):
+        """Raw outputs of ``rows`` candidates resampled by the conditions' likelihood, their
+        discrete spans as drawn (with a context, else ``None``), and the pool's effective
+        sample size."""
         import torch
 
+        decoder, context = self.decoder_net_, self.decoder_net_.context
         budget = max(200 * rows, 100_000)
-        codes, log_weights = [], []
+        codes, slots, log_weights = [], [], []
         drawn, ess = 0, 0.0
         while drawn < budget and ess < rows:
             size = min(max(4 * rows, 20_000), budget - drawn, _CHUNK)
             z = self._latent(size, generator)
-            raw = self.decoder_net_(z)
+            raw = decoder(z)
+            log_weight = sum((term(raw) for term in terms), torch.zeros(size, device=z.device))
+            if context is not None:
+                drawn_slots, clamped = context.draw(raw, generator, clamp)
+                # Slot numbers are small: int16 keeps a pool of millions of rows in memory.
+                slots.append(drawn_slots.to(torch.int16 if _small(context) else torch.int32))
+                log_weight = log_weight + clamped
             codes.append(z)
-            log_weights.append(sum(term(raw) for term in terms))
+            log_weights.append(log_weight)
             drawn += size
             weights = torch.cat(log_weights).double()
             if torch.isfinite(weights).any():
@@ -450,22 +520,40 @@ class VAEGenerator(NeuralGenerator):
         chosen = torch.multinomial(
             probabilities.to(torch.float32), rows, replacement=True, generator=generator
         )
-        return torch.cat(codes)[chosen], ess
+        raw = decoder(torch.cat(codes)[chosen])
+        drawn = None if context is None else context.one_hot(torch.cat(slots)[chosen].long())
+        return raw, drawn, ess
 
-    def _condition_term(self, column: str, value: Any):
-        """Function of the decoded raw outputs giving each row's log-likelihood of the condition."""
+    def _condition_term(self, column: str, value: Any, clamp: dict[int, int]):
+        """Function of the decoded raw outputs giving each row's log-likelihood of the condition.
+
+        With the discrete context, the condition's discrete spans (its category, or the
+        "present" slot of a numeric column's missingness indicator) are entered in ``clamp``
+        instead, as :meth:`DiscreteContext.draw` scores them; ``None`` when nothing is left
+        for a term."""
         import torch
 
         encoder = self.encoder_
         transform = encoder.transforms_[encoder.columns_.index(column)]
         spans = {span.role: span for span in encoder.output_info_ if span.column == column}
+        positions = None
+        if self.decoder_net_.context is not None:
+            positions = {
+                (span.column, span.role): i for i, span in enumerate(discrete_spans(encoder))
+            }
         if not isinstance(transform, ContinuousColumn):
             slot = encoder.category_slot(column, value)
             span = spans["category"]
+            if positions is not None and (column, "category") in positions:
+                clamp[positions[(column, "category")]] = slot - span.start
+                return None
             return lambda raw: torch.log_softmax(raw[:, span.slice], dim=1)[:, slot - span.start]
         x = float(np.log1p(value) if transform.log else value)
         normalizer = transform.normalizer
         missing = spans.get("missing")
+        if missing is not None and positions is not None and (column, "missing") in positions:
+            clamp[positions[(column, "missing")]] = 0  # [present, missing]
+            missing = None  # scored by the context
 
         def present(raw: torch.Tensor) -> torch.Tensor:
             if missing is None:
@@ -510,6 +598,11 @@ class VAEGenerator(NeuralGenerator):
         """Position of each continuous column's value in the decoder's sigmas."""
         values = [s.column for s in self.encoder_.output_info_ if s.activation == "tanh"]
         return {column: i for i, column in enumerate(values)}
+
+
+def _small(context: torch.nn.Module) -> bool:
+    """Whether every slot number of the context's spans fits in an int16."""
+    return all(last - first <= 32_767 for first, last in context.bounds)
 
 
 def _positive_int(value: Any) -> bool:

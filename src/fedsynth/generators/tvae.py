@@ -26,6 +26,15 @@ class TVAE(VAEGenerator):
     distribution. The duration and event of a survival pair, and a value and its missingness
     indicator, are decoded from the same code, so they are generated jointly.
 
+    With ``autoregressive`` (the default, a fedsynth addition to TVAE), the discrete columns,
+    the missingness indicators and the modes of the numeric values are drawn one after another,
+    each from logits that add a learned linear function of those drawn before it to the
+    decoded ones (see :mod:`fedsynth.generators._autoregressive`). Independent draws given the
+    code lose what the code leaves out, and a VAE leaves out the structure that few rows carry:
+    on the simulated MDS cohort, rare splicing-factor mutations that never occur together came
+    out together nearly as often as independent genes would (VAE-BGM's GSF 0.71); with the
+    context they stay exclusive (GSF 0.96), for about 10 % more training time.
+
     Parameters
     ----------
     epochs : int, default 120
@@ -43,6 +52,10 @@ class TVAE(VAEGenerator):
     loss_factor : float, default 2.0
         Weight of the reconstruction against the KL term: larger reconstructs rows more
         sharply, smaller keeps the codes closer to N(0, I).
+    autoregressive : bool, default True
+        Draw the discrete spans in order, each given the code and the spans before it (above);
+        ``False`` for TVAE's independent draws given the code. The context's weights learn
+        at ten times ``lr`` (they start at zero and have far to go).
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the rows, stop when their loss (decoded from the
         posterior mean) has not improved for ``patience`` epochs, and keep the best epoch.

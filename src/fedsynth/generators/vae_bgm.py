@@ -42,8 +42,8 @@ class VAEBGM(VAEGenerator):
 
     Parameters
     ----------
-    epochs, batch_size, lr, weight_decay, latent_dim, hidden_dims, loss_factor, early_stopping,
-    patience, validation_fraction, dp, device, verbose, seed
+    epochs, batch_size, lr, weight_decay, latent_dim, hidden_dims, loss_factor, autoregressive,
+    early_stopping, patience, validation_fraction, dp, device, verbose, seed
         As for :class:`~fedsynth.generators.tvae.TVAE`, with the same defaults.
 
     Attributes
@@ -118,8 +118,8 @@ class VAEBGM(VAEGenerator):
 
         generator = self._torch_generator(rng)
         codes = torch.randn((n, int(self.latent_dim)), generator=generator, device=self.device_)
-        raw = self.decoder_net_(codes)
-        activated = self.layout_.activate(raw, self.decoder_net_.sigma, generator)
+        raw, drawn = self.decoder_net_.decode(codes, generator)
+        activated = self.layout_.activate(raw, self.decoder_net_.sigma, generator, drawn)
         rows = self.encoder_.inverse_transform(activated.cpu().numpy(), sample=True, rng=rng)
         return torch.from_numpy(self.encoder_.transform(rows))
 

@@ -15,15 +15,18 @@ being as sensitive as the data, unless trained with DP.
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from fedsynth.exceptions import FedsynthError
+from fedsynth.exceptions import DataWarning, FedsynthError
 
 #: A training row shared by at least this many patients may appear in synthetic data (k = 5).
 COMMON_PROFILE_COUNT = 5
+#: Above this share of copies in a draw, the redraws distort the data enough to warn about.
+REDRAW_WARNING_SHARE = 0.10
 
 
 def _canonical(frame: pd.DataFrame, columns: Sequence[str], numeric: Sequence[str]) -> pd.DataFrame:
@@ -122,6 +125,16 @@ class CopyGuard:
             rows are real patients' rows).
         """
         copied = self.copies(synthetic)
+        share = float(copied.mean()) if len(copied) else 0.0
+        if share > REDRAW_WARNING_SHARE:
+            warnings.warn(
+                f"{share:.0%} of the synthetic rows equalled a training patient's row and were "
+                "redrawn: on a table this coarse, the guard moves the synthetic distribution "
+                "away from the profiles that real patients hold (rare values become more "
+                "frequent); add informative columns or keep more precision in the numbers",
+                DataWarning,
+                stacklevel=3,
+            )
         rounds = 0
         while copied.any():
             if rounds == max_rounds:
