@@ -32,7 +32,7 @@ class TVAE(VAEGenerator):
     decoded ones (see :mod:`fedsynth.generators._autoregressive`). Independent draws given the
     code lose what the code leaves out, and a VAE leaves out the structure that few rows carry:
     on the simulated MDS cohort, rare splicing-factor mutations that never occur together came
-    out together nearly as often as independent genes would (VAE-BGM's GSF 0.71); with the
+    out together nearly as often as independent genes would (VAE-BGM's GSF 0.70); with the
     context they stay exclusive (GSF 0.96), for about 10 % more training time.
 
     Parameters
