@@ -192,6 +192,21 @@ def test_a_condition_on_a_later_column_reaches_the_earlier_ones(exclusive_fits):
     assert (old["age"] == 85).all() and (old["risk"] == "high").all()
 
 
+def test_a_numeric_condition_matches_rejection_from_the_model(exclusive_fits):
+    # The weight of a number is its density within the mode the context drew: the rows must
+    # follow the model's own conditional, estimated by keeping free draws near the value.
+    _, fits = exclusive_fits
+    model = fits[True]
+    conditioned = model.sample(3000, conditions={"age": 85.0}, seed=4)
+    free = model.sample(60_000, seed=5)
+    near = free[(free["age"] - 85).abs() <= 1.5]
+    assert len(near) > 500
+    high = (conditioned["risk"] == "high").mean()
+    assert abs(high - (near["risk"] == "high").mean()) < 0.06
+    assert high > (free["risk"] == "high").mean() + 0.3
+    assert abs(conditioned["hb"].mean() - near["hb"].mean()) < 0.2
+
+
 def test_models_saved_before_the_context_still_load(tmp_path):
     gen = fedsynth.make("tvae", epochs=2, autoregressive=False, seed=0).fit(table())
     path = gen.save(tmp_path / "old")

@@ -187,7 +187,7 @@ def test_impossible_and_rare_conditions():
 def test_concentrated_weights_are_measured_and_warned(model, monkeypatch):
     # A condition that one latent code per drawn pool satisfies: the effective sample size
     # falls to the number of pools, far below the rows asked for.
-    def one_code_per_pool(raw: torch.Tensor) -> torch.Tensor:
+    def one_code_per_pool(raw: torch.Tensor, slots) -> torch.Tensor:
         weights = torch.full((len(raw),), -math.inf)
         weights[0] = 0.0
         return weights

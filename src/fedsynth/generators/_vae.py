@@ -497,12 +497,14 @@ class VAEGenerator(NeuralGenerator):
             size = min(max(4 * rows, 20_000), budget - drawn, _CHUNK)
             z = self._latent(size, generator)
             raw = decoder(z)
-            log_weight = sum((term(raw) for term in terms), torch.zeros(size, device=z.device))
+            log_weight, drawn_slots = torch.zeros(size, device=z.device), None
             if context is not None:
-                drawn_slots, clamped = context.draw(raw, generator, clamp)
+                drawn_slots, log_weight = context.draw(raw, generator, clamp)
                 # Slot numbers are small: int16 keeps a pool of millions of rows in memory.
                 slots.append(drawn_slots.to(torch.int16 if _small(context) else torch.int32))
-                log_weight = log_weight + clamped
+            log_weight = log_weight + sum(
+                (term(raw, drawn_slots) for term in terms), torch.zeros_like(log_weight)
+            )
             codes.append(z)
             log_weights.append(log_weight)
             drawn += size
@@ -525,12 +527,14 @@ class VAEGenerator(NeuralGenerator):
         return raw, drawn, ess
 
     def _condition_term(self, column: str, value: Any, clamp: dict[int, int]):
-        """Function of the decoded raw outputs giving each row's log-likelihood of the condition.
+        """Function of the decoded raw outputs (and, with the discrete context, the slots it
+        drew) giving each row's log-likelihood of the condition.
 
-        With the discrete context, the condition's discrete spans (its category, or the
-        "present" slot of a numeric column's missingness indicator) are entered in ``clamp``
-        instead, as :meth:`DiscreteContext.draw` scores them; ``None`` when nothing is left
-        for a term."""
+        With the discrete context, the condition's discrete spans (its category; for a number,
+        the "present" slot of its missingness indicator and, for a value held by a point mass,
+        that mode) are entered in ``clamp`` instead, as :meth:`DiscreteContext.draw` scores
+        them, and a number's density is taken within the mode drawn; ``None`` when nothing is
+        left for a term."""
         import torch
 
         encoder = self.encoder_
@@ -547,7 +551,7 @@ class VAEGenerator(NeuralGenerator):
             if positions is not None and (column, "category") in positions:
                 clamp[positions[(column, "category")]] = slot - span.start
                 return None
-            return lambda raw: torch.log_softmax(raw[:, span.slice], dim=1)[:, slot - span.start]
+            return lambda raw, _: torch.log_softmax(raw[:, span.slice], dim=1)[:, slot - span.start]
         x = float(np.log1p(value) if transform.log else value)
         normalizer = transform.normalizer
         missing = spans.get("missing")
@@ -575,7 +579,11 @@ class VAEGenerator(NeuralGenerator):
                     "training data, so the model gives it probability 0"
                 )
             k = int(matches[0])
-            return lambda raw: mode_log_probs(raw)[:, k] + present(raw)
+            if positions is not None:  # the mode is drawn by the context: set it there
+                if mode is not None:
+                    clamp[positions[(column, "mode")]] = k
+                return None
+            return lambda raw, _: mode_log_probs(raw)[:, k] + present(raw)
         # The value's offset within each mode, kept in [-1, 1] as decoding clips it: a value
         # beyond a mode's reach is scored at its edge, which the clipped draws pile up on.
         device = self.device_
@@ -585,11 +593,18 @@ class VAEGenerator(NeuralGenerator):
         log_scale = torch.tensor(np.log(4 * normalizer.stds), device=device).float()
         position = spans["value"].start
 
-        def log_likelihood(raw: torch.Tensor) -> torch.Tensor:
+        def log_likelihood(raw: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor:
             mean = torch.tanh(raw[:, position : position + 1])
             sigma = self.decoder_net_.sigma[self._value_index[column]]
             gaussian = -0.5 * ((alpha - mean) / sigma) ** 2 - torch.log(sigma) - log_scale
-            return torch.logsumexp(mode_log_probs(raw) + gaussian, dim=1) + present(raw)
+            if positions is None:  # the value's density, summed over its modes
+                return torch.logsumexp(mode_log_probs(raw) + gaussian, dim=1) + present(raw)
+            # With a context the mode was drawn with the other discrete spans (the proposal):
+            # the weight is the value's density within the mode drawn.
+            if mode is None:
+                return gaussian[:, 0]
+            drawn = slots[:, positions[(column, "mode")]].long()
+            return gaussian.gather(1, drawn[:, None])[:, 0]
 
         return log_likelihood
 
