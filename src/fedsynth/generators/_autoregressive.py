@@ -71,6 +71,9 @@ def build_context(encoder: TableEncoder) -> torch.nn.Module:
                 bounds.append((start, start + span.width))
                 start += span.width
             self.bounds = bounds
+            #: (column, role) -> position of its span in the drawing order (what ``clamp``
+            #: of :meth:`draw` takes).
+            self.positions = {(span.column, span.role): i for i, span in enumerate(spans)}
 
         def shift(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             """``raw`` with each discrete span's logits moved by the row's earlier values."""
@@ -103,8 +106,9 @@ def build_context(encoder: TableEncoder) -> torch.nn.Module:
             log_weight : Tensor of shape (rows,)
             """
             base = raw.index_select(1, self.index)
+            weight = self.weight * self.mask
             parts = [
-                self._draw_rows(base[start : start + _CHUNK], generator, clamp or {})
+                self._draw_rows(base[start : start + _CHUNK], weight, generator, clamp or {})
                 for start in range(0, len(base), _CHUNK)
             ]
             if not parts:
@@ -113,10 +117,14 @@ def build_context(encoder: TableEncoder) -> torch.nn.Module:
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
         def _draw_rows(
-            self, base: torch.Tensor, generator: torch.Generator, clamp: dict[int, int]
+            self,
+            base: torch.Tensor,
+            weight: torch.Tensor,
+            generator: torch.Generator,
+            clamp: dict[int, int],
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            """:meth:`draw` on a block of rows' discrete logits (``base``)."""
-            weight = self.weight * self.mask
+            """:meth:`draw` on a block of rows' discrete logits (``base``), with the masked
+            context ``weight``."""
             rows, device = len(base), base.device
             # Gumbel-max, all spans' noise at once and in place (the loop then adds only the
             # context): -log(-log(u)) is a Gumbel draw (torch's exponential_ was slower).

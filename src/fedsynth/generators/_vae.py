@@ -502,9 +502,7 @@ class VAEGenerator(NeuralGenerator):
                 drawn_slots, log_weight = context.draw(raw, generator, clamp)
                 # Slot numbers are small: int16 keeps a pool of millions of rows in memory.
                 slots.append(drawn_slots.to(torch.int16 if _small(context) else torch.int32))
-            log_weight = log_weight + sum(
-                (term(raw, drawn_slots) for term in terms), torch.zeros_like(log_weight)
-            )
+            log_weight = sum((term(raw, drawn_slots) for term in terms), log_weight)
             codes.append(z)
             log_weights.append(log_weight)
             drawn += size
@@ -540,22 +538,20 @@ class VAEGenerator(NeuralGenerator):
         encoder = self.encoder_
         transform = encoder.transforms_[encoder.columns_.index(column)]
         spans = {span.role: span for span in encoder.output_info_ if span.column == column}
-        positions = None
-        if self.decoder_net_.context is not None:
-            positions = {
-                (span.column, span.role): i for i, span in enumerate(discrete_spans(encoder))
-            }
+        # The context draws every softmax span (categories, missingness flags, modes).
+        context = self.decoder_net_.context
+        positions = None if context is None else context.positions
         if not isinstance(transform, ContinuousColumn):
             slot = encoder.category_slot(column, value)
             span = spans["category"]
-            if positions is not None and (column, "category") in positions:
+            if positions is not None:
                 clamp[positions[(column, "category")]] = slot - span.start
                 return None
             return lambda raw, _: torch.log_softmax(raw[:, span.slice], dim=1)[:, slot - span.start]
         x = float(np.log1p(value) if transform.log else value)
         normalizer = transform.normalizer
         missing = spans.get("missing")
-        if missing is not None and positions is not None and (column, "missing") in positions:
+        if missing is not None and positions is not None:
             clamp[positions[(column, "missing")]] = 0  # [present, missing]
             missing = None  # scored by the context
 
