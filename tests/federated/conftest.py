@@ -7,6 +7,7 @@ what leaves a site are tested in seconds; a few slow tests run the same apps on 
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Mapping
@@ -92,6 +93,7 @@ def run_in_process(
 ) -> tuple[Path, InProcessTransport]:
     """Run the server protocol over :class:`InProcessTransport`; return its output folder."""
     metadata = metadata if metadata is not None else shared_metadata(sites)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     metadata_path = tmp_path / "metadata.json"
     metadata_path.write_text(json.dumps(metadata.to_dict()))
     out = tmp_path / "server"
@@ -130,3 +132,101 @@ def assert_holds_no_training_row(array: np.ndarray, sites, schema: SharedSchema)
             rows = array.reshape(-1, width)
             gaps = np.nanmax(np.abs(rows[:, None, :] - matrix[None, :, :]), axis=2)
             assert np.nanmin(gaps) > 1e-6, "an array holds a training row"
+
+
+class LoopbackGrid:
+    """Flower's ``Grid`` in this process: every message goes through the real ClientApp (its
+    mods included) with a ``Context`` per node, as a SuperNode keeps one for a run.
+
+    ``drop`` maps a site to the secure-aggregation step (e.g. ``"collect_masked_vectors"``)
+    from which its node answers only with errors, as the SuperLink does for a lost node.
+    """
+
+    def __init__(self, files: Mapping[str, Path], drop: Mapping[str, str] | None = None):
+        from flwr.app import Context, RecordDict
+
+        self.names = {100 + i: name for i, name in enumerate(files)}
+        self.contexts = {
+            node: Context(
+                1, node, {"site-name": name, "data-path": str(files[name])}, RecordDict(), {}
+            )
+            for node, name in self.names.items()
+        }
+        self.drop = dict(drop or {})
+        self.dropped: set[int] = set()
+        self._replies: dict[str, object] = {}
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.names)
+
+    def push_messages(self, messages) -> list[str]:
+        from flwr.app import Error, Message
+        from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+        from fedsynth.federated.client_app import app
+
+        ids = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            ids.append(f"m{len(self._replies)}-{node}-{id(message)}")
+            # What the transport would set on the way, then a copy, as if it crossed the wire.
+            message.metadata.__dict__.update(_message_id=ids[-1], _src_node_id=1, _run_id=1)
+            wire = copy.deepcopy(message)
+            secure = wire.content.config_records.get(RECORD_KEY_CONFIGS)
+            if secure is not None and self.drop.get(self.names[node]) == secure.get("stage"):
+                self.dropped.add(node)
+            if node in self.dropped:
+                reply = Message(Error(3, "node lost (simulated)"), reply_to=wire)
+            else:
+                try:
+                    reply = app(wire, self.contexts[node])
+                except Exception as exc:  # a SuperNode answers with an error message
+                    reply = Message(Error(1, f"{type(exc).__name__}: {exc}"), reply_to=wire)
+            self._replies[ids[-1]] = copy.deepcopy(reply)
+        return ids
+
+    def pull_messages(self, message_ids) -> list:
+        return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
+
+    def send_and_receive(self, messages, *, timeout=None) -> list:
+        return self.pull_messages(self.push_messages(list(messages)))
+
+
+def run_on_loopback(
+    sites: Mapping[str, pd.DataFrame],
+    tmp_path: Path,
+    *,
+    drop: Mapping[str, str] | None = None,
+    **settings,
+) -> tuple[Path, LoopbackGrid]:
+    """Run the server protocol through Flower's records, mods and workflows in this process
+    (:class:`LoopbackGrid`); return its output folder. Needs the ``task_identity`` fixture."""
+    from flwr.app import Context, RecordDict
+
+    from fedsynth.federated.server_app import FlowerTransport
+
+    folder = tmp_path / "sites"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, data in sites.items():
+        files[name] = folder / f"{name}.parquet"
+        data.to_parquet(files[name], index=False)
+    metadata_path = tmp_path / "metadata.json"
+    metadata_path.write_text(json.dumps(shared_metadata(sites).to_dict()))
+    out = tmp_path / "server"
+    settings = {"model": "tvae", "params": TINY, "local_epochs": 1, "rounds": 1, **settings}
+    grid = LoopbackGrid(files, drop)
+    transport = FlowerTransport(grid, Context(1, 1, {}, RecordDict(), {}), poll_interval=0.0)
+    run_server(
+        transport, RunSettings(metadata_path=str(metadata_path), out_dir=str(out), **settings)
+    )
+    return out, grid
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    """The identity Flower's runtime gives the ServerApp's process (``Message`` reads it)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 1)

@@ -6,7 +6,8 @@ A SuperNode is started at each site with its own settings (``--node-config``):
 * ``data-path``: its table (CSV, TSV or Parquet), read at each message and never sent.
 
 Three messages reach a site: ``query.statistics`` (check the table against the shared metadata,
-send aggregate statistics or a refusal), ``train`` (one round of every strategy of the run) and
+send aggregate statistics or a refusal), ``train`` (one round of every strategy of the run, or
+the steps of a secure round, see :mod:`~fedsynth.federated.secure_aggregation`) and
 ``query.finalize`` (the data-derived state of the final global weights). What each strategy sends
 back is documented in :mod:`fedsynth.federated.strategies`. The site's memory between rounds
 (its own generator, for the sharing strategies) stays in the SuperNode's context state.
@@ -26,6 +27,7 @@ from fedsynth.exceptions import DataWarning
 from fedsynth.federated._records import Content, from_records, to_records
 from fedsynth.federated.encoder_stats import SharedSchema, check_site, site_statistics
 from fedsynth.federated.errors import SiteRefusedError
+from fedsynth.federated.secure_aggregation import is_secure, masked_reply, secure_mod
 from fedsynth.federated.strategies import STRATEGIES, Payload, Site
 from fedsynth.federated.task import import_plugins
 from fedsynth.metadata import Metadata
@@ -133,13 +135,17 @@ def statistics(message: Message, context: Context) -> Message:
     return Message(to_records(reply), reply_to=message)
 
 
-@app.train()
+@app.train(mods=[secure_mod])
 def train(message: Message, context: Context) -> Message:
-    """One round of every strategy of the run."""
+    """One round of every strategy of the run, or, in a secure round, of one averaging
+    strategy whose update ``secure_mod`` masks before it leaves the site."""
     name, data = _node(context)
     state = _load_state(context)
-    reply = round_reply(from_records(message.content), name, data, state)
+    content = from_records(message.content)
+    reply = round_reply(content, name, data, state)
     _save_state(context, state)
+    if is_secure(message):
+        return Message(masked_reply(content, reply), reply_to=message)
     return Message(to_records(reply), reply_to=message)
 
 

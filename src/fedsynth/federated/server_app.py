@@ -14,7 +14,10 @@ The protocol:
 3. for each round: one ``train`` message per site carrying the instructions of every strategy;
    each strategy aggregates its part of the replies, rejecting unusable ones; a site that fails
    or does not reply within ``round_timeout`` is left out of the round, which goes on with the
-   others if at least ``min_sites`` are connected;
+   others if at least ``min_sites`` are connected. With ``secure_aggregation``, fedavg and
+   fedprox each take a secure exchange of their own instead (four ``train`` steps of Flower's
+   SecAgg+, :mod:`~fedsynth.federated.secure_aggregation`), and the server only learns the
+   average of their updates;
 4. a last ``query.finalize`` message when a strategy needs it (VAE-BGM's latent mixture).
 
 Everything is written to ``out_dir``: ``events.jsonl`` (progress), ``sites.json`` (sites,
@@ -43,8 +46,9 @@ from flwr.serverapp import Grid, ServerApp
 from fedsynth.federated._records import Content, from_records, to_records
 from fedsynth.federated.encoder_stats import SharedSchema, build_schema, check_shared_metadata
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.secure_aggregation import SecureResult, new_weights, secure_average
 from fedsynth.federated.settings import RunSettings
-from fedsynth.federated.strategies import Payload, RoundLog, Strategy, make_strategy
+from fedsynth.federated.strategies import FedAvg, Payload, RoundLog, Strategy, make_strategy
 from fedsynth.metadata import Metadata
 
 
@@ -58,6 +62,18 @@ class Transport(Protocol):
         self, message_type: str, contents: Mapping[int, Content], timeout: float
     ) -> tuple[dict[int, Content], dict[int, str]]:
         """Send each node its content; return the replies and, per node without one, why."""
+
+    def secure_exchange(
+        self,
+        contents: Mapping[int, Content],
+        timeout: float,
+        *,
+        round: int,
+        max_weight: float,
+        clipping_range: float,
+    ) -> SecureResult:
+        """A secure round: the average of the nodes' masked updates, and what they sent in
+        clear (:func:`~fedsynth.federated.secure_aggregation.secure_average`)."""
 
 
 # ---------------------------------------------------------------------- output files
@@ -191,6 +207,7 @@ def _common(settings: RunSettings, round: int) -> Payload:
             "seed": settings.seed,
             "min-count": settings.min_count,
             "max-modes": settings.max_modes,
+            "secure-clipping-range": float(settings.secure_clipping_range),
         }
     )
 
@@ -198,7 +215,7 @@ def _common(settings: RunSettings, round: int) -> Payload:
 def _run(transport: Transport, settings: RunSettings, out: _Output) -> None:
     metadata = Metadata.from_dict(json.loads(Path(settings.metadata_path).read_text()))
     check_shared_metadata(metadata)
-    names, schema = _statistics(transport, settings, metadata, out)
+    names, sizes, schema = _statistics(transport, settings, metadata, out)
     out.save_schema(schema)
     strategies = [
         make_strategy(
@@ -214,32 +231,68 @@ def _run(transport: Transport, settings: RunSettings, out: _Output) -> None:
     out.write_json("strategies.json", {s.name: {"leaves_site": s.leaves_site} for s in strategies})
     config, arrays = schema.to_payload()
     schema_part = Payload({"json": json.dumps(config)}, arrays)
+    secure = [s for s in strategies if settings.secure_aggregation and s.averages_weights]
+    plain = [s for s in strategies if s not in secure]
     for round in range(1, settings.rounds + 1):
         nodes = wait_for_nodes(transport, settings.min_sites, settings.connect_timeout, list(names))
         out.event("round_started", round=round, sites=[names[n] for n in nodes])
-        contents = {
-            node: {
-                "common": _common(settings, round),
-                "schema": schema_part,
-                **{s.name: s.instructions(round) for s in strategies},
+        common = {"common": _common(settings, round), "schema": schema_part}
+        if plain:
+            contents = {
+                node: {**common, **{s.name: s.instructions(round) for s in plain}} for node in nodes
             }
-            for node in nodes
-        }
-        replies, failed = transport.exchange("train", contents, settings.round_timeout)
-        _audit(out, "train", round, names, replies)
-        for strategy in strategies:
-            parts, errors = _split(strategy.name, names, replies, failed)
-            log = strategy.aggregate(round, parts)
-            log.failed = errors
-            _finish_round(out, strategy, log)
+            replies, failed = transport.exchange("train", contents, settings.round_timeout)
+            _audit(out, "train", round, names, replies)
+            for strategy in plain:
+                parts, errors = _split(strategy.name, names, replies, failed)
+                log = strategy.aggregate(round, parts)
+                log.failed = errors
+                _finish_round(out, strategy, log)
+        for strategy in secure:
+            _secure_round(transport, settings, strategy, round, common, names, sizes, out)
         out.event("round_finished", round=round)
     _finalize(transport, settings, strategies, names, schema_part, out)
 
 
+def _secure_round(
+    transport: Transport,
+    settings: RunSettings,
+    strategy: FedAvg,
+    round: int,
+    common: Content,
+    names: Mapping[int, str],
+    sizes: Mapping[str, int],
+    out: _Output,
+) -> None:
+    """One round of an averaging strategy under secure aggregation (one exchange of its own).
+
+    The sites connected now take part; each scales its update by its share of the largest
+    site's rows, so that no scaled update exceeds the clipping range by its scale alone.
+    """
+    nodes = wait_for_nodes(transport, settings.min_sites, settings.connect_timeout, list(names))
+    contents = {n: {**common, strategy.name: strategy.instructions(round)} for n in nodes}
+    result = transport.secure_exchange(
+        contents,
+        settings.round_timeout,
+        round=round,
+        max_weight=float(max(sizes[names[n]] for n in nodes)),
+        clipping_range=settings.secure_clipping_range,
+    )
+    _audit(out, "train", round, names, result.replies)
+    parts, errors = _split(strategy.name, names, result.replies, result.failed)
+    weights = None
+    if result.average is not None:
+        weights = new_weights(strategy.weights_, result.average, parts)
+    log = strategy.aggregate_secure(round, weights, parts)
+    log.failed = errors
+    _finish_round(out, strategy, log)
+
+
 def _statistics(
     transport: Transport, settings: RunSettings, metadata: Metadata, out: _Output
-) -> tuple[dict[int, str], SharedSchema]:
-    """Phase 1: every site checks its table and sends statistics; the shared encoder."""
+) -> tuple[dict[int, str], dict[str, int], SharedSchema]:
+    """Phase 1: every site checks its table and sends statistics; the sites' names and row
+    counts, and the shared encoder."""
     nodes = wait_for_nodes(transport, settings.min_sites, settings.connect_timeout)
     out.event("statistics", nodes=len(nodes))
     metadata_part = Payload({"json": json.dumps(metadata.to_dict())})
@@ -271,7 +324,7 @@ def _statistics(
             f"needed (min_sites){details}"
         )
     schema = build_schema(metadata, statistics, max_modes=settings.max_modes, seed=settings.seed)
-    return names, schema
+    return names, rows, schema
 
 
 def _audit(
@@ -341,8 +394,9 @@ class FlowerTransport:
     by the SuperLink for a node it lost (missed heartbeats) does not come from that node.
     """
 
-    def __init__(self, grid: Grid, poll_interval: float = 1.0):
+    def __init__(self, grid: Grid, context: Context | None = None, poll_interval: float = 1.0):
         self.grid = grid
+        self.context = context
         self.poll_interval = poll_interval
 
     def node_ids(self) -> list[int]:
@@ -380,6 +434,27 @@ class FlowerTransport:
             failed[node] = f"no reply within {timeout:g} s"
         return replies, failed
 
+    def secure_exchange(
+        self,
+        contents: Mapping[int, Content],
+        timeout: float,
+        *,
+        round: int,
+        max_weight: float,
+        clipping_range: float,
+    ) -> SecureResult:
+        if self.context is None:
+            raise FederationError("secure aggregation needs the ServerApp's context")
+        return secure_average(
+            self.grid,
+            self.context,
+            contents,
+            round=round,
+            max_weight=max_weight,
+            clipping_range=clipping_range,
+            timeout=timeout,
+        )
+
 
 app = ServerApp()
 
@@ -387,4 +462,4 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the federation described by the run config (:class:`RunSettings`)."""
-    run_server(FlowerTransport(grid), RunSettings.from_run_config(context.run_config))
+    run_server(FlowerTransport(grid, context), RunSettings.from_run_config(context.run_config))

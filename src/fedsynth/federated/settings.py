@@ -54,6 +54,13 @@ class RunSettings:
         Most mixture modes per numeric column of the shared encoder.
     audit : bool, default False
         Keep a copy of everything every site sent (``out_dir/audit``).
+    secure_aggregation : bool, default False
+        Average the weights of fedavg and fedprox with Flower's secure aggregation (SecAgg+):
+        the server learns the average update, not a site's
+        (:mod:`~fedsynth.federated.secure_aggregation`). Needs ``min_sites >= 2``.
+    secure_clipping_range : float, default 8.0
+        Largest change of a weight in one round that a site may send securely; a site whose
+        update goes beyond it is left out of the round with a message saying so.
     """
 
     metadata_path: str
@@ -72,6 +79,8 @@ class RunSettings:
     min_count: int = 5
     max_modes: int = 10
     audit: bool = False
+    secure_aggregation: bool = False
+    secure_clipping_range: float = 8.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,6 +106,21 @@ class RunSettings:
             problems.append(
                 "fedprox cannot be combined with dp: under DP-SGD the proximal term is not "
                 "applied; use fedavg (or another strategy) with dp"
+            )
+        if self.secure_aggregation:
+            if not any(STRATEGIES[s].averages_weights for s in self.strategies if s in STRATEGIES):
+                problems.append(
+                    "secure_aggregation applies to the strategies that average weights (fedavg, "
+                    f"fedprox); {self.strategies!r} has none"
+                )
+            if isinstance(self.min_sites, int) and self.min_sites < 2:
+                problems.append(
+                    "secure_aggregation needs min_sites >= 2: a secure sum over one site is "
+                    "that site's update"
+                )
+        if not self.secure_clipping_range > 0:
+            problems.append(
+                f"secure_clipping_range must be positive, got {self.secure_clipping_range!r}"
             )
         if problems:
             raise ValueError("invalid federation setting(s):\n  - " + "\n  - ".join(problems))
@@ -125,7 +149,12 @@ class RunSettings:
                 value = json.loads(value) if isinstance(value, str) else dict(value)
             elif name == "strategies":
                 value = [s.strip() for s in str(value).split(",") if s.strip()]
-            elif name in ("round_timeout", "connect_timeout", "proximal_mu"):
+            elif name in (
+                "round_timeout",
+                "connect_timeout",
+                "proximal_mu",
+                "secure_clipping_range",
+            ):
                 value = float(value)
             kwargs[name] = value
         return cls(**kwargs)

@@ -178,7 +178,8 @@ def _weights_payload(weights: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {f"w{i:04d}": w for i, w in enumerate(weights)}
 
 
-def _weights_from(arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def weights_from(arrays: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The weight arrays of a payload, in order (the other arrays are extra state)."""
     return [arrays[k] for k in sorted(k for k in arrays if k.startswith("w"))]
 
 
@@ -192,7 +193,8 @@ def _extra_from(payload: Payload) -> _hooks.ExtraState:
     return json.loads(payload.config["extra-config"]), arrays
 
 
-def _n_examples(payload: Payload) -> int | None:
+def n_examples(payload: Payload) -> int | None:
+    """The row count a reply gives (the weight of its site), or ``None`` when unusable."""
     value = payload.config.get("num-examples")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         return None
@@ -250,7 +252,7 @@ class FedAvg(Strategy):
         generator = task.start_generator(
             site.model, site.params, site.schema, n_fits=int(config["round"]) - 1
         )
-        generator.set_weights(_weights_from(instructions.arrays))
+        generator.set_weights(weights_from(instructions.arrays))
         reply = Payload({"num-examples": len(site.data)})
         if config["extra-for-global"]:
             text, arrays = _extra_payload(task.refresh_extra_state(generator, site.data))
@@ -274,8 +276,8 @@ class FedAvg(Strategy):
         accepted: dict[str, Payload] = {}
         rejected: dict[str, str] = {}
         for site, reply in replies.items():
-            n = _n_examples(reply)
-            problems = task.check_update(self.weights_, _weights_from(reply.arrays))
+            n = n_examples(reply)
+            problems = task.check_update(self.weights_, weights_from(reply.arrays))
             if n is None:
                 found = reply.config.get("num-examples")
                 problems.insert(0, f"num-examples must be a positive integer, got {found!r}")
@@ -283,13 +285,37 @@ class FedAvg(Strategy):
                 rejected[site] = "update rejected: " + "; ".join(problems)
             else:
                 accepted[site] = reply
+        weights = None
+        if accepted:
+            weights = task.weighted_average(
+                [weights_from(r.arrays) for r in accepted.values()],
+                [n_examples(r) for r in accepted.values()],
+            )
+        return self._advance(round, weights, accepted, rejected, replies, start)
+
+    def aggregate_secure(
+        self, round: int, weights: list[np.ndarray] | None, replies: Mapping[str, Payload]
+    ) -> RoundLog:
+        """Like :meth:`aggregate`, from a secure round: the new global ``weights`` (``None``
+        when the protocol halted) and what the summed sites sent in clear (no weights)."""
+        start = time.perf_counter()
+        accepted = dict(replies) if weights is not None else {}
+        return self._advance(round, weights, accepted, {}, replies, start)
+
+    def _advance(
+        self,
+        round: int,
+        weights: list[np.ndarray] | None,
+        accepted: Mapping[str, Payload],
+        rejected: dict[str, str],
+        replies: Mapping[str, Payload],
+        start: float,
+    ) -> RoundLog:
+        """Take ``weights`` as the new global weights; the round's log."""
         if self._awaiting is not None:
             self._complete_awaiting(accepted)
-        if accepted:
-            sizes = [_n_examples(r) for r in accepted.values()]
-            self.weights_ = task.weighted_average(
-                [_weights_from(r.arrays) for r in accepted.values()], sizes
-            )
+        if weights is not None:
+            self.weights_ = weights
             self.needs_extra_ = self.needs_extra_ or any(
                 bool(r.config.get("has-extra")) for r in accepted.values()
             )
@@ -319,7 +345,7 @@ class FedAvg(Strategy):
         if with_extra and self._awaiting is not None:
             round, weights = self._awaiting
             states = [_extra_from(r) for r in with_extra.values()]
-            sizes = [float(_n_examples(r)) for r in with_extra.values()]
+            sizes = [float(n_examples(r)) for r in with_extra.values()]
             merged = _hooks.merge_extra_states(self.global_model_, states, sizes)
             self._ready.append((round, self._model_for(weights, merged)))
         self._awaiting = None
@@ -347,12 +373,12 @@ class FedAvg(Strategy):
         generator = task.start_generator(
             site.model, site.params, site.schema, n_fits=int(instructions.config["round"])
         )
-        generator.set_weights(_weights_from(instructions.arrays))
+        generator.set_weights(weights_from(instructions.arrays))
         text, arrays = _extra_payload(task.refresh_extra_state(generator, site.data))
         return Payload({"num-examples": len(site.data), "extra-config": text}, arrays)
 
     def finalize(self, replies: Mapping[str, Payload]) -> None:
-        usable = {s: r for s, r in replies.items() if _n_examples(r) is not None}
+        usable = {s: r for s, r in replies.items() if n_examples(r) is not None}
         self._complete_awaiting(usable)
 
 
@@ -484,7 +510,7 @@ class SyntheticSharing(Strategy):
 
     def _check_rows(self, reply: Payload) -> pd.DataFrame | str:
         """The reply's synthetic table, or why it is rejected."""
-        if _n_examples(reply) is None or not isinstance(reply.config.get("rows"), bytes):
+        if n_examples(reply) is None or not isinstance(reply.config.get("rows"), bytes):
             return "reply rejected: it holds no synthetic table"
         try:
             rows = task.table_from_bytes(reply.config["rows"])
@@ -570,7 +596,7 @@ class GeneratorSharing(Strategy):
             if isinstance(checked, str):
                 rejected[site] = checked
             else:
-                generators[site], sizes[site] = checked, _n_examples(reply)
+                generators[site], sizes[site] = checked, n_examples(reply)
         if generators:
             self._ready.append((round, task.GeneratorMixture(generators, sizes)))
         return RoundLog(
@@ -584,7 +610,7 @@ class GeneratorSharing(Strategy):
         )
 
     def _check_generator(self, reply: Payload) -> BaseGenerator | str:
-        if _n_examples(reply) is None or not isinstance(reply.config.get("model"), str):
+        if n_examples(reply) is None or not isinstance(reply.config.get("model"), str):
             return "reply rejected: it holds no generator"
         try:
             generator = task.model_from_payload(reply.config["model"], reply.arrays)
@@ -609,7 +635,7 @@ def _mean_losses(replies: Mapping[str, Payload]) -> dict[str, float]:
     keys = sorted({k for r in replies.values() for k in r.config if k.startswith("loss/")})
     out = {}
     for key in keys:
-        pairs = [(r.config[key], _n_examples(r)) for r in replies.values() if key in r.config]
+        pairs = [(r.config[key], n_examples(r)) for r in replies.values() if key in r.config]
         total = sum(n for _, n in pairs)
         out[key[len("loss/") :]] = float(sum(v * n for v, n in pairs) / total)
     return out
