@@ -12,17 +12,19 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fedsynth.exceptions import DataWarning
 from fedsynth.federated import runtime, shared_metadata, task
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.federated.runtime import LocalFederation
 from fedsynth.federated.settings import RunSettings
 
-from .conftest import SIZES, TINY, assert_holds_no_training_row, read_jsonl
+from .conftest import SIZES, TINY, assert_holds_no_training_row, read_jsonl, run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,7 @@ from fedsynth.federated import federate
 sites = {name: pd.read_parquet(path) for name, path in json.loads(sys.argv[1]).items()}
 federate(sites, model="tvae", strategy=json.loads(sys.argv[3]), rounds=1, local_epochs=1,
          params=json.loads(sys.argv[4]), out=sys.argv[2], audit=True, timeout=420,
-         round_timeout=300)
+         round_timeout=300, **json.loads(sys.argv[5]))
 """
 
 
@@ -83,11 +85,13 @@ def _no_process_mentions(text: str) -> bool:
     return True
 
 
-def test_default_federation_connects_to_loopback_only_and_no_row_leaves(two_sites, tmp_path):
+def _federate_under_strace(sites, tmp_path: Path, strategies: list[str], **options) -> Path:
+    """Run ``federate`` in a process traced for ``connect()``; fail on any connection outside
+    loopback. Returns the run's output folder."""
     strace = _strace()
     out = tmp_path / "run"
     trace = tmp_path / "connect.trace"
-    paths = _write_sites(two_sites, tmp_path / "input")
+    paths = _write_sites(sites, tmp_path / "input")
     command = [
         *strace,
         "-qq",
@@ -100,8 +104,9 @@ def test_default_federation_connects_to_loopback_only_and_no_row_leaves(two_site
         _RUN,
         json.dumps(paths),
         str(out),
-        json.dumps(ALL),
+        json.dumps(strategies),
         json.dumps(TINY),
+        json.dumps(options),
     ]
     # Every process of the run inherits this mark: whatever happens, they are all ended.
     mark = uuid.uuid4().hex
@@ -117,6 +122,11 @@ def test_default_federation_connects_to_loopback_only_and_no_row_leaves(two_site
     assert any("127.0.0.1" in line for line in calls), "the trace saw no Flower traffic"
     outside = [line for line in calls if not _LOCAL.search(line)]
     assert not outside, "connections outside loopback:\n" + "\n".join(outside[:20])
+    return out
+
+
+def test_default_federation_connects_to_loopback_only_and_no_row_leaves(two_sites, tmp_path):
+    out = _federate_under_strace(two_sites, tmp_path, ALL)
 
     # What reached the server through Flower, as its audit copy kept it.
     server = out / "server"
@@ -209,3 +219,27 @@ def test_killed_supernode_mid_round_leaves_the_run_going(two_sites, mds, tmp_pat
     assert second["participants"] == sorted(SIZES)
     models = read_jsonl(tmp_path / "server" / "models.jsonl")
     assert [m["round"] for m in models] == [1, 2]
+
+
+def test_secure_aggregation_on_the_deployment_runtime(two_sites, tmp_path):
+    """fedavg with SecAgg+ through a SuperLink and two SuperNodes on loopback: the server gets
+    the average (as the same run without it, in this process) and no site's weights."""
+    out = _federate_under_strace(two_sites, tmp_path, ["fedavg"], secure_aggregation=True)
+    server = out / "server"
+    (log,) = read_jsonl(server / "rounds.jsonl")
+    assert log["participants"] == sorted(SIZES) and not log["failed"]
+    for site in two_sites:
+        (entry,) = [
+            e
+            for e in read_jsonl(server / "audit.jsonl")
+            if e["site"] == site and e["phase"] == "train"
+        ]
+        assert not [k for k in entry["parts"]["fedavg"]["arrays"] if k.startswith("w")]
+        assert entry["parts"]["masked"]["config"]["bytes"] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        plain, _ = run_in_process(two_sites, tmp_path / "plain")
+    secure = task.load_model(server / "models" / "fedavg" / "round_001").get_weights()
+    expected = task.load_model(plain / "models" / "fedavg" / "round_001").get_weights()
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(secure, expected, strict=True))
+    assert gap < 2e-5

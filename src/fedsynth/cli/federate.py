@@ -77,6 +77,13 @@ def federate(
     audit: Annotated[
         bool, typer.Option(help="Keep a copy of every message every site sent.")
     ] = False,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            "--secure-aggregation",
+            help="Average fedavg/fedprox weights with Flower's SecAgg+ (the server sees sums).",
+        ),
+    ] = False,
 ) -> None:
     """Train generators over several sites with Flower (no row leaves a site) and compare
     each strategy, round by round, with centralized and isolated training on a real holdout."""
@@ -103,6 +110,7 @@ def federate(
         seed=seed,
         timeout=timeout,
         audit=audit,
+        secure_aggregation=secure_aggregation,
         progress=console.print,
     )
     shown = Table(title=f"SAFE scores after round {rounds} ({model})")

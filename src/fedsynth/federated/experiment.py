@@ -122,6 +122,7 @@ def run_experiment(
     seed: int = 0,
     timeout: float = 3600.0,
     audit: bool = False,
+    secure_aggregation: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Compare the federated strategies with centralized and isolated training (module doc).
@@ -155,6 +156,8 @@ def run_experiment(
         Seconds the federated run may take.
     audit : bool, default False
         Keep a copy of every message every site sent.
+    secure_aggregation : bool, default False
+        Average fedavg's and fedprox's weights with Flower's secure aggregation.
     progress : callable, optional
         Called with a line of text at each step.
 
@@ -255,6 +258,7 @@ def run_experiment(
         timeout=timeout,
         out=out / "federation",
         audit=audit,
+        secure_aggregation=secure_aggregation,
         on_round=on_round,
     )
     timings["federation"] = time.perf_counter() - start
@@ -271,6 +275,7 @@ def run_experiment(
         "strategies": strategies,
         "rounds": rounds,
         "local_epochs": local_epochs,
+        "secure_aggregation": secure_aggregation,
         "sites": {name: len(rows) for name, rows in train.items()},
         "holdout_rows": len(holdout),
         "families": list(families),

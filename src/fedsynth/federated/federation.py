@@ -135,6 +135,7 @@ def federate(
     seed: int = 0,
     out: str | os.PathLike | None = None,
     audit: bool = False,
+    secure_aggregation: bool = False,
     tls: bool = False,
     plugins: Sequence[str] = (),
     on_round: RoundCallback | None = None,
@@ -184,6 +185,10 @@ def federate(
         sites' tables are written to ``out/sites`` for their SuperNodes and deleted at the end.
     audit : bool, default False
         Keep a copy of every message every site sent (``out/server/audit``).
+    secure_aggregation : bool, default False
+        Average fedavg's and fedprox's weights with Flower's secure aggregation (SecAgg+): the
+        server learns the average update only, at the cost of four exchanges per round
+        instead of one (:mod:`~fedsynth.federated.secure_aggregation` says what it protects).
     tls : bool, default False
         Encrypt the local connections (throw-away certificates).
     plugins : list of str
@@ -242,6 +247,7 @@ def federate(
         connect_timeout=connect_timeout,
         seed=seed,
         audit=audit,
+        secure_aggregation=secure_aggregation,
     )
     watcher = _RoundWatcher(Path(settings.out_dir), on_round)
     start = time.perf_counter()
