@@ -287,6 +287,14 @@ def test_run_settings_are_checked_before_queueing(client, mds_csv):
         federated={"site_column": "site", "strategies": ["fedavg"]}
     )
     assert "either by a site column" in refused(federated={})
+    assert "secure_aggregation applies" in refused(
+        generator="tvae",
+        federated={
+            "site_column": "site",
+            "strategies": ["synthetic_sharing"],
+            "secure_aggregation": True,
+        },
+    )
     assert "not a column" in refused(federated={"site_column": "hospital"})
     no_dp = _no_dp_generator()
     if no_dp is not None:

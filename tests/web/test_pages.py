@@ -184,6 +184,26 @@ def test_federated_form_becomes_a_federated_request(browser, client, mds_csv):
     client.post(f"/api/runs/{run['id']}/cancel")
 
 
+def test_secure_aggregation_box_reaches_the_request(browser, client, mds_csv):
+    dataset = upload(client, mds_csv)
+    page = browser.get("/runs/new").text
+    assert 'name="secure_aggregation"' in page
+    form = {
+        "csrf_token": csrf_of(page),
+        "dataset_id": dataset["id"],
+        "generator": "tvae",
+        "mode": "federated",
+        "site_source": "column",
+        "site_column": "site",
+        "strategies": ["synthetic_sharing"],
+        "secure_aggregation": "true",
+    }
+    refused = browser.post("/runs", data=form)
+    assert refused.status_code == 422
+    assert "secure_aggregation applies" in refused.text
+    assert client.get("/api/runs").json() == []
+
+
 def test_logout_ends_the_session(browser):
     page = browser.get("/").text
     response = browser.post("/logout", data={"csrf_token": csrf_of(page)})

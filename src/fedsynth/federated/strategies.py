@@ -29,6 +29,10 @@ sends the (epsilon, delta) its training spent; each round's log gives every site
 round trains anew, and the site model's own ledger for the sharing strategies, where the site's
 model lives on.
 
+With ``secure_aggregation`` on, fedavg's and fedprox's weights leave a site masked, as an update
+the server can only sum with the other sites' (:mod:`~fedsynth.federated.secure_aggregation`
+lists what still travels in clear).
+
 No strategy sends a training row, a row identifier or a per-row value. The server sends every
 site the same things: the shared schema, the round's settings and, for fedavg and fedprox, the
 global weights.

@@ -328,6 +328,7 @@ def _federated(
         families=families,
         round_families=[f for f in families if f in ("fidelity", "survival", "genomic")],
         seed=config["seed"],
+        secure_aggregation=bool(settings.get("secure_aggregation", False)),
         progress=progress,
     )
     for name, why in result.federation.refused.items():

@@ -263,6 +263,7 @@ _FORM_DEFAULTS: dict[str, Any] = {
     "strategies": ["synthetic_sharing"],
     "rounds": "3",
     "local_epochs": "5",
+    "secure_aggregation": "",
 }
 
 
@@ -353,6 +354,8 @@ def _run_request(form: dict[str, Any]) -> dict[str, Any]:
             "rounds": form["rounds"] or 3,
             "local_epochs": form["local_epochs"] or 5,
         }
+        if form["secure_aggregation"]:
+            federated["secure_aggregation"] = True
         if form["site_source"] == "datasets":
             federated["site_datasets"] = form["site_datasets"]
         else:

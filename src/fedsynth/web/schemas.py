@@ -152,6 +152,13 @@ class FederatedIn(_Strict):
     strategies: list[StrategyName] = Field(["synthetic_sharing"], min_length=1, max_length=4)
     rounds: int = Field(3, ge=1, le=100)
     local_epochs: int = Field(5, ge=1, le=1000)
+    secure_aggregation: bool = Field(
+        False,
+        description=(
+            "Average fedavg's and fedprox's weights with Flower's secure aggregation (SecAgg+): "
+            "the server learns the average update, not a site's."
+        ),
+    )
 
 
 class RunIn(_Strict):

@@ -296,6 +296,11 @@ class Services:
             problems.append(
                 "choose the sites either by a site column or by one dataset per site (not both)"
             )
+        if settings.secure_aggregation and not WEIGHT_STRATEGIES & set(settings.strategies):
+            problems.append(
+                "secure_aggregation applies to the strategies that average weights (fedavg, "
+                "fedprox); choose one of them"
+            )
         if settings.site_column:
             column = metadata.columns.get(settings.site_column)
             summary = {s["name"]: s for s in dataset.summary}.get(settings.site_column)
