@@ -232,7 +232,7 @@ def test_secure_aggregation_on_the_deployment_runtime(two_sites, tmp_path):
         (entry,) = [
             e
             for e in read_jsonl(server / "audit.jsonl")
-            if e["site"] == site and e["phase"] == "train"
+            if e["site"] == site and e["phase"] == "train.fedavg"
         ]
         assert not [k for k in entry["parts"]["fedavg"]["arrays"] if k.startswith("w")]
         assert entry["parts"]["masked"]["config"]["bytes"] > 0

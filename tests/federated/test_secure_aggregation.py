@@ -99,17 +99,16 @@ def test_secure_rounds_give_the_plain_average_and_no_update_in_clear(three_sites
         assert len(final.sample(50, seed=0)) == 50
     assert len(_rounds(secure, "synthetic_sharing")) == 2
     # What the server saw of each secure reply: settings and the mixture, no weight array.
-    for entry in read_jsonl(secure / "audit.jsonl"):
-        for strategy in ("fedavg", "fedprox"):
-            if entry["phase"] == "train" and strategy in entry["parts"]:
-                assert not [k for k in entry["parts"][strategy]["arrays"] if k.startswith("w")]
-                assert entry["parts"]["masked"]["config"]["bytes"] > 0
-    second = read_jsonl(secure / "audit.jsonl")
-    assert any(
-        any(k.startswith("extra/") for k in e["parts"].get("fedavg", {}).get("arrays", {}))
-        for e in second
-        if e["round"] == 2
-    ), "VAE-BGM's mixture for the round-1 weights should travel (in clear) in round 2"
+    audit = read_jsonl(secure / "audit.jsonl")
+    for strategy in ("fedavg", "fedprox"):
+        entries = [e for e in audit if e["phase"] == f"train.{strategy}"]
+        assert len(entries) == 2 * len(THREE)
+        for entry in entries:
+            arrays = entry["parts"][strategy]["arrays"]
+            assert not [k for k in arrays if k.startswith("w")]
+            assert entry["parts"]["masked"]["config"]["bytes"] > 0
+            # VAE-BGM's mixture for the previous round's weights travels in clear.
+            assert any(k.startswith("extra/") for k in arrays) == (entry["round"] == 2)
 
 
 def test_a_site_lost_before_its_upload_is_left_out_of_the_average(

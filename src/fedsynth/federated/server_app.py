@@ -278,7 +278,8 @@ def _secure_round(
         max_weight=float(max(sizes[names[n]] for n in nodes)),
         clipping_range=settings.secure_clipping_range,
     )
-    _audit(out, "train", round, names, result.replies)
+    # A phase per strategy: fedavg's and fedprox's exchanges of a round keep separate copies.
+    _audit(out, f"train.{strategy.name}", round, names, result.replies)
     parts, errors = _split(strategy.name, names, result.replies, result.failed)
     weights = None
     if result.average is not None:

@@ -42,8 +42,8 @@ class RunSettings:
     min_sites : int, default 2
         Fewest sites a round may run with.
     round_timeout : float, default 600
-        Seconds to wait for the replies of a round; a site that has not replied is left out
-        of that round.
+        Seconds to wait for the replies of a round (of each of the four steps of a secure
+        round); a site that has not replied is left out of that round.
     connect_timeout : float, default 120
         Seconds to wait for ``min_sites`` sites to be connected before failing.
     seed : int, default 0
