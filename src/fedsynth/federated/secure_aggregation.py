@@ -134,7 +134,7 @@ def masked_reply(content: Mapping[str, Payload], reply: Mapping[str, Payload]) -
     start = weights_from(content[name].arrays)
     masked, clear = split_update(start, weights_from(part.arrays), clipping, site)
     clear.update({k: v for k, v in part.arrays.items() if not k.startswith("w")})
-    config = {k: v for k, v in part.config.items()}
+    config = dict(part.config)
     config[_CLEAR_ARRAYS] = _to_npz(clear)
     records = to_records({"site": reply["site"], name: Payload(config)})
     records[_FITRES_PARAMETERS] = ArrayRecord(masked)
