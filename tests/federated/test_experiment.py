@@ -74,6 +74,7 @@ def test_experiment_scores_every_round_against_the_references(
         assert len(pd.read_csv(tmp_path / "synthetic" / f"{name}.csv")) > 0
     record = json.loads((tmp_path / "experiment.json").read_text())
     assert record["holdout_rows"] == round(0.3 * 111) + round(0.3 * 97)
+    assert record["secure_aggregation"] is False
     assert any(line.startswith("fedavg round 2") for line in lines)
 
 
@@ -115,12 +116,23 @@ def test_cli_partition_by_site(cli, mds, tmp_path):
     mds.to_csv(data, index=False)
     args = ["federate", "--partition-by", "site", str(data), "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(
-        app, [*args, "--strategies", "fedavg,fedprox", "--rounds", "2", "-p", "epochs=3"]
+        app,
+        [
+            *args,
+            "--strategies",
+            "fedavg,fedprox",
+            "--rounds",
+            "2",
+            "-p",
+            "epochs=3",
+            "--secure-aggregation",
+        ],
     )
     assert result.exit_code == 0, result.output
     partitions, kwargs = calls[0]
     assert sorted(partitions) == ["site_1", "site_2"]
     assert kwargs["strategies"] == ["fedavg", "fedprox"] and kwargs["rounds"] == 2
+    assert kwargs["secure_aggregation"] is True
     assert kwargs["params"] == {"seed": 0, "epochs": 3}
     assert "fedavg" in result.output and "0.900" in result.output and "refused" in result.output
 
