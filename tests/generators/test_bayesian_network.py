@@ -292,6 +292,17 @@ def test_quantile_bins_round_trip_any_values(values, n_bins):
     assert sampled[present].max() <= values[present].max()
 
 
+def test_integer_interval_around_an_atom_never_samples_the_atom():
+    # Found by the property test above: 0 is an atom inside the interval [-4, 1] of the rest.
+    bins = quantile_bins(np.array([0.0, 0.0, -4.0, np.nan, 1.0]), 2, integer=True)
+    assert bins.low.tolist() == [-4.0, 0.0] and bins.high.tolist() == [1.0, 0.0]
+    drawn = bins.sample(np.zeros(6000, dtype=np.int64), np.random.default_rng(0))
+    values, counts = np.unique(drawn, return_counts=True)
+    assert values.tolist() == [-4.0, -3.0, -2.0, -1.0, 1.0]
+    assert counts.min() > 0.8 * 6000 / 5  # uniform over the five allowed integers
+    assert (bins.codes(drawn) == 0).all()
+
+
 def test_mds_cohort_frequencies_and_event_rate():
     real, truth = fedsynth.datasets.mds_cohort(n=4427, sites=3, seed=0, return_truth=True)
     metadata = truth.metadata()

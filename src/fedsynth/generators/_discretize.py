@@ -74,13 +74,31 @@ class Bins:
         high = np.append(self.high, np.nan)[codes]
         u = rng.random(len(codes))
         if self.integer:
-            return np.minimum(low + np.floor(u * (high - low + 1)), high)
+            return self._sample_integers(codes, low, high, u)
         values = low + u * (high - low)
         # The upper edge of a half-open bin belongs to the next one; rounding in low + u * width
         # can land on it when the bin is very narrow.
         half_open = (codes < len(self.low) - 1) & (low < high)
         values[half_open] = np.minimum(values[half_open], np.nextafter(high[half_open], -np.inf))
         return values
+
+    def _sample_integers(
+        self, codes: np.ndarray, low: np.ndarray, high: np.ndarray, u: np.ndarray
+    ) -> np.ndarray:
+        """Whole numbers drawn uniformly within each bin, skipping the atoms inside it.
+
+        An atom may sit inside an interval (a frequent value among rarer ones): a value of the
+        interval's state must not be the atom, whose own state it would then read back as. The
+        ``k``-th allowed integer is ``low + k`` shifted up by one for each atom at or below it.
+        """
+        atoms = np.sort(self.low[self.low == self.high])
+        interval = (codes < len(self.low)) & (low < high)
+        covers = [interval & (low <= a) & (a <= high) for a in atoms]
+        allowed = high - low + 1 - sum(covers, np.zeros(len(codes)))
+        values = low + np.floor(u * allowed)
+        for atom, covered in zip(atoms, covers, strict=True):  # ascending: shifts compound
+            values += covered & (values >= atom)
+        return np.minimum(values, high)
 
 
 def quantile_bins(values: np.ndarray, n_bins: int, *, integer: bool) -> Bins:
