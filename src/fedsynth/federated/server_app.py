@@ -238,20 +238,32 @@ def _run(transport: Transport, settings: RunSettings, out: _Output) -> None:
         out.event("round_started", round=round, sites=[names[n] for n in nodes])
         common = {"common": _common(settings, round), "schema": schema_part}
         if plain:
-            contents = {
-                node: {**common, **{s.name: s.instructions(round) for s in plain}} for node in nodes
-            }
-            replies, failed = transport.exchange("train", contents, settings.round_timeout)
-            _audit(out, "train", round, names, replies)
-            for strategy in plain:
-                parts, errors = _split(strategy.name, names, replies, failed)
-                log = strategy.aggregate(round, parts)
-                log.failed = errors
-                _finish_round(out, strategy, log)
+            _plain_round(transport, settings, plain, round, common, names, nodes, out)
         for strategy in secure:
             _secure_round(transport, settings, strategy, round, common, names, sizes, out)
         out.event("round_finished", round=round)
     _finalize(transport, settings, strategies, names, schema_part, out)
+
+
+def _plain_round(
+    transport: Transport,
+    settings: RunSettings,
+    strategies: Sequence[Strategy],
+    round: int,
+    common: Content,
+    names: Mapping[int, str],
+    nodes: Sequence[int],
+    out: _Output,
+) -> None:
+    """One round of ``strategies`` in lock-step: one ``train`` message per site for all."""
+    contents = {n: {**common, **{s.name: s.instructions(round) for s in strategies}} for n in nodes}
+    replies, failed = transport.exchange("train", contents, settings.round_timeout)
+    _audit(out, "train", round, names, replies)
+    for strategy in strategies:
+        parts, errors = _split(strategy.name, names, replies, failed)
+        log = strategy.aggregate(round, parts)
+        log.failed = errors
+        _finish_round(out, strategy, log)
 
 
 def _secure_round(
