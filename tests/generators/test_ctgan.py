@@ -124,6 +124,37 @@ def test_parameters_are_stored_and_checked(clinical):
     assert "early_stopping must be False: a GAN has no validation loss" in message
     assert "generator_lr must be a positive number" in message
     assert "pac must be a positive integer" in message
+    with pytest.raises(ValueError, match="gumbel_softmax must be True or False, got 'no'"):
+        fedsynth.make("ctgan", gumbel_softmax="no").fit(clinical)
+
+
+def test_softmax_training_makes_discrete_choices_jointly():
+    """Three categorical columns that determine one another: trained on softmax outputs, the
+    generator keeps them consistent; on Gumbel-softmax samples it leaves part of each choice to
+    the span's own noise. Measured with seeds 0 and 1 (1,000 steps): consistent rows 0.999 and
+    1.000 with softmax, 0.844 and 0.860 with Gumbel-softmax (independence: 0.11)."""
+    rng = np.random.default_rng(0)
+    level = rng.integers(0, 3, 1000)
+    df = pd.DataFrame(
+        {
+            "a": np.array(list("xyz"))[level],
+            "b": np.array(list("pqr"))[level],
+            "c": np.array(list("uvw"))[(level + 1) % 3],
+            "x": rng.normal(3.0 * level, 0.5),
+        }
+    )
+
+    def consistent(gumbel_softmax: bool) -> float:
+        gen = fedsynth.make(
+            "ctgan", epochs=100, batch_size=100, gumbel_softmax=gumbel_softmax, seed=0
+        ).fit(df)
+        out = gen.sample(2000, seed=0)
+        codes = {c: out[c].map({v: i for i, v in enumerate(sorted(df[c].unique()))}) for c in "abc"}
+        return float(((codes["a"] == codes["b"]) & (codes["c"] == (codes["a"] + 1) % 3)).mean())
+
+    softmax, gumbel = consistent(False), consistent(True)
+    assert softmax > 0.97, softmax
+    assert gumbel < softmax - 0.04, (gumbel, softmax)
 
 
 # ---------------------------------------------------------------------- MDS cohort
