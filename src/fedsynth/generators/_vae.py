@@ -14,7 +14,7 @@ the latent codes come from (:meth:`_latent`).
 
 Under ``dp=`` every step is DP-SGD on the whole autoencoder: each row's gradient (encoder,
 decoder and the decoder's sigmas, which the loss uses outside the decoder's ``forward``) is
-computed with ``torch.func``, clipped and noised (see ``_neural.private_step``).
+computed with ``torch.func``, clipped and noised (see ``_neural_private.private_step``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import pandas as pd
 
 from fedsynth.exceptions import ConditionError, ConditionWarning
 from fedsynth.generators._autoregressive import build_context, discrete_spans
-from fedsynth.generators._neural import NeuralGenerator, private_step
+from fedsynth.generators._neural import NeuralGenerator
+from fedsynth.generators._neural_private import private_step
 from fedsynth.privacy.config import DPConfig
 from fedsynth.transforms import TableEncoder
 from fedsynth.transforms.numeric import ContinuousColumn

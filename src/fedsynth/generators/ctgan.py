@@ -9,7 +9,8 @@ import pandas as pd
 
 from fedsynth.exceptions import ConditionError
 from fedsynth.generators._ctgan_sampler import SpanLayout, TrainingSampler
-from fedsynth.generators._neural import NeuralGenerator, _torch_seed, private_step
+from fedsynth.generators._neural import NeuralGenerator, _torch_seed
+from fedsynth.generators._neural_private import private_step
 from fedsynth.generators.base import rejection_sample
 from fedsynth.generators.registry import register
 from fedsynth.privacy.config import DPConfig

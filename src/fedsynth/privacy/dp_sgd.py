@@ -7,7 +7,7 @@ gradient to ``max_grad_norm`` and adds Gaussian noise of standard deviation
 ``noise_multiplier * max_grad_norm``. The generators compute the per-row gradients with
 :func:`per_sample_gradients` (``torch.func``), chunk by chunk, sum them clipped with
 :meth:`PrivateTraining.clipped_sum` and add the step's noise once with
-:meth:`PrivateTraining.add_noise` (``fedsynth.generators._neural.private_step``;
+:meth:`PrivateTraining.add_noise` (``fedsynth.generators._neural_private.private_step``;
 :meth:`PrivateTraining.noisy_sum` does both for one chunk). :meth:`PrivateTraining.attach`
 puts Opacus's hooks and DP optimizer on a module whose every parameter is used inside its own
 ``forward``, for code outside the generators (no generator uses it).
