@@ -104,9 +104,11 @@ class CTGAN(NeuralGenerator):
         Adam L2 penalties.
     discriminator_steps : int, default 1
         Critic updates per generator update.
-    pac : int, default 10
+    pac : int, optional
         Rows the critic scores together (PacGAN), which penalises a generator that collapses
-        onto a few modes.
+        onto a few modes. By default 10, as in CTGAN, and 1 under ``dp``, where a pack is the
+        unit whose gradient is clipped and noised, so packs of 10 rows leave a tenth as many
+        units per step against the same noise (see the Notes).
     embedding_dim : int, default 128
         Dimension of the generator's input noise.
     generator_dims : tuple of int, default (256, 256)
@@ -181,19 +183,23 @@ class CTGAN(NeuralGenerator):
     * each critic update draws every row with probability ``batch_size / n`` (Poisson
       sampling; an epoch is ``round(n / batch_size)`` critic updates, a generator update after
       every ``discriminator_steps`` of them);
-    * each drawn row joins one of ``batch_size / pac`` packs at random, independently of the
-      other rows (a pack keeps at most ``pac`` rows, in a random order), and its condition is
-      its own category in a discrete column drawn uniformly: training-by-sampling would read
-      category counts, which are not private. The real and fake packs hold the same fake rows
-      where a pack has fewer than ``pac`` real rows;
-    * each pack's gradient of its Wasserstein loss and gradient penalty (computed per pack with
-      ``torch.func``, double backward included) is clipped to ``max_grad_norm / 2``: a row
-      changes one pack, and the difference of two clipped gradients is then at most
-      ``max_grad_norm``, the sensitivity that the noise (``noise_multiplier *
-      max_grad_norm``) and the Opacus accountant assume. The noisy sum is divided by the
-      number of packs, not of rows: under DP, large batches keep the critic's noise down
-      (with 100 rows a step, the critic's 175,000 weights on a small table still drown in the
-      noise of epsilon = 1e4).
+    * with ``pac=1`` (the default under ``dp``) each drawn row is a sample of its own, scored
+      against a fake row and with its condition its own category in a discrete column drawn
+      uniformly (training-by-sampling would read category counts, which are not private).
+      The gradient of its Wasserstein loss and gradient penalty (computed per row with
+      ``torch.func``, double backward included) is clipped to ``max_grad_norm``: a row added
+      or removed adds or removes one sample, the sensitivity that the noise
+      (``noise_multiplier * max_grad_norm``) and the Opacus accountant assume. The noisy sum
+      is divided by ``batch_size``;
+    * with ``pac > 1`` each drawn row joins one of ``batch_size / pac`` packs at random,
+      independently of the other rows (a pack keeps at most ``pac`` rows, in a random order;
+      the real and fake packs hold the same fake rows where a pack has fewer than ``pac`` real
+      rows). A row then changes one pack rather than adding one, so each pack's gradient is
+      clipped to ``max_grad_norm / 2`` and the noisy sum divided by the number of packs: a
+      tenth as many units as rows against the same noise, with half the clip. On SUPPORT2
+      (30 epochs, batch 500, seed 0) packs of 10 gave an event AUROC of 0.58-0.59 and a
+      quality of 0.18-0.21 at epsilon 1 and 5, where rows as samples gave 0.64 and 0.81, and
+      0.36 and 0.66 (``benchmarks/results/dp.md``).
 
     The generator only ever sees the private critic and conditions drawn from the private
     category frequencies (also those of its fake rows in the critic's packs, and of generated
@@ -255,7 +261,7 @@ class CTGAN(NeuralGenerator):
         generator_decay: float = 1e-6,
         discriminator_decay: float = 1e-6,
         discriminator_steps: int = 1,
-        pac: int = 10,
+        pac: int | None = None,
         embedding_dim: int = 128,
         generator_dims: tuple[int, ...] = (256, 256),
         discriminator_dims: tuple[int, ...] = (256, 256),
@@ -293,7 +299,7 @@ class CTGAN(NeuralGenerator):
         problems = []
         for name in ("epochs", "batch_size", "discriminator_steps", "pac", "embedding_dim"):
             value = getattr(self, name)
-            if not _positive_int(value):
+            if not _positive_int(value) and not (name == "pac" and value is None):
                 problems.append(f"{name} must be a positive integer, got {value!r}")
         for name in ("generator_lr", "discriminator_lr"):
             value = getattr(self, name)
@@ -307,15 +313,12 @@ class CTGAN(NeuralGenerator):
             value = getattr(self, name)
             if not isinstance(value, (tuple, list)) or not all(_positive_int(v) for v in value):
                 problems.append(f"{name} must be a tuple of positive integers, got {value!r}")
-        if (
-            _positive_int(self.batch_size)
-            and _positive_int(self.pac)
-            and self.batch_size % self.pac
-        ):
+        pac = self._pac() if self.pac is None else self.pac
+        if _positive_int(self.batch_size) and _positive_int(pac) and self.batch_size % pac:
             problems.append(
-                f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac}): the "
+                f"batch_size ({self.batch_size}) must be a multiple of pac ({pac}): the "
                 f"critic scores rows in packs of pac, e.g. batch_size="
-                f"{max(self.pac, self.batch_size // self.pac * self.pac)}"
+                f"{max(pac, self.batch_size // pac * pac)}"
             )
         if not isinstance(self.gumbel_softmax, (bool, np.bool_)):
             problems.append(f"gumbel_softmax must be True or False, got {self.gumbel_softmax!r}")
@@ -329,6 +332,12 @@ class CTGAN(NeuralGenerator):
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
 
+    def _pac(self) -> int:
+        """Rows per critic pack: ``pac``, or by default 10 (CTGAN's) and 1 under ``dp``."""
+        if self.pac is not None:
+            return int(self.pac)
+        return 10 if self.dp is None else 1
+
     # ------------------------------------------------------------------ NeuralGenerator hooks
     def _build(self, encoder: TableEncoder) -> None:
         import torch
@@ -339,7 +348,7 @@ class CTGAN(NeuralGenerator):
             int(self.embedding_dim), cond_dim, tuple(self.generator_dims), encoder.output_dim_
         ).to(self.device_)
         self.discriminator_ = build_discriminator(
-            encoder.output_dim_ + cond_dim, tuple(self.discriminator_dims), int(self.pac)
+            encoder.output_dim_ + cond_dim, tuple(self.discriminator_dims), self._pac()
         ).to(self.device_)
         # The training loop switches to train() each epoch; a loaded model must sample with
         # the batch-norm statistics it learnt, so the networks start in eval mode.
@@ -503,7 +512,7 @@ class CTGAN(NeuralGenerator):
         """WGAN-GP penalty on the critic's gradient norm, one interpolation weight per pack."""
         import torch
 
-        pac, width = int(self.pac), real.shape[1]
+        pac, width = self._pac(), real.shape[1]
         alpha = torch.rand((len(real) // pac, 1, 1), device=real.device)
         alpha = alpha.expand(-1, pac, width).reshape(-1, width)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -550,7 +559,9 @@ class CTGAN(NeuralGenerator):
         from torch.func import functional_call, grad
 
         plan, device = self._dp_plan, self.device_
-        pac = int(self.pac)
+        pac = self._pac()
+        if pac == 1:
+            return self._private_critic_update_per_row(batch, generator)
         packs = int(self.batch_size) // pac
         # Each row joins a pack drawn for it alone, so that a row added to the data changes
         # one pack and no other (cutting the batch into consecutive packs would shift them all).
@@ -596,6 +607,55 @@ class CTGAN(NeuralGenerator):
             mean_of=packs,
             # A row changes one pack's gradient rather than adding one: see the class Notes.
             clip_norm=plan.max_grad_norm / 2,
+        )
+        if not losses:
+            return torch.zeros(2, device=device)
+        return torch.cat(losses).mean(dim=0)
+
+    def _private_critic_update_per_row(self, batch: torch.Tensor, generator: torch.Generator):
+        """The DP-SGD critic update when ``pac=1``: each real row is a sample of its own,
+        scored against a fake row drawn for it alone, so a row added to the data adds one
+        sample (sensitivity ``max_grad_norm``, not twice a halved clip as with packs) and every
+        Poisson-drawn row is used."""
+        import torch
+        from torch.func import functional_call, grad
+
+        plan, device = self._dp_plan, self.device_
+        n, size = len(batch), int(self.batch_size)  # an empty batch is a step too: noise only
+        # Fake rows in generator batches of the planned size, whatever the Poisson draw: the
+        # generator's batch norm then never depends on how many real rows were drawn, so the
+        # fake row of one sample does not move with the others (and a batch of one real row
+        # still gets a batch to normalise).
+        slots = self._generation_conditions(size * max(1, -(-n // size)))
+        cond = None if slots is None else self.layout_.one_hot(slots)
+        with torch.no_grad():
+            parts = []
+            for start in range(0, max(n, 1), size):
+                part = None if cond is None else cond[start : start + size]
+                parts.append(_with(self._activate(self._fake(size, part)), part))
+            fake = torch.cat(parts)[:n]
+        own = None if slots is None else self.layout_.one_hot(self._own_conditions(batch))
+        real = _with(batch, own)
+        alpha = torch.rand((n, 1), device=device)
+        critic = self.discriminator_
+
+        def row_loss(params, real_row, fake_row, alpha_row):
+            def score(x):
+                return functional_call(critic, params["discriminator"], (x[None],)).sum()
+
+            loss = score(fake_row) - score(real_row)
+            mixed = alpha_row * real_row + (1 - alpha_row) * fake_row
+            penalty = _PENALTY * (grad(score)(mixed).norm() - 1) ** 2
+            return loss + penalty, torch.stack([loss, penalty]).detach()
+
+        losses = private_step(
+            plan,
+            {"discriminator": critic},
+            row_loss,
+            (real, fake, alpha),
+            optimizer=self.discriminator_optimizer_,
+            generator=generator,
+            mean_of=int(self.batch_size),
         )
         if not losses:
             return torch.zeros(2, device=device)
