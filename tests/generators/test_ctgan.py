@@ -114,7 +114,8 @@ def test_condition_loss_is_the_cross_entropy_of_the_conditioned_span(small):
 # ---------------------------------------------------------------------- parameters
 def test_parameters_are_stored_and_checked(clinical):
     gen = fedsynth.make("ctgan", epochs=3, generator_dims=(64,), seed=1)
-    assert gen.get_params()["generator_dims"] == (64,) and gen.get_params()["pac"] == 10
+    assert gen.get_params()["generator_dims"] == (64,) and gen.get_params()["pac"] is None
+    assert gen._pac() == 10  # CTGAN's packs without dp (1 under dp: see test_dp_neural)
     assert repr(gen) == "CTGAN(epochs=3, generator_dims=(64,), seed=1)"
     with pytest.raises(ValueError, match=r"batch_size \(64\) must be a multiple of pac \(10\)"):
         fedsynth.make("ctgan", batch_size=64).fit(clinical)

@@ -147,6 +147,8 @@ class CTGAN(NeuralGenerator):
         both (generator first), so federated averaging averages both.
     layout_ : SpanLayout
         The encoder's spans and the conditional vector's layout, as index tensors.
+    pac_ : int
+        Rows per critic pack, fixed when the critic is built (``pac`` or its default).
     history_ : list of dict
         Per epoch, means over its steps: ``generator`` (the critic's score of fake rows,
         negated), ``conditional`` (the generator's cross-entropy on its conditions),
@@ -198,8 +200,8 @@ class CTGAN(NeuralGenerator):
       clipped to ``max_grad_norm / 2`` and the noisy sum divided by the number of packs: a
       tenth as many units as rows against the same noise, with half the clip. On SUPPORT2
       (30 epochs, batch 500, seed 0) packs of 10 gave an event AUROC of 0.58-0.59 and a
-      quality of 0.18-0.21 at epsilon 1 and 5, where rows as samples gave 0.64 and 0.81, and
-      0.36 and 0.66 (``benchmarks/results/dp.md``).
+      quality of 0.18-0.21 at epsilon 1 and 5, where rows as samples gave 0.61 and 0.82, and
+      0.36 and 0.63 (``benchmarks/results/dp.md``).
 
     The generator only ever sees the private critic and conditions drawn from the private
     category frequencies (also those of its fake rows in the critic's packs, and of generated
@@ -347,8 +349,10 @@ class CTGAN(NeuralGenerator):
         self.generator_ = build_generator(
             int(self.embedding_dim), cond_dim, tuple(self.generator_dims), encoder.output_dim_
         ).to(self.device_)
+        # Fixed with the critic's width: a later set_params(dp=...) cannot change it.
+        self.pac_ = self._pac()
         self.discriminator_ = build_discriminator(
-            encoder.output_dim_ + cond_dim, tuple(self.discriminator_dims), self._pac()
+            encoder.output_dim_ + cond_dim, tuple(self.discriminator_dims), self.pac_
         ).to(self.device_)
         # The training loop switches to train() each epoch; a loaded model must sample with
         # the batch-norm statistics it learnt, so the networks start in eval mode.
@@ -512,7 +516,7 @@ class CTGAN(NeuralGenerator):
         """WGAN-GP penalty on the critic's gradient norm, one interpolation weight per pack."""
         import torch
 
-        pac, width = self._pac(), real.shape[1]
+        pac, width = self.pac_, real.shape[1]
         alpha = torch.rand((len(real) // pac, 1, 1), device=real.device)
         alpha = alpha.expand(-1, pac, width).reshape(-1, width)
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -559,7 +563,7 @@ class CTGAN(NeuralGenerator):
         from torch.func import functional_call, grad
 
         plan, device = self._dp_plan, self.device_
-        pac = self._pac()
+        pac = self.pac_
         if pac == 1:
             return self._private_critic_update_per_row(batch, generator)
         packs = int(self.batch_size) // pac
