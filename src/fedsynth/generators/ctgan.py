@@ -560,7 +560,6 @@ class CTGAN(NeuralGenerator):
         Returns the mean Wasserstein loss and gradient penalty of its packs.
         """
         import torch
-        from torch.func import functional_call, grad
 
         plan, device = self._dp_plan, self.device_
         pac = self.pac_
@@ -590,31 +589,10 @@ class CTGAN(NeuralGenerator):
         shape = (packs, pac, fake.shape[1])
         real, fake = real.view(shape)[active], fake.view(shape)[active]
         alpha = torch.rand((len(active), 1, 1), device=device)
-        critic = self.discriminator_
-
-        def pack_loss(params, real_pack, fake_pack, alpha_pack):
-            def score(x):
-                return functional_call(critic, params["discriminator"], (x,)).sum()
-
-            loss = score(fake_pack) - score(real_pack)
-            mixed = alpha_pack * real_pack + (1 - alpha_pack) * fake_pack
-            penalty = _PENALTY * (grad(score)(mixed).norm() - 1) ** 2
-            return loss + penalty, torch.stack([loss, penalty]).detach()
-
-        losses = private_step(
-            plan,
-            {"discriminator": critic},
-            pack_loss,
-            (real, fake, alpha),
-            optimizer=self.discriminator_optimizer_,
-            generator=generator,
-            mean_of=packs,
-            # A row changes one pack's gradient rather than adding one: see the class Notes.
-            clip_norm=plan.max_grad_norm / 2,
+        # A row changes one pack's gradient rather than adding one: see the class Notes.
+        return self._private_critic_step(
+            real, fake, alpha, generator, mean_of=packs, clip_norm=plan.max_grad_norm / 2
         )
-        if not losses:
-            return torch.zeros(2, device=device)
-        return torch.cat(losses).mean(dim=0)
 
     def _private_critic_update_per_row(self, batch: torch.Tensor, generator: torch.Generator):
         """The DP-SGD critic update when ``pac=1``: each real row is a sample of its own,
@@ -622,9 +600,8 @@ class CTGAN(NeuralGenerator):
         sample (sensitivity ``max_grad_norm``, not twice a halved clip as with packs) and every
         Poisson-drawn row is used."""
         import torch
-        from torch.func import functional_call, grad
 
-        plan, device = self._dp_plan, self.device_
+        device = self.device_
         n, size = len(batch), int(self.batch_size)  # an empty batch is a step too: noise only
         # Fake rows in generator batches of the planned size, whatever the Poisson draw: the
         # generator's batch norm then never depends on how many real rows were drawn, so the
@@ -640,29 +617,52 @@ class CTGAN(NeuralGenerator):
             fake = torch.cat(parts)[:n]
         own = None if slots is None else self.layout_.one_hot(self._own_conditions(batch))
         real = _with(batch, own)
-        alpha = torch.rand((n, 1), device=device)
+        alpha = torch.rand((n, 1, 1), device=device)
+        # Packs of one row each.
+        return self._private_critic_step(
+            real[:, None], fake[:, None], alpha, generator, mean_of=size, clip_norm=None
+        )
+
+    def _private_critic_step(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        alpha: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        mean_of: int,
+        clip_norm: float | None,
+    ) -> torch.Tensor:
+        """The DP-SGD step of the critic on packs ``real`` and ``fake`` (``(packs, pac,
+        width)``, with interpolation weights ``alpha``): each pack's gradient of its
+        Wasserstein loss and gradient penalty is a sample. Returns the packs' mean loss and
+        penalty (zeros for an empty step)."""
+        import torch
+        from torch.func import functional_call, grad
+
         critic = self.discriminator_
 
-        def row_loss(params, real_row, fake_row, alpha_row):
+        def pack_loss(params, real_pack, fake_pack, alpha_pack):
             def score(x):
-                return functional_call(critic, params["discriminator"], (x[None],)).sum()
+                return functional_call(critic, params["discriminator"], (x,)).sum()
 
-            loss = score(fake_row) - score(real_row)
-            mixed = alpha_row * real_row + (1 - alpha_row) * fake_row
+            loss = score(fake_pack) - score(real_pack)
+            mixed = alpha_pack * real_pack + (1 - alpha_pack) * fake_pack
             penalty = _PENALTY * (grad(score)(mixed).norm() - 1) ** 2
             return loss + penalty, torch.stack([loss, penalty]).detach()
 
         losses = private_step(
-            plan,
+            self._dp_plan,
             {"discriminator": critic},
-            row_loss,
+            pack_loss,
             (real, fake, alpha),
             optimizer=self.discriminator_optimizer_,
             generator=generator,
-            mean_of=int(self.batch_size),
+            mean_of=mean_of,
+            clip_norm=clip_norm,
         )
         if not losses:
-            return torch.zeros(2, device=device)
+            return torch.zeros(2, device=self.device_)
         return torch.cat(losses).mean(dim=0)
 
     def _private_generator_update(self) -> torch.Tensor:
