@@ -607,11 +607,12 @@ class CTGAN(NeuralGenerator):
         # generator's batch norm then never depends on how many real rows were drawn, so the
         # fake row of one sample does not move with the others (and a batch of one real row
         # still gets a batch to normalise).
-        slots = self._generation_conditions(size * max(1, -(-n // size)))
+        blocks = max(1, -(-n // size))
+        slots = self._generation_conditions(blocks * size)
         cond = None if slots is None else self.layout_.one_hot(slots)
         with torch.no_grad():
             parts = []
-            for start in range(0, max(n, 1), size):
+            for start in range(0, blocks * size, size):
                 part = None if cond is None else cond[start : start + size]
                 parts.append(_with(self._activate(self._fake(size, part)), part))
             fake = torch.cat(parts)[:n]
