@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 # Weight of the gradient penalty of WGAN-GP (Gulrajani et al. 2017), as in CTGAN.
 _PENALTY = 10.0
+_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def build_generator(
@@ -125,6 +126,12 @@ class CTGAN(NeuralGenerator):
         Show the critic Gumbel-softmax samples of the generator's one-hot spans (temperature
         0.2), as CTGAN does; by default it sees their softmax probabilities, which makes the
         generator choose categories jointly (see the Notes).
+    sample_precision : {"auto", "float32", "bfloat16"}, default "auto"
+        Precision of the generator's matrix products when sampling; training is always in
+        float32. ``"auto"`` is bfloat16 on a CPU that computes it natively (AVX512-BF16 or
+        AMX), about 1.5 times as fast with the same scores (see the Notes), and float32
+        elsewhere (CUDA included). ``"bfloat16"`` on a CPU without native support is emulated
+        and slower.
     early_stopping : bool, default False
         Must stay ``False``: a GAN has no validation loss that tracks sample quality (the
         critic's score moves with the critic), so there is nothing sound to stop on.
@@ -253,11 +260,23 @@ class CTGAN(NeuralGenerator):
 
     On another split and seed (1) the default gave 0.902 and AUROC 0.859 on SUPPORT2.
 
+    **Sampling in bfloat16.** The generator's three matrix products are most of the cost of
+    sampling (on SUPPORT2, 1.05 of 1.32 CPU s of the network's 1.63 for 102,400 rows; decoding
+    0.67), and a CPU with AVX512-BF16 computes them in bfloat16 2.8 times as fast. Measured on
+    such a CPU (AMD EPYC) with a model of SUPPORT2 and three draws of 6,373 rows: 64,000 rows
+    per CPU s against 43,100 in float32; SDMetrics quality 0.9046, 0.8992, 0.9037 against
+    0.9045, 0.8992, 0.9035; event AUROC 0.838, 0.838, 0.839 against 0.838, 0.845, 0.845 (the
+    draws themselves move it by as much); the Kaplan-Meier gaps within 0.0002. Rounding the
+    outputs to bfloat16 (8 significant bits, a relative error under 0.4 %) changes a draw only
+    where two categories are nearly tied, and moves a value within its mode by a fraction of a
+    per cent of the mode's spread.
+
     The defaults are CTGAN's except ``epochs`` (150 instead of 300, to fit in at most a third
-    of SDV's time), ``moment_weight`` and ``gumbel_softmax``. A step also costs less than
-    SDV's: the critic's last fake batch is reused for the generator's update (one generator
-    pass per step instead of two, no gradient through the generator in the critic's update),
-    conditions and real rows are drawn with a few tensor operations, and Adam is fused.
+    of SDV's time), ``moment_weight``, ``gumbel_softmax`` and ``sample_precision``. A step
+    also costs less than SDV's: the critic's last fake batch is reused for the generator's
+    update (one generator pass per step instead of two, no gradient through the generator in
+    the critic's update), conditions and real rows are drawn with a few tensor operations, and
+    Adam is fused.
 
     References
     ----------
@@ -302,6 +321,7 @@ class CTGAN(NeuralGenerator):
         discriminator_dims: tuple[int, ...] = (256, 256),
         moment_weight: float = 1.0,
         gumbel_softmax: bool = False,
+        sample_precision: str = "auto",
         early_stopping: bool = False,
         patience: int = 10,
         validation_fraction: float = 0.1,
@@ -323,6 +343,7 @@ class CTGAN(NeuralGenerator):
         self.discriminator_dims = discriminator_dims
         self.moment_weight = moment_weight
         self.gumbel_softmax = gumbel_softmax
+        self.sample_precision = sample_precision
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -357,6 +378,11 @@ class CTGAN(NeuralGenerator):
                 f"critic scores rows in packs of pac, e.g. batch_size="
                 f"{max(pac, self.batch_size // pac * pac)}"
             )
+        if self.sample_precision not in _PRECISIONS:
+            problems.append(
+                f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got "
+                f"{self.sample_precision!r}"
+            )
         if not isinstance(self.gumbel_softmax, (bool, np.bool_)):
             problems.append(f"gumbel_softmax must be True or False, got {self.gumbel_softmax!r}")
         if self.early_stopping is not False:
@@ -368,6 +394,18 @@ class CTGAN(NeuralGenerator):
             raise ValueError(
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
+
+    def _sampling_precision(self) -> str:
+        """``sample_precision`` resolved for the model's device: ``"float32"`` or
+        ``"bfloat16"``."""
+        if self.sample_precision not in _PRECISIONS:
+            raise ValueError(
+                f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got "
+                f"{self.sample_precision!r}"
+            )
+        if self.sample_precision != "auto":
+            return str(self.sample_precision)
+        return "bfloat16" if self.device_.type == "cpu" and native_bfloat16_cpu() else "float32"
 
     def _pac(self) -> int:
         """Rows per critic pack: ``pac``, or by default 10 (CTGAN's) and 1 under ``dp``."""
@@ -769,6 +807,12 @@ class CTGAN(NeuralGenerator):
             else:
                 slots = torch.full((n,), slot, dtype=torch.long, device=self.device_)
             noise = torch.cat([noise, self.layout_.one_hot(slots)], dim=1)
+        if self._sampling_precision() == "bfloat16":
+            # The matrix products dominate sampling's cost; activation and decoding stay in
+            # float32, where the draws are made.
+            with torch.autocast(self.device_.type, dtype=torch.bfloat16):
+                raw = self.generator_(noise)
+            return self.layout_.activate(raw.float())
         return self.layout_.activate(self.generator_(noise))
 
     # ------------------------------------------------------------------ conditional sampling
@@ -840,6 +884,19 @@ def moment_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     means = (fake.mean(0) - real.mean(0)).norm()
     second = (fake.T @ fake / len(fake) - real.T @ real / len(real)).norm()
     return means + second
+
+
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (oneDNN's check for
+    AVX512-BF16 or AMX); ``False`` wherever the check is unavailable."""
+    import torch
+
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):  # a torch build without the check
+        return False
 
 
 def _with(rows: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
