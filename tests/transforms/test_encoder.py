@@ -163,6 +163,18 @@ def test_whole_numbers_stay_whole_and_within_bounds(fitted):
     assert out["age"].dtype == np.int64 and out["blasts"].dtype == "Int64"
 
 
+def test_whole_numbers_rounded_to_zero_are_never_negative_zero():
+    # A float column of whole numbers from 0: values decoded just below 0 round to -0.0, which
+    # a CSV shows as "-0.0" unless the sign is cleared.
+    df = pd.DataFrame({"years": np.r_[np.zeros(50), np.arange(1.0, 51.0), [np.nan] * 5]})
+    encoder = TableEncoder().fit(df, Metadata({"years": {"kind": "numeric", "integer": True}}))
+    matrix = encoder.transform(df)
+    span = next(s for s in encoder.output_info_ if s.role == "value")
+    matrix[:, span.start] -= 0.01  # every value pushed a little down
+    out = encoder.inverse_transform(matrix)["years"].dropna().to_numpy()
+    assert (out == 0).any() and not np.signbit(out).any()
+
+
 def test_missing_values_get_an_indicator_or_a_category_and_only_when_present(fitted):
     _, encoder = fitted
     assert spans_of(encoder, "hb")["missing"].width == 2

@@ -330,7 +330,9 @@ class ContinuousColumn:
                 values = np.expm1(values)
         low, high = self.bounds
         if self.whole:
-            values = np.clip(np.round(values), np.ceil(low), np.floor(high))
+            # + 0.0 turns the -0.0 that rounding leaves for small negative values into 0.0,
+            # which a CSV would otherwise show as "-0.0".
+            values = np.clip(np.round(values), np.ceil(low), np.floor(high)) + 0.0
         else:
             values = np.clip(values, low, high)
         if self.has_missing:
