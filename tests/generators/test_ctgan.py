@@ -130,7 +130,10 @@ def test_parameters_are_stored_and_checked(clinical):
     assert "early_stopping must be False: a GAN has no validation loss" in message
     assert "generator_lr must be a positive number" in message
     assert "pac must be a positive integer" in message
-    with pytest.raises(ValueError, match="gumbel_softmax must be True or False, got 'no'"):
+    assert gen._gumbel() is False  # softmax without dp, Gumbel-softmax under it
+    assert gen.set_params(dp={"epsilon": 1.0, "delta": 1e-5})._gumbel() is True
+    assert gen.set_params(gumbel_softmax=False)._gumbel() is False
+    with pytest.raises(ValueError, match="gumbel_softmax must be True, False or None, got 'no'"):
         fedsynth.make("ctgan", gumbel_softmax="no").fit(clinical)
 
 

@@ -122,10 +122,11 @@ class CTGAN(NeuralGenerator):
         column means, plus the distance between the second-moment matrices, of the step's fake
         rows and the real rows drawn under the same conditions, both as the critic sees them
         (see the Notes). ``0`` gives CTGAN's loss.
-    gumbel_softmax : bool, default False
+    gumbel_softmax : bool, optional
         Show the critic Gumbel-softmax samples of the generator's one-hot spans (temperature
-        0.2), as CTGAN does; by default it sees their softmax probabilities, which makes the
-        generator choose categories jointly (see the Notes).
+        0.2), as CTGAN does, rather than their softmax probabilities, which make the generator
+        choose categories jointly (see the Notes). By default ``False``, and ``True`` under
+        ``dp``, where softmax measured worse.
     sample_precision : {"auto", "float32", "bfloat16"}, default "auto"
         Precision of the generator's matrix products when sampling; training is always in
         float32. ``"auto"`` is bfloat16 on a CPU that computes it natively (AVX512-BF16 or
@@ -260,6 +261,12 @@ class CTGAN(NeuralGenerator):
 
     On another split and seed (1) the default gave 0.902 and AUROC 0.859 on SUPPORT2.
 
+    Under ``dp`` (``benchmarks/dp.py``, SUPPORT2, 30 epochs, seed 0) softmax did worse: event
+    AUROC 0.712, 0.536 and 0.592 and quality 0.525, 0.625 and 0.651 at epsilon 5, 10 and 40,
+    where Gumbel-softmax (both with the moment term in the pretraining on the DP proxy) gave
+    0.764 and 0.648 at epsilon 5 (presumably because a critic trained on noisy gradients
+    tells soft outputs from one-hot rows less well), so the default there stays CTGAN's.
+
     **Sampling in bfloat16.** The generator's three matrix products are most of the cost of
     sampling (on SUPPORT2, 1.05 of 1.32 CPU s of the network's 1.63 for 102,400 rows; decoding
     0.67), and a CPU with AVX512-BF16 computes them in bfloat16 2.8 times as fast. Measured on
@@ -320,7 +327,7 @@ class CTGAN(NeuralGenerator):
         generator_dims: tuple[int, ...] = (256, 256),
         discriminator_dims: tuple[int, ...] = (256, 256),
         moment_weight: float = 1.0,
-        gumbel_softmax: bool = False,
+        gumbel_softmax: bool | None = None,
         sample_precision: str = "auto",
         early_stopping: bool = False,
         patience: int = 10,
@@ -383,8 +390,12 @@ class CTGAN(NeuralGenerator):
                 f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got "
                 f"{self.sample_precision!r}"
             )
-        if not isinstance(self.gumbel_softmax, (bool, np.bool_)):
-            problems.append(f"gumbel_softmax must be True or False, got {self.gumbel_softmax!r}")
+        if self.gumbel_softmax is not None and not isinstance(
+            self.gumbel_softmax, (bool, np.bool_)
+        ):
+            problems.append(
+                f"gumbel_softmax must be True, False or None, got {self.gumbel_softmax!r}"
+            )
         if self.early_stopping is not False:
             problems.append(
                 "early_stopping must be False: a GAN has no validation loss that tracks the "
@@ -575,7 +586,13 @@ class CTGAN(NeuralGenerator):
 
     def _activate(self, raw: torch.Tensor) -> torch.Tensor:
         """The generator's raw output as the critic sees it in training (see the Notes)."""
-        return self.layout_.activate(raw, gumbel=bool(self.gumbel_softmax))
+        return self.layout_.activate(raw, gumbel=self._gumbel())
+
+    def _gumbel(self) -> bool:
+        """``gumbel_softmax``, or by default ``False`` without ``dp`` and ``True`` under it."""
+        if self.gumbel_softmax is not None:
+            return bool(self.gumbel_softmax)
+        return self.dp is not None
 
     def _fake(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
         """Raw generator output for ``n`` rows under the conditional vectors ``cond``."""
