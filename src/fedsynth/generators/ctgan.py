@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -387,10 +388,7 @@ class CTGAN(NeuralGenerator):
                 f"{max(pac, self.batch_size // pac * pac)}"
             )
         if self.sample_precision not in _PRECISIONS:
-            problems.append(
-                f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got "
-                f"{self.sample_precision!r}"
-            )
+            problems.append(_precision_problem(self.sample_precision))
         if self.gumbel_softmax is not None and not isinstance(
             self.gumbel_softmax, (bool, np.bool_)
         ):
@@ -411,10 +409,7 @@ class CTGAN(NeuralGenerator):
         """``sample_precision`` resolved for the model's device: ``"float32"`` or
         ``"bfloat16"``."""
         if self.sample_precision not in _PRECISIONS:
-            raise ValueError(
-                f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got "
-                f"{self.sample_precision!r}"
-            )
+            raise ValueError(_precision_problem(self.sample_precision))
         if self.sample_precision != "auto":
             return str(self.sample_precision)
         return "bfloat16" if self.device_.type == "cpu" and native_bfloat16_cpu() else "float32"
@@ -904,6 +899,11 @@ def moment_distance(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return means + second
 
 
+def _precision_problem(value: Any) -> str:
+    return f"sample_precision must be one of {', '.join(map(repr, _PRECISIONS))}, got {value!r}"
+
+
+@functools.cache  # the CPU does not change; sampling asks once per block of rows
 def native_bfloat16_cpu() -> bool:
     """Whether this CPU computes bfloat16 matrix products natively (oneDNN's check for
     AVX512-BF16 or AMX); ``False`` wherever the check is unavailable."""
