@@ -221,3 +221,22 @@ def test_models_saved_before_the_context_still_load(tmp_path):
 def test_autoregressive_must_be_a_bool():
     with pytest.raises(ValueError, match="autoregressive must be True or False"):
         fedsynth.make("vae_bgm", autoregressive="yes").fit(table())
+
+
+@pytest.mark.parametrize("name", ["tvae", "vae_bgm"])
+def test_drawn_rows_decode_without_a_second_draw(name):
+    # With a context every softmax span of a generated matrix is one-hot, so sampling reads
+    # the slots off (argmax) instead of drawing them again: both decodings must agree, and a
+    # model without a context must still draw.
+    gen = fedsynth.make(name, epochs=3, seed=0).fit(table())
+    assert gen._draws_discrete_spans()
+    with torch.no_grad():
+        matrix = gen._generate(500, torch.Generator().manual_seed(1)).numpy()
+    for span in gen.encoder_.output_info_:
+        if span.activation == "softmax":
+            assert set(np.unique(matrix[:, span.start : span.stop])) <= {0.0, 1.0}
+            assert (matrix[:, span.start : span.stop].sum(axis=1) == 1).all()
+    drawn = gen.encoder_.inverse_transform(matrix, sample=True, rng=2)
+    pd.testing.assert_frame_equal(gen._decode_matrix(matrix, np.random.default_rng(3)), drawn)
+    independent = fedsynth.make(name, epochs=3, autoregressive=False, seed=0).fit(table())
+    assert not independent._draws_discrete_spans()

@@ -383,6 +383,10 @@ class VAEGenerator(NeuralGenerator):
         raw, drawn = self.decoder_net_.decode(self._latent(n, generator), generator)
         return self.layout_.activate(raw, self.decoder_net_.sigma, generator, drawn)
 
+    def _draws_discrete_spans(self) -> bool:
+        # The discrete context draws every softmax span (see ``DISCRETE_ROLES``).
+        return self.decoder_net_.context is not None
+
     @classmethod
     def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]):
         # Models saved before the discrete context existed decode every feature independently.
@@ -472,7 +476,7 @@ class VAEGenerator(NeuralGenerator):
                 ConditionWarning,
                 stacklevel=3,
             )
-        out = self.encoder_.inverse_transform(np.concatenate(matrices), sample=True, rng=rng)
+        out = self._decode_matrix(np.concatenate(matrices), rng)
         for column, value in conditions.items():
             out[column] = pd.Series([value] * n, dtype=object)
         return out

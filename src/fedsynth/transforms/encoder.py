@@ -401,13 +401,18 @@ class TableEncoder:
                 ]
             )
         blocks = self._blocks()
-        problems = [
-            Problem(transform.name, f"{int(n_bad)} non-finite value(s) in its block of the matrix")
-            for transform, block in blocks
-            if (n_bad := np.count_nonzero(~np.isfinite(matrix[:, block])))
-        ]
-        if problems:
-            raise InvalidDataError(problems)
+        # One pass over the whole matrix first: the per-column count copies every block.
+        if not np.isfinite(matrix).all():
+            raise InvalidDataError(
+                [
+                    Problem(
+                        transform.name,
+                        f"{int(n_bad)} non-finite value(s) in its block of the matrix",
+                    )
+                    for transform, block in blocks
+                    if (n_bad := np.count_nonzero(~np.isfinite(matrix[:, block])))
+                ]
+            )
         draws = np.random.default_rng(rng) if sample else None
         columns = {
             transform.name: transform.decode(matrix[:, block], sample=sample, rng=draws)
