@@ -91,23 +91,32 @@ class VAEBGM(VAEGenerator):
         if getattr(self, "privacy_spent_", None) is not None:
             data = self._own_rows(len(data), rng)
         mean, log_var = self._posterior(data)
-        mixture = BayesianGaussianMixture(
-            n_components=int(self.latent_dim),
-            covariance_type="full",
-            n_init=_N_INIT,
-            reg_covar=_REG_COVAR,
-            max_iter=_MAX_ITER,
-            # scikit-learn's lower bound is a sum over the rows, not an average, so its ``tol``
-            # shrinks per row as rows are added: per row, as documented.
-            tol=_TOL_PER_ROW * len(mean),
-            random_state=int(rng.integers(2**31 - 1)),
-        )
+        codes = mean.cpu().numpy().astype(np.float64)
+
+        def start(seed: int) -> BayesianGaussianMixture:
+            return BayesianGaussianMixture(
+                n_components=int(self.latent_dim),
+                covariance_type="full",
+                init_params="k-means++",
+                reg_covar=_REG_COVAR,
+                max_iter=_SCREEN_ITER,
+                # scikit-learn's lower bound is a sum over the rows, not an average, so its
+                # ``tol`` shrinks per row as rows are added: per row, as documented.
+                tol=_TOL_PER_ROW * len(codes),
+                random_state=int(seed),
+            )
+
         # Its matrices are latent_dim wide: BLAS threads cost more than they save there, and
         # under a loaded CPU they multiplied the fit time by more than ten.
         with warnings.catch_warnings(), threadpool_limits(1):
             # An unconverged start still covers the codes, and the best start is kept.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            mixture.fit(mean.cpu().numpy().astype(np.float64))
+            # Several starts, screened after a few iterations; only the best runs on to
+            # convergence (see ``_SCREEN_ITER``).
+            starts = [start(seed).fit(codes) for seed in rng.integers(2**31 - 1, size=_N_INIT)]
+            mixture = max(starts, key=lambda candidate: candidate.lower_bound_)
+            mixture.set_params(warm_start=True, max_iter=_MAX_ITER)
+            mixture.fit(codes)
         self.mixture_weights_ = mixture.weights_
         self.mixture_means_ = mixture.means_
         self.mixture_covariances_ = mixture.covariances_
@@ -180,3 +189,8 @@ _MAX_ITER = 200
 # random seeds. Per row, a start stops after about 30 to 75 iterations. The three starts stay:
 # a single start sometimes stopped in a clearly worse optimum (0.3 nat per row on flchain).
 _TOL_PER_ROW = 1e-3
+# Iterations after which the starts are compared; the best then runs on alone. On the latent
+# means of SUPPORT2 and flchain (4 seeds each) the final bound was within 0.01 nat per row of
+# running all three starts to convergence (27.180 against 27.186; 26.198 against 26.190), in
+# half the CPU time (0.86-0.91 s against 1.69-1.88 s).
+_SCREEN_ITER = 10
