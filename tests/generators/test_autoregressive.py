@@ -237,6 +237,6 @@ def test_drawn_rows_decode_without_a_second_draw(name):
             assert set(np.unique(matrix[:, span.start : span.stop])) <= {0.0, 1.0}
             assert (matrix[:, span.start : span.stop].sum(axis=1) == 1).all()
     drawn = gen.encoder_.inverse_transform(matrix, sample=True, rng=2)
-    pd.testing.assert_frame_equal(gen._decode_matrix(matrix, np.random.default_rng(3)), drawn)
+    pd.testing.assert_frame_equal(gen._decode_matrices([matrix], np.random.default_rng(3)), drawn)
     independent = fedsynth.make(name, epochs=3, autoregressive=False, seed=0).fit(table())
     assert not independent._draws_discrete_spans()

@@ -422,3 +422,32 @@ def test_zero_rows_encode_and_decode(fitted):
         out = encoder.inverse_transform(np.empty((0, encoder.output_dim_)), sample=sample)
         assert out.shape == (0, len(encoder.columns_))
         assert out.dtypes.equals(df.drop(columns="patient_id").dtypes)
+
+
+def test_blocks_decode_as_their_stacked_matrix(fitted):
+    df, encoder = fitted
+    matrix = encoder.transform(df)
+    # Perturbed so that argmax has work to do on every softmax span.
+    matrix = matrix + np.random.default_rng(0).uniform(0, 0.4, matrix.shape).astype(matrix.dtype)
+    blocks = (matrix[start : start + 300] for start in range(0, len(matrix), 300))
+    pd.testing.assert_frame_equal(
+        encoder.inverse_transform_blocks(blocks), encoder.inverse_transform(matrix)
+    )
+    # Draws come from one source through the blocks: seeded, they repeat.
+    drawn = [
+        encoder.inverse_transform_blocks(
+            (matrix[start : start + 300] for start in range(0, len(matrix), 300)),
+            sample=True,
+            rng=np.random.default_rng(5),
+        )
+        for _ in range(2)
+    ]
+    pd.testing.assert_frame_equal(*drawn)
+    assert list(drawn[0].index) == list(range(len(df)))
+    empty = encoder.inverse_transform_blocks(iter([]))
+    assert len(empty) == 0 and list(empty.columns) == encoder.columns_
+    pd.testing.assert_series_equal(empty.dtypes, encoder.inverse_transform(matrix[:0]).dtypes)
+    bad = matrix[:10].copy()
+    bad[3, spans_of(encoder, "hb")["value"].start] = np.inf
+    with pytest.raises(InvalidDataError, match="'hb': 1 non-finite"):
+        encoder.inverse_transform_blocks([matrix[:10], bad])

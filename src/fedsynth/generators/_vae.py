@@ -476,7 +476,7 @@ class VAEGenerator(NeuralGenerator):
                 ConditionWarning,
                 stacklevel=3,
             )
-        out = self._decode_matrix(np.concatenate(matrices), rng)
+        out = self._decode_matrices(matrices, rng)
         for column, value in conditions.items():
             out[column] = pd.Series([value] * n, dtype=object)
         return out

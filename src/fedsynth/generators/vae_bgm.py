@@ -132,7 +132,7 @@ class VAEBGM(VAEGenerator):
         codes = torch.randn((n, int(self.latent_dim)), generator=generator, device=self.device_)
         raw, drawn = self.decoder_net_.decode(codes, generator)
         activated = self.layout_.activate(raw, self.decoder_net_.sigma, generator, drawn)
-        rows = self._decode_matrix(activated.cpu().numpy(), rng)
+        rows = self._decode_matrices([activated.cpu().numpy()], rng)
         return torch.from_numpy(self.encoder_.transform(rows))
 
     def _prepare_mixture(self) -> None:
