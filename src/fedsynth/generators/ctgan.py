@@ -273,26 +273,24 @@ class CTGAN(NeuralGenerator):
     0.764 and 0.648 at epsilon 5 (presumably because a critic trained on noisy gradients
     tells soft outputs from one-hot rows less well), so the default there stays CTGAN's.
 
-    **Sampling in bfloat16.** The generator's three matrix products are most of the cost of
-    sampling (on SUPPORT2, per 102,400 rows: 1.05 CPU s of the network's 1.32, against 0.3 for
-    the activation and 0.67 for decoding), and a CPU with AVX512-BF16 computes them in bfloat16
-    2.8 times as fast. Measured on
-    such a CPU (AMD EPYC) with a model of SUPPORT2 and three draws of 6,373 rows: 64,000 rows
-    per CPU s against 43,100 in float32; SDMetrics quality 0.9046, 0.8992, 0.9037 against
-    0.9045, 0.8992, 0.9035; event AUROC 0.838, 0.838, 0.839 against 0.838, 0.845, 0.845 (the
-    draws themselves move it by as much); the Kaplan-Meier gaps within 0.0002. Rounding the
-    outputs to bfloat16 (8 significant bits, a relative error under 0.4 %) changes a draw only
-    where two categories are nearly tied, and moves a value within its mode by a fraction of a
-    per cent of the mode's spread.
+    **Sampling in bfloat16.** The generator's three matrix products are most of the cost of sampling
+    (on SUPPORT2, per 102,400 rows: 1.05 CPU s of the network's 1.32, against 0.3 for the
+    activation and 0.67 for decoding), and a CPU with AVX512-BF16 computes them in bfloat16 2.8
+    times as fast. Measured on such a CPU (AMD EPYC) with a model of SUPPORT2 and three draws of
+    6,373 rows: 64,000 rows per CPU s against 43,100 in float32; SDMetrics quality 0.9046,
+    0.8992, 0.9037 against 0.9045, 0.8992, 0.9035; event AUROC 0.838, 0.838, 0.839 against
+    0.838, 0.845, 0.845 (the draws themselves move it by as much); the Kaplan-Meier gaps within
+    0.0002. Rounding the outputs to bfloat16 (8 significant bits, a relative error under 0.4 %)
+    changes a draw only where two categories are nearly tied, and moves a value within its mode
+    by a fraction of a per cent of the mode's spread.
 
-    The defaults are CTGAN's except ``epochs`` (150 instead of 300, to fit in at most a third
-    of SDV's time), ``batch_size`` (400 instead of 500, above), ``moment_weight``,
+    The defaults are CTGAN's except ``epochs`` (150 instead of 300, to fit in at most a third of
+    SDV's time), ``batch_size`` (400 instead of 500, above), ``moment_weight``,
     ``gumbel_softmax`` and ``sample_precision``. (``benchmarks/dp.py`` trains with batches of
-    500 under ``dp``.) A step
-    also costs less than SDV's: the critic's last fake batch is reused for the generator's
-    update (one generator pass per step instead of two, no gradient through the generator in
-    the critic's update), conditions and real rows are drawn with a few tensor operations, and
-    Adam is fused.
+    500 under ``dp``.) A step also costs less than SDV's: the critic's last fake batch is reused
+    for the generator's update (one generator pass per step instead of two, no gradient through
+    the generator in the critic's update), conditions and real rows are drawn with a few tensor
+    operations, and Adam is fused.
 
     References
     ----------
