@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from fedsynth.metadata import Metadata
+from fedsynth.tabular.metadata import Metadata
 
 #: Points of the time grid of :func:`km_gap`, from 0 to the training durations' 95th percentile
 #: (past it, few patients remain at risk and the curves say little).

@@ -58,7 +58,7 @@ def load_split(seed: int):
     from sklearn.model_selection import train_test_split
 
     import fedsynth
-    from fedsynth.privacy import declare_public
+    from fedsynth.tabular.privacy import declare_public
 
     df, metadata = fedsynth.datasets.load_survset("support2", return_metadata=True)
     metadata = metadata.resolve(df)
@@ -298,7 +298,7 @@ def run(args) -> list[dict]:
 
     import pandas as pd
 
-    from fedsynth.privacy.dp_statistics import can_be_missing
+    from fedsynth.tabular.privacy.dp_statistics import can_be_missing
 
     warnings.simplefilter("ignore")
     train, holdout, metadata = load_split(args.seed)

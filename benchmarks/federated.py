@@ -47,7 +47,7 @@ def experiment(
     model: str, sites: int, args: argparse.Namespace, strategies: list[str], secure: bool = False
 ) -> dict:
     """One experiment; its summary, timings, memory and round times."""
-    from fedsynth.federated.experiment import run_experiment
+    from fedsynth.experiments.runner import run_experiment
 
     partitions, metadata = cohort(sites, args.n, args.seed)
     out = Path(args.work) / f"{model}_{sites}sites{'_secure' if secure else ''}"

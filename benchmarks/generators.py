@@ -115,7 +115,7 @@ def sdv_metadata(metadata, columns) -> dict[str, Any]:
 def available_models() -> list[str]:
     """fedsynth's benchmarked generators that are registered and import now."""
     import fedsynth
-    from fedsynth.generators.registry import get_generator_class
+    from fedsynth.core.registry import get_generator_class
 
     names = []
     for name in FEDSYNTH_MODELS:
@@ -154,7 +154,7 @@ def run_fedsynth(
     import warnings
 
     import fedsynth
-    from fedsynth.generators.registry import get_generator_class
+    from fedsynth.core.registry import get_generator_class
 
     warnings.simplefilter("ignore")
     train, _, _, metadata = load_split(dataset, seed, quick)

@@ -67,7 +67,7 @@ def load_case(name: str, seed: int = 0):
 
 def run_one(name: str, seed: int) -> dict:
     """Build the report once, in this process; returns the measurements."""
-    from fedsynth.validation import validate
+    from fedsynth.tabular.validation import validate
 
     train, holdout, synthetic, metadata = load_case(name, seed)
     load = os.getloadavg()[0]

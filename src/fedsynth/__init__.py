@@ -6,7 +6,6 @@ imported where they are used.
 
 from fedsynth import datasets
 from fedsynth._version import __version__
-from fedsynth.augmentation import rebalance, rebalance_plan
 from fedsynth.exceptions import (
     DataWarning,
     FedsynthError,
@@ -15,9 +14,10 @@ from fedsynth.exceptions import (
     NotFittedError,
 )
 from fedsynth.federated import federate
-from fedsynth.generators import available_generators, load, make
-from fedsynth.metadata import Metadata
-from fedsynth.validation import compare, validate
+from fedsynth.tabular.augmentation import rebalance, rebalance_plan
+from fedsynth.tabular.generators import available_generators, load, make
+from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.validation import compare, validate
 
 __all__ = [
     "DataWarning",

@@ -12,7 +12,7 @@ from fedsynth.exceptions import MetadataError
 from fedsynth.federated import encoder_stats as es
 from fedsynth.federated import shared_metadata
 from fedsynth.federated.errors import SiteRefusedError
-from fedsynth.metadata import Metadata
+from fedsynth.tabular.metadata import Metadata
 
 
 @pytest.fixture

@@ -269,7 +269,7 @@ def test_vae_bgm_fedavg_completes_its_latent_mixture_on_the_sites(two_sites, tmp
 def test_statistical_generator_with_the_sharing_strategies_reports_each_sites_epsilon(
     two_sites, tmp_path
 ):
-    from fedsynth.privacy import declare_public
+    from fedsynth.tabular.privacy import declare_public
 
     # The shared metadata is agreed before training: its domains are public knowledge.
     metadata = fedsynth.federated.shared_metadata(two_sites)

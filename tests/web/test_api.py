@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from fedsynth.generators.registry import available_generators, get_generator_class
+from fedsynth.core.registry import available_generators, get_generator_class
 from fedsynth.web.jobs import _marked
 
 from .conftest import QUICK_RUN, auth, make_app, process_alive, upload, wait_for

@@ -107,7 +107,7 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 
 
 def _read(path: Path):
-    from fedsynth.io import read_table
+    from fedsynth.tabular.io import read_table
 
     with step(f"Reading {path}"):
         return read_table(path)
@@ -155,7 +155,7 @@ def sample(
 ) -> None:
     """Sample synthetic rows from a saved model."""
     import fedsynth
-    from fedsynth.io import write_table
+    from fedsynth.tabular.io import write_table
 
     conditions = {k: str(v) for k, v in _parse_pairs(condition or [], "--condition").items()}
     generator = fedsynth.load(model_dir)
@@ -197,7 +197,7 @@ def metadata_infer(
     """Infer the column kinds of a table, check the table, and show or save the result."""
     from rich.table import Table
 
-    from fedsynth.metadata import Metadata
+    from fedsynth.tabular.metadata import Metadata
 
     table = _read(data)
     md = Metadata.infer(

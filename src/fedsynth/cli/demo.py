@@ -45,7 +45,7 @@ def run_demo(
     from sklearn.model_selection import train_test_split
 
     import fedsynth
-    from fedsynth.io import write_table
+    from fedsynth.tabular.io import write_table
 
     out.mkdir(parents=True, exist_ok=True)
     with step(f"Simulating an MDS cohort of {patients:,} patients at {sites} sites"):

@@ -55,9 +55,9 @@ def evaluate(
 ) -> None:
     """Validate synthetic data against the real data: fidelity, utility, survival, genomic
     structure and privacy, written as an HTML report and the same numbers as JSON."""
-    from fedsynth.io import read_table
-    from fedsynth.validation import FAMILIES, comparison_table, validate
-    from fedsynth.validation.report import render_comparison_html
+    from fedsynth.tabular.io import read_table
+    from fedsynth.tabular.validation import FAMILIES, comparison_table, validate
+    from fedsynth.tabular.validation.report import render_comparison_html
 
     names = _names(synthetic)
     unknown = sorted(set(family or ()) - set(FAMILIES))

@@ -90,7 +90,7 @@ def federate(
     from rich.table import Table
 
     from fedsynth.cli.app import _parse_pairs
-    from fedsynth.federated.experiment import format_summary, run_experiment
+    from fedsynth.experiments.runner import format_summary, run_experiment
 
     partitions = _partitions(files, data, partition_by, split, sites, split_column, alpha, seed)
     result = run_experiment(
@@ -136,7 +136,7 @@ def _names(text: str | None) -> list[str] | None:
 def _partitions(files, data, partition_by, split, sites, split_column, alpha, seed):
     """The sites' tables from the command-line choices (exactly one way of making them)."""
     from fedsynth.federated import partition
-    from fedsynth.io import read_table
+    from fedsynth.tabular.io import read_table
 
     options = {"--data": data, "--partition-by": partition_by, "--split": split}
     chosen = [name for name, value in options.items() if value]

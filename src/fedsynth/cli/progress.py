@@ -31,7 +31,7 @@ def step(description: str) -> Iterator[None]:
 def make_generator(name: str, **params: Any) -> Any:
     """``fedsynth.make`` that switches on the generator's own progress bar when it has one."""
     import fedsynth
-    from fedsynth.generators.registry import get_generator_class
+    from fedsynth.core.registry import get_generator_class
 
     if "verbose" in get_generator_class(name)._param_names():
         params.setdefault("verbose", True)

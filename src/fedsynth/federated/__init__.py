@@ -7,7 +7,7 @@
   ``generator_sharing``, each documented with exactly what leaves a site.
 * :mod:`~fedsynth.federated.encoder_stats`: the shared encoder, built from aggregate statistics.
 * :mod:`~fedsynth.federated.partition`: sites from a site column, from files, or simulated.
-* :mod:`~fedsynth.federated.experiment`: centralized vs isolated vs each strategy, scored per
+* :mod:`~fedsynth.experiments.runner`: centralized vs isolated vs each strategy, scored per
   round.
 
 Flower itself (``flwr``) is imported only when a federation runs.

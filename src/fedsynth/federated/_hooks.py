@@ -28,8 +28,8 @@ import numpy as np
 
 from fedsynth._version import __version__
 from fedsynth.exceptions import FedsynthWarning
-from fedsynth.generators.base import BaseGenerator
-from fedsynth.privacy.guards import CopyGuard
+from fedsynth.tabular.generators.base import BaseGenerator
+from fedsynth.tabular.privacy.guards import CopyGuard
 
 if TYPE_CHECKING:
     from fedsynth.federated.encoder_stats import SharedSchema
@@ -58,7 +58,7 @@ def initialize(generator: BaseGenerator, schema: SharedSchema, *, n_fits: int = 
     """
     import torch
 
-    from fedsynth.generators._neural import resolve_device
+    from fedsynth.tabular.generators._neural import resolve_device
 
     generator._check_training_params()
     generator.device_ = resolve_device(generator.device)
@@ -87,7 +87,7 @@ def initialize(generator: BaseGenerator, schema: SharedSchema, *, n_fits: int = 
 def has_post_training_state(generator: BaseGenerator) -> bool:
     """Whether the generator learns something from its rows after training (it overrides
     ``NeuralGenerator._after_training``, as VAE-BGM does with its latent mixture)."""
-    from fedsynth.generators._neural import NeuralGenerator
+    from fedsynth.tabular.generators._neural import NeuralGenerator
 
     hook = getattr(type(generator), "_after_training", None)
     return hook is not None and hook is not NeuralGenerator._after_training

@@ -30,7 +30,7 @@ from fedsynth.federated.errors import SiteRefusedError
 from fedsynth.federated.secure_aggregation import is_secure, masked_reply, secure_mod
 from fedsynth.federated.strategies import STRATEGIES, Payload, Site
 from fedsynth.federated.task import import_plugins
-from fedsynth.metadata import Metadata
+from fedsynth.tabular.metadata import Metadata
 
 
 # ---------------------------------------------------------------------- pure handlers
@@ -108,7 +108,7 @@ app = ClientApp()
 
 
 def _node(context: Context) -> tuple[str, pd.DataFrame]:
-    from fedsynth.io import read_table
+    from fedsynth.tabular.io import read_table
 
     return str(context.node_config["site-name"]), read_table(str(context.node_config["data-path"]))
 

@@ -38,11 +38,11 @@ import pandas as pd
 from fedsynth._version import __version__
 from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.federated.errors import SiteRefusedError
-from fedsynth.metadata import ColumnMetadata, Metadata
-from fedsynth.metadata.inference import numeric_view
-from fedsynth.transforms import ModeNormalizer, TableEncoder
-from fedsynth.transforms.categorical import category_codes
-from fedsynth.transforms.dtypes import plain
+from fedsynth.tabular.metadata import ColumnMetadata, Metadata
+from fedsynth.tabular.metadata.inference import numeric_view
+from fedsynth.tabular.transforms import ModeNormalizer, TableEncoder
+from fedsynth.tabular.transforms.categorical import category_codes
+from fedsynth.tabular.transforms.dtypes import plain
 
 #: Fewest rows behind any count, value or mode that a site sends (k-anonymity style, k = 5).
 MIN_COUNT = 5
@@ -79,7 +79,7 @@ def check_site(data: pd.DataFrame, metadata: Metadata, site: str) -> None:
         Naming the site and every column that does not fit (unknown or absent columns, unseen
         categories, text in numeric columns, values outside the shared bounds...).
     """
-    from fedsynth.metadata.checks import check_table
+    from fedsynth.tabular.metadata.checks import check_table
 
     problems, _ = check_table(data, metadata)
     for name, col in metadata.columns.items():
@@ -118,7 +118,7 @@ def site_statistics(
     min_count : int, default 5
         Fewest rows behind any count, value or mode that is sent.
     max_modes, weight_threshold, max_fit_rows, seed
-        As for :class:`~fedsynth.transforms.TableEncoder`.
+        As for :class:`~fedsynth.tabular.transforms.TableEncoder`.
 
     Returns
     -------
@@ -318,7 +318,7 @@ def build_schema(
     statistics : mapping of site name to dict
         What each site sent.
     max_modes, weight_threshold, max_fit_rows, seed
-        As for :class:`~fedsynth.transforms.TableEncoder`.
+        As for :class:`~fedsynth.tabular.transforms.TableEncoder`.
 
     Returns
     -------

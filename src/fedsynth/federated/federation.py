@@ -20,7 +20,7 @@ from fedsynth.federated.partition import check_partitions
 from fedsynth.federated.settings import RunSettings
 from fedsynth.federated.strategies import STRATEGIES
 from fedsynth.federated.task import load_model, new_generator
-from fedsynth.metadata import Metadata
+from fedsynth.tabular.metadata import Metadata
 
 #: Called with ``(strategy, round, model directory)`` as each round's model is saved.
 RoundCallback = Callable[[str, int, Path], None]

@@ -62,7 +62,7 @@ def from_files(
     InvalidDataError
         When a file cannot be read, or two sites would get the same name.
     """
-    from fedsynth.io import read_table
+    from fedsynth.tabular.io import read_table
 
     paths = [Path(p) for p in paths]
     names = [p.stem for p in paths] if names is None else [str(n) for n in names]

@@ -49,7 +49,7 @@ from fedsynth.federated.errors import FederationError
 from fedsynth.federated.secure_aggregation import SecureResult, new_weights, secure_average
 from fedsynth.federated.settings import RunSettings
 from fedsynth.federated.strategies import FedAvg, Payload, RoundLog, Strategy, make_strategy
-from fedsynth.metadata import Metadata
+from fedsynth.tabular.metadata import Metadata
 
 
 class Transport(Protocol):

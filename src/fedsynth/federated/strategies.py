@@ -59,7 +59,7 @@ import pandas as pd
 from fedsynth.exceptions import FedsynthError
 from fedsynth.federated import _hooks, task
 from fedsynth.federated.encoder_stats import SharedSchema
-from fedsynth.generators import BaseGenerator
+from fedsynth.tabular.generators import BaseGenerator
 
 
 @dataclass

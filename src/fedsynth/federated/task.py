@@ -25,7 +25,7 @@ import pandas as pd
 from fedsynth.exceptions import FedsynthError
 from fedsynth.federated import _hooks
 from fedsynth.federated.encoder_stats import SharedSchema
-from fedsynth.generators import BaseGenerator, load, make
+from fedsynth.tabular.generators import BaseGenerator, load, make
 
 #: Name of the copy-guard array in saved model files (see ``BaseGenerator.save``).
 _GUARD_ARRAY = "copy_guard_fingerprints"

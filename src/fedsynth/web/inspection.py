@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from fedsynth.exceptions import DataWarning, MetadataError, Problem
-from fedsynth.metadata import KINDS, ColumnMetadata, Metadata
-from fedsynth.metadata.checks import check_table
-from fedsynth.metadata.table import column_for_kind
+from fedsynth.tabular.metadata import KINDS, ColumnMetadata, Metadata
+from fedsynth.tabular.metadata.checks import check_table
+from fedsynth.tabular.metadata.table import column_for_kind
 
 GENOMIC = "genomic"
 IDENTIFIER_NOTE = (

@@ -3,7 +3,7 @@
 A central run splits the table into training rows and a real holdout, fits the generator, samples
 (with conditions, or the rows that rebalance a cohort), saves the model, and validates the
 synthetic rows with SAFE. A federated run runs the experiment of
-:mod:`fedsynth.federated.experiment` (centralized and isolated references and every strategy,
+:mod:`fedsynth.experiments.runner` (centralized and isolated references and every strategy,
 over Flower) and validates the first strategy's synthetic rows the same way.
 
 Files written (the names offered for download): ``synthetic.csv``, ``synthetic.parquet``,
@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from fedsynth.metadata import ColumnMetadata, Metadata
-from fedsynth.validation.core import FAMILIES
+from fedsynth.core.metrics import FAMILIES
+from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.web.release import privacy_verdict
 from fedsynth.web.storage import Storage
 from fedsynth.web.uploads import read_upload
@@ -133,7 +133,7 @@ def split_holdout(
 def _declare_public(metadata: Metadata, say: Reporter) -> Metadata:
     """The metadata with its ranges and category lists declared public knowledge (the user
     said so): differential privacy spends nothing on them, and does not protect them."""
-    from fedsynth.privacy import declare_public
+    from fedsynth.tabular.privacy import declare_public
 
     bounds = {n: c.bounds for n, c in metadata.columns.items() if c.bounds is not None}
     categories = {
@@ -164,8 +164,8 @@ def _draw(generator: Any, train: pd.DataFrame, config: Mapping[str, Any], say: R
         rows = config.get("rows") or len(train)
         conditions = config.get("conditions") or None
         return generator.sample(rows, conditions=conditions, seed=config["seed"])
-    from fedsynth.augmentation import rebalance as rebalance_cohort
-    from fedsynth.augmentation import rebalance_plan
+    from fedsynth.tabular.augmentation import rebalance as rebalance_cohort
+    from fedsynth.tabular.augmentation import rebalance_plan
 
     column = rebalance["column"]
     shares = category_shares(generator.metadata_, column, rebalance["shares"])
@@ -195,7 +195,7 @@ def category_shares(metadata: Metadata, column: str, shares: Mapping[str, float]
 
 
 def _write_outputs(generator: Any, synthetic: pd.DataFrame, out: Path, say: Reporter) -> None:
-    from fedsynth.io import write_table
+    from fedsynth.tabular.io import write_table
 
     write_table(synthetic, out / "synthetic.csv")
     write_table(synthetic, out / "synthetic.parquet")
@@ -225,7 +225,7 @@ def _validate(
     say: Reporter,
     start: float,
 ):
-    from fedsynth.validation import validate
+    from fedsynth.tabular.validation import validate
 
     families = [f for f in FAMILIES if f in config["families"]]
     step = (_WRITE - start) / max(len(families), 1)
@@ -277,9 +277,9 @@ def _federated(
     out: Path,
     say: Reporter,
 ) -> Outcome:
+    from fedsynth.experiments.runner import run_experiment
+    from fedsynth.experiments.runner import split_holdout as split_sites
     from fedsynth.federated import partition
-    from fedsynth.federated.experiment import run_experiment
-    from fedsynth.federated.experiment import split_holdout as split_sites
 
     settings = config["federated"]
     # Kinds and groups only: bounds and categories inferred on one site's file would refuse the
@@ -339,7 +339,7 @@ def _federated(
     say.progress(0.82, f"sampling from {primary}")
     rows = config.get("rows") or len(pooled)
     synthetic = result.federation.sample(rows, primary, seed=config["seed"])
-    from fedsynth.io import write_table
+    from fedsynth.tabular.io import write_table
 
     write_table(synthetic, out / "synthetic.csv")
     write_table(synthetic, out / "synthetic.parquet")

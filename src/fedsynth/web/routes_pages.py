@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from fedsynth.core.metrics import FAMILIES
 from fedsynth.exceptions import FedsynthError
 from fedsynth.federated.strategies import STRATEGIES
-from fedsynth.metadata import KINDS
-from fedsynth.validation.core import FAMILIES
+from fedsynth.tabular.metadata import KINDS
 from fedsynth.web import views
 from fedsynth.web.deps import ServicesDep, User
 from fedsynth.web.errors import InvalidRequestError, NotFoundError, problems_of, status_of

@@ -6,10 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from fedsynth.core.metrics import FAMILIES
+from fedsynth.core.registry import available_generators
 from fedsynth.federated.strategies import STRATEGIES
-from fedsynth.generators.registry import available_generators
-from fedsynth.metadata import KINDS
-from fedsynth.validation.core import FAMILIES
+from fedsynth.tabular.metadata import KINDS
 from fedsynth.web.storage import ID_PATTERN
 
 Kind = Literal[KINDS]  # type: ignore[valid-type]

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from fedsynth.core.metrics import FAMILIES
+from fedsynth.core.registry import available_generators, get_generator_class
 from fedsynth.exceptions import DataWarning, FedsynthError, MetadataError
-from fedsynth.generators.registry import available_generators, get_generator_class
-from fedsynth.metadata import Metadata
-from fedsynth.validation.core import FAMILIES
+from fedsynth.tabular.metadata import Metadata
 from fedsynth.web.db import Database, DatasetRecord, RunRecord, now
 from fedsynth.web.errors import (
     ConflictError,
@@ -543,7 +543,7 @@ def _rebalance_problems(
     settings = request.rebalance
     if settings is None:
         return []
-    from fedsynth.augmentation import rebalance_plan
+    from fedsynth.tabular.augmentation import rebalance_plan
     from fedsynth.web.pipeline import category_shares
 
     if request.rows is not None:

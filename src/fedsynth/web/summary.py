@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.metadata import Metadata
-from fedsynth.metadata.inference import numeric_view
+from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.metadata.inference import numeric_view
 
 #: Smallest count of a category named in a summary.
 MIN_COUNT = 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedsynth.generators.registry import available_generators, get_generator_class
+from fedsynth.core.registry import available_generators, get_generator_class
 from fedsynth.web.db import DatasetRecord, RunRecord
 from fedsynth.web.release import released
 from fedsynth.web.schemas import (

@@ -1,0 +1,517 @@
+"""What the neural generators share: encoding, devices, seeding, the training loop, weights.
+
+A neural generator (CTGAN, TVAE, VAE-BGM) encodes the table with :class:`TableEncoder`, builds
+plain PyTorch modules and optimisers (so that Opacus can wrap them for DP-SGD), and trains them
+epoch by epoch. Its weights are exposed as a list of arrays for federated averaging, and
+``fit(..., epochs=k, warm_start=True)`` continues training without touching the encoder.
+
+A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_train_epoch`` and
+``_generate``; optionally ``_validation_loss`` (enables early stopping), ``_after_training``,
+``_extra_state``/``_load_extra_state`` and ``_batch_sampler`` (which rows make each batch).
+``_train_epoch`` receives a DataLoader yielding ``(batch,)`` tuples whose rows are already on
+the model's device.
+
+With ``dp=`` the base class does what every neural generator shares (see
+:meth:`~fedsynth.tabular.generators._neural_private.PrivateFitting._fit_private`): the domains come
+from DP statistics, the encoder and the pretraining (:meth:`PrivateFitting._pretrain`) from a
+DP proxy generator, the loader draws Poisson batches (:meth:`_batch_sampler`), the DP-SGD run
+is planned, checked against the budget cap and recorded in ``privacy_spent_`` before it
+starts, and what the training saves (``history_``) holds no loss computed on real rows. While
+a private run is on, ``self._dp_plan`` is its :class:`~fedsynth.core.privacy.dp_sgd.PrivateTraining`
+and ``_train_epoch`` takes each step with
+:func:`~fedsynth.tabular.generators._neural_private.private_step`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.core.privacy.accounting import PrivacyLedger
+from fedsynth.core.privacy.config import resolve_dp
+from fedsynth.exceptions import FedsynthError, InvalidDataError, Problem
+from fedsynth.tabular.generators._neural_private import (
+    _EARLY_STOPPING_UNDER_DP,
+    PrivateFitting,
+    _training_spend,
+)
+from fedsynth.tabular.generators.base import BaseGenerator
+from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.privacy.dp_statistics import (
+    released_view,
+)
+from fedsynth.tabular.transforms import TableEncoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from fedsynth.core.privacy.dp_sgd import PrivateTraining
+
+#: Rows generated and decoded together when sampling (see ``_decode_blocks``): ctgan on
+#: SUPPORT2 (327 matrix columns) drew 47,000-47,800 rows per CPU s in blocks of 2,048 or 4,096
+#: rows, 41,500-45,700 in blocks of 10,000 and 33,500 in blocks of 25,000.
+SAMPLE_BLOCK = 4_096
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; any other value is passed to torch."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
+    return resolved
+
+
+def _torch_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**62))
+
+
+class NeuralGenerator(PrivateFitting, BaseGenerator):
+    """Base class of the PyTorch generators (see the module docstring)."""
+
+    has_weights = True
+    #: The DP-SGD plan of the training run in progress; ``None`` outside private training.
+    _dp_plan: PrivateTraining | None = None
+
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    verbose: bool
+    early_stopping: bool
+    patience: int
+    validation_fraction: float
+    dp: Mapping[str, Any] | None
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        data: pd.DataFrame,
+        metadata: Metadata | Any = None,
+        *,
+        epochs: int | None = None,
+        warm_start: bool = False,
+    ) -> NeuralGenerator:
+        """Train on ``data``; see :meth:`BaseGenerator.fit`.
+
+        Parameters
+        ----------
+        epochs : int, optional
+            Epochs of this call (default: the ``epochs`` hyperparameter). With ``warm_start``,
+            0 trains nothing and only refits what is learned after training (VAE-BGM's latent
+            mixture) on ``data``, e.g. after :meth:`set_weights` loaded averaged weights.
+        warm_start : bool, default False
+            Continue training the fitted model on ``data`` (same columns) instead of starting
+            again: the encoder and metadata are kept, as federated rounds need. A model trained
+            with ``dp=`` goes on at the noise it was trained with; the epochs' cost is added to
+            ``privacy_spent_``, after checking it against the budget cap.
+
+        Raises
+        ------
+        PrivacyBudgetError
+            Under ``dp=``, when the training would take the privacy loss above ``max_epsilon``;
+            nothing is trained then.
+        """
+        # epochs=0 with warm_start only redoes the post-training step (e.g. VAE-BGM's mixture)
+        # on ``data``: what a site needs after loading averaged weights.
+        lowest = 0 if warm_start else 1
+        if epochs is not None and (
+            not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < lowest
+        ):
+            raise ValueError(
+                f"epochs must be an integer >= {lowest}{' with warm_start' if warm_start else ''}, "
+                f"got {epochs!r}"
+            )
+        self._epochs_this_fit = epochs
+        if not (warm_start and self.is_fitted):
+            return super().fit(data, metadata)
+        if not isinstance(data, pd.DataFrame):
+            raise InvalidDataError(
+                [Problem(None, f"expected a pandas DataFrame, got {type(data).__name__}")]
+            )
+        ledger, plan = self._continued_privacy(len(data), epochs)
+        if ledger is not None:
+            data = released_view(data, self._released_domains(data.columns))
+        self.metadata_.check(data)
+        if plan is not None:  # refused here, before any weight changes, when above the cap
+            ledger.check(*_training_spend(plan)[0])
+        if ledger is not None:
+            self.privacy_spent_ = ledger
+        rng = np.random.default_rng(None if self.seed is None else self.seed + self.n_fits_)
+        self._train(self.encoder_.transform(data[self.learned_columns_]), rng, plan)
+        self.guard_.add(data)
+        self.n_rows_ = len(data)
+        self._reset_sample_stream()
+        return self
+
+    def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
+        import torch
+
+        settings = resolve_dp(self.dp)
+        self._check_training_params()
+        if settings is not None and self.early_stopping:
+            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+        self.device_ = resolve_device(self.device)
+        plan = proxy = None
+        if settings is None:
+            self.privacy_spent_ = None
+            self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        else:
+            data, plan, proxy = self._fit_private(data, metadata, rng, settings)
+        self.n_fits_ = 0
+        self.history_: list[dict[str, float]] = []
+        # Module initialisation draws from torch's global generator: seed it inside a fork so
+        # that the caller's own torch random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_torch_seed(rng))
+            self._build(self.encoder_)
+        if proxy is not None:
+            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
+        self._train(self.encoder_.transform(data), rng, plan)
+
+    def _epochs_of_this_fit(self) -> int:
+        return int(self.epochs if self._epochs_this_fit is None else self._epochs_this_fit)
+
+    def _check_training_params(self) -> None:
+        problems = []
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            problems.append(f"lr must be a positive number, got {self.lr!r}")
+        if not isinstance(self.validation_fraction, float) or not (
+            0 < self.validation_fraction < 0.5
+        ):
+            problems.append(
+                f"validation_fraction must be a float in (0, 0.5), got {self.validation_fraction!r}"
+            )
+        if problems:
+            raise ValueError(
+                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
+            )
+
+    def _train(
+        self,
+        matrix: np.ndarray,
+        rng: np.random.Generator,
+        plan: PrivateTraining | None = None,
+        *,
+        pretraining: bool = False,
+    ) -> None:
+        """Train for this call's epochs, with progress and optional early stopping; under DP
+        (``plan``), record the spend of the planned steps first, then take them.
+
+        ``pretraining`` (on a DP proxy, see :meth:`_pretrain`): the epochs are not recorded in
+        ``history_`` (which counts the epochs on the rows) and nothing is done after them.
+        """
+        import torch
+
+        epochs = self._epochs_of_this_fit()
+        if plan is not None:
+            # Recorded before training: a run that stops half way has still seen the rows.
+            spend, details = _training_spend(plan)
+            self.privacy_spent_.charge(*spend, **details)
+        # The table is small next to the model's work: it moves to the device once.
+        data = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32)).to(self.device_)
+        validation = None
+        if self.early_stopping and len(data) >= 20:
+            order = torch.from_numpy(rng.permutation(len(data))).to(self.device_)
+            n_val = max(1, round(self.validation_fraction * len(data)))
+            validation = data[order[:n_val]]
+            data = data[order[n_val:]]
+        generator = torch.Generator().manual_seed(_torch_seed(rng))
+        # A DataLoader whose sampler yields whole index batches: fetching rows one by one and
+        # collating them cost as much as the VAE's training steps on a CPU. Its own generator,
+        # else each epoch's iterator draws its seed from torch's global one.
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(data),
+            batch_size=None,
+            sampler=self._batch_sampler(len(data), generator),
+            generator=generator,
+        )
+        best, best_state, waited = math.inf, None, 0
+        self._dp_plan = plan
+        try:
+            title = f"{'Pretraining' if pretraining else 'Training'} {type(self).__name__}"
+            with _progress(self.verbose, title, epochs) as advance:
+                for epoch in range(epochs):
+                    for module in self._modules().values():
+                        module.train()
+                    losses = self._train_epoch(loader, generator)
+                    if validation is not None:
+                        with torch.no_grad():
+                            for module in self._modules().values():
+                                module.eval()
+                            losses["validation"] = float(
+                                self._validation_loss(validation, generator)
+                            )
+                    # Under DP the losses are computed on real rows without noise: shown on
+                    # the progress bar, to whoever holds the rows, but kept out of the model.
+                    saved = losses if plan is None else {}
+                    if not pretraining:
+                        self.history_.append({"epoch": len(self.history_) + 1, **saved})
+                    advance(epoch + 1, losses)
+                    if validation is None:
+                        continue
+                    if losses["validation"] < best - 1e-6:
+                        best, waited = losses["validation"], 0
+                        best_state = copy.deepcopy(self._state_dicts())
+                    else:
+                        waited += 1
+                        if waited >= self.patience:
+                            break
+        finally:
+            self._dp_plan = None
+        if best_state is not None:  # early stopping keeps the best epoch, not the last
+            for name, module in self._modules().items():
+                module.load_state_dict(best_state[name])
+        for module in self._modules().values():
+            module.eval()
+        if pretraining:
+            return
+        self.n_fits_ += 1
+        with torch.no_grad():
+            self._after_training(torch.from_numpy(np.asarray(matrix, dtype=np.float32)), rng)
+
+    # ------------------------------------------------------------------ sampling
+    def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
+
+        generator = self._torch_generator(rng)
+        return self._decode_blocks(n, lambda size: self._generate(size, generator), rng)
+
+    def _decode_blocks(
+        self, n: int, generate: Callable[[int], torch.Tensor], rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """``n`` rows from ``generate(size)`` (activated matrices), decoded block by block.
+
+        Each block is generated and decoded at once: its matrix stays in the CPU's cache
+        through the activation and the decoding passes, which makes sampling about twice as
+        fast as one pass over a 100,000-row matrix (and bounds the memory for any ``n``).
+        """
+        import torch
+
+        with torch.no_grad():
+            blocks = (
+                generate(min(SAMPLE_BLOCK, n - start)).detach().cpu().numpy()
+                for start in range(0, n, SAMPLE_BLOCK)
+            )
+            return self._decode_matrices(blocks, rng)
+
+    def _decode_matrices(
+        self, matrices: Iterable[np.ndarray], rng: np.random.Generator
+    ) -> pd.DataFrame:
+        """The rows of activated matrices, in order: each softmax span's slot drawn from its
+        probabilities, or read off where the generator has drawn them already."""
+        # A drawn span is one-hot, so its argmax is the draw; reading it skips a uniform and a
+        # cumulative sum per span and row (0.24 of the 1.8 CPU s vae_bgm took per 102,400
+        # rows of SUPPORT2).
+        return self.encoder_.inverse_transform_blocks(
+            matrices, sample=not self._draws_discrete_spans(), rng=rng
+        )
+
+    def _draws_discrete_spans(self) -> bool:
+        """Whether :meth:`_generate` returns every softmax span one-hot (drawn), rather than
+        as probabilities."""
+        return False
+
+    def _batch_sampler(self, n: int, generator: torch.Generator) -> Iterable[torch.Tensor]:
+        """The row indices of each batch of one epoch over ``n`` rows (a DataLoader sampler):
+        shuffled batches, or under DP-SGD the plan's Poisson batches (each row drawn
+        independently, as the accountant assumes; their sizes vary)."""
+        if self._dp_plan is not None:
+            return self._dp_plan.sampler(n, generator)
+        return ShuffledBatches(n, self.batch_size, generator)
+
+    def _torch_generator(self, rng: np.random.Generator) -> torch.Generator:
+        """A torch generator on the model's device, seeded from ``rng``."""
+        import torch
+
+        return torch.Generator(device=self.device_).manual_seed(_torch_seed(rng))
+
+    # ------------------------------------------------------------------ weights (federated)
+    def _state_dicts(self) -> dict[str, dict[str, Any]]:
+        return {name: module.state_dict() for name, module in self._modules().items()}
+
+    def _weight_names(self) -> list[tuple[str, str]]:
+        return [(m, k) for m, state in self._state_dicts().items() for k in state]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every module's parameters and buffers as arrays, in a fixed order."""
+        self._check_is_fitted()
+        return [
+            state[key].detach().cpu().numpy().copy()
+            for state in self._state_dicts().values()
+            for key in state
+        ]
+
+    def set_weights(self, weights: list[np.ndarray]) -> NeuralGenerator:
+        """Load weights from :meth:`get_weights` of a model with the same architecture.
+
+        Raises
+        ------
+        FedsynthError
+            When the number or shapes of the arrays differ, or an array holds NaN or infinity
+            (such an update must be rejected, not loaded).
+        """
+        import torch
+
+        self._check_is_fitted()
+        names = self._weight_names()
+        current = self.get_weights()
+        if len(weights) != len(current):
+            raise FedsynthError(f"expected {len(current)} weight arrays, got {len(weights)}")
+        problems = []
+        for (module, key), new, old in zip(names, weights, current, strict=True):
+            new = np.asarray(new)
+            if new.shape != old.shape:
+                problems.append(f"{module}.{key}: shape {new.shape}, expected {old.shape}")
+            elif np.issubdtype(new.dtype, np.floating) and not np.isfinite(new).all():
+                problems.append(f"{module}.{key}: holds NaN or infinite values")
+        if problems:
+            raise FedsynthError("weights refused:\n  - " + "\n  - ".join(problems))
+        states = self._state_dicts()
+        for (module, key), new in zip(names, weights, strict=True):
+            target = states[module][key]
+            states[module][key] = torch.as_tensor(np.asarray(new), dtype=target.dtype)
+        for name, module in self._modules().items():
+            module.load_state_dict(states[name])
+        return self
+
+    # ------------------------------------------------------------------ state
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseGenerator:
+        # JSON has no tuples: architecture knobs such as hidden sizes come back as lists.
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        return super()._from_saved({**config, "params": params}, arrays)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        encoder_config, encoder_arrays = self.encoder_.get_state()
+        arrays = {f"encoder/{k}": v for k, v in encoder_arrays.items()}
+        for (module, key), value in zip(self._weight_names(), self.get_weights(), strict=True):
+            arrays[f"weights/{module}/{key}"] = value
+        extra_config, extra_arrays = self._extra_state()
+        arrays.update({f"extra/{k}": v for k, v in extra_arrays.items()})
+        state = {
+            "encoder": encoder_config,
+            "history": self.history_,
+            "n_fits": self.n_fits_,
+            "extra": extra_config,
+        }
+        ledger = getattr(self, "privacy_spent_", None)  # absent on a federated initial model
+        if ledger is not None:
+            state["privacy"] = ledger.to_dict()
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        privacy = state.get("privacy")
+        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
+        self.device_ = resolve_device(self.device)
+        self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
+        self.history_ = list(state["history"])
+        self.n_fits_ = int(state["n_fits"])
+        with torch.random.fork_rng(devices=[]):
+            self._build(self.encoder_)
+        weights = part("weights/")
+        self.set_weights([weights[f"{m}/{k}"] for m, k in self._weight_names()])
+        self._load_extra_state(state["extra"], part("extra/"))
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build(self, encoder: TableEncoder) -> None:
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def _train_epoch(self, loader, generator: torch.Generator) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _validation_loss(self, data: torch.Tensor, generator: torch.Generator) -> float:
+        raise FedsynthError(f"{self.name} has no validation loss: set early_stopping=False")
+
+    def _after_training(self, data: torch.Tensor, rng: np.random.Generator) -> None:
+        """Work done once training ends (e.g. VAE-BGM fits its latent mixture)."""
+
+    def _generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {}
+
+    def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`_extra_state` saved."""
+
+
+class ShuffledBatches:
+    """Sampler of a DataLoader that yields one tensor of row indices per batch.
+
+    Each epoch shuffles the rows with ``generator`` and cuts them into ``len(self)`` batches of
+    ``min(batch_size, n)`` rows; the incomplete last batch is dropped, so that a small batch
+    does not make a noisy step (each epoch drops other rows). Indexing the table with a whole
+    batch at once is what makes it fast: a default DataLoader fetches and collates row by row.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(self.n, generator=self.generator)
+        return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, title: str, epochs: int):
+    """Yield ``advance(epoch, losses)``; a rich progress bar with the losses when enabled."""
+    if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
+        yield lambda epoch, losses: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(title, total=epochs, losses="")
+
+        def advance(epoch: int, losses: dict[str, float]) -> None:
+            text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            progress.update(task, completed=epoch, losses=text)
+
+        yield advance

@@ -1,0 +1,223 @@
+"""Checks of a table against its metadata: every problem is collected, none stops the search."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.exceptions import Problem
+from fedsynth.tabular.metadata.columns import KINDS
+from fedsynth.tabular.metadata.inference import numeric_view
+
+if TYPE_CHECKING:
+    from fedsynth.tabular.metadata.table import Metadata
+
+_MAX_EXAMPLES = 3
+
+
+def _examples(values) -> str:
+    shown = [repr(v.item() if hasattr(v, "item") else v) for v in list(values)[:_MAX_EXAMPLES]]
+    more = "" if len(values) <= _MAX_EXAMPLES else f" and {len(values) - _MAX_EXAMPLES} more"
+    return ", ".join(shown) + more
+
+
+def check_metadata(metadata: Metadata) -> list[Problem]:
+    """Problems with the metadata on its own (kinds, survival pair, groups)."""
+    problems = []
+    for name, col in metadata.columns.items():
+        if col.kind not in KINDS:
+            problems.append(
+                Problem(name, f"unknown kind {col.kind!r}; expected one of {', '.join(KINDS)}")
+            )
+        if col.kind == "binary" and col.categories is not None and len(col.categories) != 2:
+            problems.append(
+                Problem(name, f"a binary column has exactly 2 values, got {col.categories!r}")
+            )
+        if col.bounds is not None and col.bounds[0] > col.bounds[1]:
+            problems.append(Problem(name, f"bounds {col.bounds!r} have low > high"))
+    durations = metadata.columns_of_kind("duration")
+    events = metadata.columns_of_kind("event")
+    if len(durations) > 1 or len(events) > 1:
+        problems.append(
+            Problem(
+                None,
+                "only one survival pair is supported; found duration columns "
+                f"{durations} and event columns {events}",
+            )
+        )
+    elif len(durations) != len(events):
+        missing = "event" if durations else "duration"
+        have = durations or events
+        problems.append(
+            Problem(
+                have[0],
+                f"a survival column needs its {missing} column; name it with "
+                f"{missing}=... or set one column's kind to {missing!r}",
+            )
+        )
+    sites = metadata.columns_of_kind("site")
+    if len(sites) > 1:
+        problems.append(Problem(None, f"only one site column is supported; found {sites}"))
+    return problems
+
+
+def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], list[Problem]]:
+    """Check ``df`` against ``metadata``.
+
+    Returns
+    -------
+    problems : list of Problem
+        Errors: the table cannot be used as it is.
+    warnings : list of Problem
+        Things that are handled but worth telling (constant or all-missing columns).
+    """
+    problems = check_metadata(metadata)
+    warnings: list[Problem] = []
+    if not isinstance(df, pd.DataFrame):
+        return [
+            *problems,
+            Problem(None, f"expected a pandas DataFrame, got {type(df).__name__}"),
+        ], []
+    if df.shape[1] == 0:
+        problems.append(Problem(None, "the table has no columns"))
+    if len(df) == 0:
+        problems.append(Problem(None, "the table is empty (0 rows); at least one row is needed"))
+    duplicated = df.columns[df.columns.duplicated()].unique().tolist()
+    if duplicated:
+        problems.append(Problem(None, f"duplicate column names: {duplicated}"))
+    extra = [c for c in df.columns if c not in metadata.columns]
+    if extra:
+        problems.append(Problem(None, f"columns not described by the metadata: {_examples(extra)}"))
+    for name, col in metadata.columns.items():
+        if name not in df.columns:
+            problems.append(Problem(name, "described by the metadata but absent from the table"))
+            continue
+        if len(df) == 0 or name in duplicated:
+            continue
+        col_problems, col_warnings = _check_column(name, df[name], col)
+        problems += col_problems
+        warnings += col_warnings
+    if len(df) and not problems and not metadata.learnable_columns(df):
+        problems.append(
+            Problem(None, "nothing to learn: every column is an identifier, constant or missing")
+        )
+    return problems, warnings
+
+
+def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Problem]]:
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    if col.kind == "identifier":
+        return problems, warnings
+    if pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
+        problems.append(
+            Problem(
+                name,
+                "date/time values are not supported; convert them to a number (e.g. days since "
+                "diagnosis) or set the kind to 'identifier' to exclude the column",
+            )
+        )
+        return problems, warnings
+    values = series.dropna()
+    if col.kind in {"duration", "event"} and len(values) < len(series):
+        problems.append(
+            Problem(
+                name,
+                f"{len(series) - len(values)} missing value(s) in a survival {col.kind} column; "
+                "every row needs a value",
+            )
+        )
+    if len(values) == 0:
+        if col.kind not in {"duration", "event"}:
+            warnings.append(Problem(name, "entirely missing; kept as an all-missing column"))
+        return problems, warnings
+    mixed = _mixed_types(values)
+    if mixed:
+        problems.append(Problem(name, mixed))
+        return problems, warnings
+    numbers = numeric_view(series)
+    if col.is_continuous:
+        if numbers is None:
+            parsed = pd.to_numeric(values.astype(str), errors="coerce")
+            text = values[parsed.isna()]
+            problems.append(
+                Problem(
+                    name,
+                    f"expected numbers for a {col.kind} column, found {len(text)} text value(s) "
+                    f"such as {_examples(text.unique())}; make them missing or fix them",
+                )
+            )
+            return problems, warnings
+        finite = np.isfinite(numbers.dropna())
+        if not finite.all():
+            problems.append(
+                Problem(name, f"{int((~finite).sum())} infinite value(s); expected finite numbers")
+            )
+        if col.kind == "duration":
+            negative = int((numbers < 0).sum())
+            if negative:
+                problems.append(
+                    Problem(
+                        name,
+                        f"{negative} negative survival time(s) "
+                        f"(e.g. {numbers[numbers < 0].iloc[0]:g}); durations must be >= 0",
+                    )
+                )
+    elif col.kind in {"binary", "event"}:
+        allowed = col.categories if col.categories is not None else [0, 1]
+        bad = _not_in(values, allowed)
+        if bad:
+            problems.append(
+                Problem(
+                    name,
+                    f"unexpected value(s) {_examples(bad)} in "
+                    f"{'an' if col.kind == 'event' else 'a'} {col.kind} column; expected "
+                    f"only {allowed}"
+                    + (" (0 = censored, 1 = event)" if col.kind == "event" else ""),
+                )
+            )
+    elif col.categories is not None:
+        bad = _not_in(values, col.categories)
+        if bad:
+            problems.append(
+                Problem(
+                    name,
+                    f"unseen categor{'y' if len(bad) == 1 else 'ies'} {_examples(bad)}; "
+                    f"expected one of {_examples(col.categories)}",
+                )
+            )
+    if not problems and values.nunique() == 1 and col.kind not in {"duration", "event"}:
+        warnings.append(
+            Problem(
+                name, f"constant (every value is {_examples([values.iloc[0]])}); kept as a constant"
+            )
+        )
+    return problems, warnings
+
+
+def _not_in(values: pd.Series, allowed) -> list:
+    """Distinct values of ``values`` that are not in ``allowed`` (1 == 1.0 == True)."""
+    allowed_set = set(allowed)
+    return [v for v in pd.unique(values) if v not in allowed_set]
+
+
+def _mixed_types(values: pd.Series) -> str | None:
+    """A message when an object column mixes numbers and text, else ``None``."""
+    if values.dtype != object:
+        return None
+    is_text = values.map(lambda v: isinstance(v, str))
+    n_text = int(is_text.sum())
+    if n_text == 0 or n_text == len(values):
+        return None
+    text = values[is_text]
+    as_numbers = pd.to_numeric(text, errors="coerce")
+    non_numeric_text = text[as_numbers.isna()].unique()
+    n_numbers = len(values) - n_text + int(as_numbers.notna().sum())
+    return (
+        f"mixed types: {n_numbers} numeric value(s) and {len(values) - n_numbers} other value(s) "
+        f"such as {_examples(non_numeric_text if len(non_numeric_text) else text.unique())}; "
+        "expected one type per column (make the text values missing, or declare the column "
+        "categorical and convert every value to text)"
+    )

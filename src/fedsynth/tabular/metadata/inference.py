@@ -1,0 +1,231 @@
+"""Rules that guess a column's kind from its name and values.
+
+The rules are deliberately conservative: a wrong guess that hides an identifier or a survival pair
+is worse than asking the user, so ambiguous survival columns are left as plain numerics and the
+user names them (``duration=``/``event=``) instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.tabular.metadata.columns import ColumnMetadata
+
+# Name tokens that mark personal data on their own, whatever the values look like (but only with
+# many distinct values: "drug_name" with five levels is a category, not a person's name).
+STRONG_IDENTIFIER_TOKENS = frozenset(
+    {
+        "name", "firstname", "lastname", "surname", "forename", "fullname", "dob", "birthdate",
+        "dateofbirth", "birthday", "ssn", "nhs", "nhsnumber", "mrn", "email", "phone",
+        "telephone", "address", "postcode", "zipcode", "zip", "passport", "insurance",
+    }
+)  # fmt: skip
+# Tokens that mark an identifier only when the values are (nearly) unique per row.
+WEAK_IDENTIFIER_TOKENS = frozenset(
+    {"id", "pid", "patient", "patientid", "uuid", "guid", "record", "subject", "subjectid", "key",
+     "accession", "barcode", "sample", "sampleid", "case", "caseid"}
+)  # fmt: skip
+DURATION_TOKENS = frozenset(
+    {"time", "duration", "survival", "os", "pfs", "efs", "rfs", "dfs", "futime", "stime",
+     "followup", "tte"}
+)  # fmt: skip
+# Units mark a duration only as the last word ("os_months", not "yearsSmoking").
+TIME_UNITS = frozenset({"months", "days", "weeks", "years"})
+EVENT_TOKENS = frozenset(
+    {"event", "status", "death", "dead", "died", "fustat", "vital", "deceased", "relapse"}
+)
+SITE_TOKENS = frozenset({"site", "centre", "center", "hospital", "institution", "node", "clinic"})
+
+# Genes of the myeloid and common solid-tumour panels: binary flags named after them are put in the
+# "genomic" group. Users with other panels pass ``genomic=[...]``.
+KNOWN_GENES = frozenset(
+    """
+    ASXL1 ASXL2 ATM ATRX BCOR BCORL1 BRAF BRCA1 BRCA2 CALR CBL CBLB CDKN2A CEBPA CREBBP CSF3R CUX1
+    DDX41 DNMT3A EGFR ETNK1 ETV6 EZH2 FBXW7 FLT3 GATA1 GATA2 GNAS GNB1 IDH1 IDH2 IKZF1 JAK2 JAK3
+    KDM6A KIT KMT2A KMT2C KMT2D KRAS MLL MPL MYC MYD88 NF1 NOTCH1 NPM1 NRAS PDGFRA PHF6 PIK3CA
+    PPM1D PRPF8 PTEN PTPN11 RAD21 RB1 RUNX1 SETBP1 SF3B1 SMC1A SMC3 SRSF2 STAG2 STAT3 SUZ12 TET2
+    TP53 U2AF1 U2AF2 WT1 ZRSR2 ZBTB33 BCL2 BCL6 APC SMAD4 ARID1A CTNNB1 ERBB2 FGFR3 HRAS MET
+    """.split()
+)
+_GENE_AFFIXES = re.compile(r"^(mut|mutation|gene)[_\-.]|[_\-.](mut|mutated|mutation|status)$", re.I)
+
+
+def name_tokens(name: str) -> set[str]:
+    """Lower-case word tokens of a name (``"PatientID"`` -> ``{"patient", "id", "patientid"}``)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
+    tokens = set(parts)
+    tokens.add("".join(parts))
+    return tokens
+
+
+def gene_symbol(name: str) -> str | None:
+    """The gene a column is named after (``"TP53"``, ``"mut_tp53"``), or ``None``."""
+    stripped = _GENE_AFFIXES.sub("", str(name)).upper()
+    return stripped if stripped in KNOWN_GENES else None
+
+
+def numeric_view(series: pd.Series) -> pd.Series | None:
+    """The column as floats when every non-missing value is a number (or bool), else ``None``."""
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64")
+    if series.dtype == object:
+        values = series.dropna()
+        if len(values) and all(
+            isinstance(v, (int, float, np.integer, np.floating, bool, np.bool_)) for v in values
+        ):
+            return pd.to_numeric(series, errors="coerce").astype("float64")
+    return None
+
+
+def is_identifier(name: str, series: pd.Series) -> bool:
+    """Whether a column identifies patients (a unique value per row, or a name such as id/mrn)."""
+    values = series.dropna()
+    n = len(values)
+    if n == 0:
+        return False
+    unique_ratio = values.nunique() / n
+    tokens = name_tokens(name)
+    is_float = pd.api.types.is_float_dtype(series)
+    if tokens & STRONG_IDENTIFIER_TOKENS and unique_ratio > 0.5:
+        return True
+    if tokens & WEAK_IDENTIFIER_TOKENS and not is_float and unique_ratio >= 0.95 and n >= 10:
+        return True
+    if n < 20 or unique_ratio < 1.0:
+        return False
+    # No telling name: text unique per row, or a row counter, is an identifier; unique floats
+    # are ordinary measurements.
+    if pd.api.types.is_integer_dtype(series):
+        ordered = np.sort(values.to_numpy())
+        return bool(np.all(np.diff(ordered) == 1))
+    if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
+        return False
+    return not _mostly_numeric_text(values)  # unique numbers read as text are measurements
+
+
+def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
+    """Kind and restoration facts of one column, from its values and name.
+
+    Survival pairs and sites are recognised by :func:`infer_roles`, which sees all columns.
+    """
+    dtype = str(series.dtype)
+    if is_identifier(name, series):
+        return ColumnMetadata(kind="identifier", dtype=dtype)
+    values = series.dropna()
+    as_numbers = numeric_view(series)
+    if as_numbers is not None:
+        distinct = set(np.unique(as_numbers.dropna().to_numpy()))
+        if pd.api.types.is_bool_dtype(series) or (distinct and distinct <= {0.0, 1.0}):
+            group = "genomic" if gene_symbol(name) else None
+            categories = [False, True] if pd.api.types.is_bool_dtype(series) else [0, 1]
+            return ColumnMetadata(kind="binary", dtype=dtype, categories=categories, group=group)
+        return numeric_metadata(dtype, as_numbers)
+    if _mostly_numeric_text(values):
+        # Numbers read as text because of a few stray entries ("n/a", "<0.1"): call the column
+        # numeric so that the checks name the stray entries instead of learning 500 categories.
+        return numeric_metadata(dtype, pd.to_numeric(values, errors="coerce").dropna())
+    return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted_categories(values))
+
+
+def _mostly_numeric_text(values: pd.Series) -> bool:
+    if values.dtype != object or not len(values):
+        return False
+    parsed = pd.to_numeric(values.astype(str), errors="coerce")
+    return bool(parsed.notna().mean() >= 0.9 and parsed.nunique() >= 10)
+
+
+def numeric_metadata(dtype: str, values: pd.Series) -> ColumnMetadata:
+    """Numeric column facts (bounds, whole numbers) of float values."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return ColumnMetadata(kind="numeric", dtype=dtype, integer=False)
+    whole = bool(np.all(np.mod(finite.to_numpy(), 1.0) == 0.0))
+    return ColumnMetadata(
+        kind="numeric",
+        dtype=dtype,
+        integer=whole,
+        decimals=0 if whole else recorded_decimals(finite.to_numpy()),
+        bounds=(float(finite.min()), float(finite.max())),
+    )
+
+
+def recorded_decimals(values: np.ndarray, max_decimals: int = 4) -> int | None:
+    """Decimals to which the values were recorded (``None`` beyond ``max_decimals``)."""
+    sample = values[:10_000]
+    for decimals in range(max_decimals + 1):
+        scaled = sample * 10.0**decimals
+        if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-6 * max(1.0, 10.0**decimals)):
+            return decimals
+    return None
+
+
+def sorted_categories(values: pd.Series) -> list:
+    """Distinct values in a stable order: the declared order of a categorical, else sorted."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.unique())
+        return [c for c in values.cat.categories if c in present]
+    unique = list(pd.unique(values))
+    try:
+        return sorted(unique)
+    except TypeError:  # mixed types: keep first-seen order, the checks report the mix
+        return unique
+
+
+def infer_roles(
+    df: pd.DataFrame, columns: dict[str, ColumnMetadata]
+) -> tuple[str | None, str | None, str | None]:
+    """Find the survival pair and the site column by name among the inferred columns.
+
+    Returns ``(duration, event, site)``; a role is ``None`` when no column, or more than one,
+    fits it (the user then names it).
+    """
+    event_candidates = [
+        c for c, m in columns.items() if m.kind == "binary" and name_tokens(c) & EVENT_TOKENS
+    ]
+    duration_candidates = [
+        c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
+    ]
+    if len(event_candidates) > 1:
+        # "NodalStatus" is a clinical variable: keep names made only of survival words.
+        event_candidates = [c for c in event_candidates if _only_survival_words(c)]
+    if len(duration_candidates) > 1:
+        exact = [c for c in duration_candidates if _only_survival_words(c)]
+        duration_candidates = exact or duration_candidates
+    duration = event = None
+    if len(event_candidates) == 1 and len(duration_candidates) == 1:
+        duration, event = duration_candidates[0], event_candidates[0]
+    elif len(event_candidates) == 1 and len(duration_candidates) > 1:
+        # Prefer the duration that shares a prefix with the event ("os_months" with "os_status").
+        prefix = _name_parts(event_candidates[0])[:1]
+        same = [c for c in duration_candidates if _name_parts(c)[:1] == prefix]
+        if len(same) == 1:
+            duration, event = same[0], event_candidates[0]
+    site_candidates = [
+        c
+        for c, m in columns.items()
+        if m.kind in {"categorical", "numeric", "binary"}
+        and name_tokens(c) & SITE_TOKENS
+        and df[c].nunique(dropna=True) <= max(50, int(0.05 * len(df)))
+    ]
+    site = site_candidates[0] if len(site_candidates) == 1 else None
+    return duration, event, site
+
+
+def _name_parts(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return [p for p in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if p]
+
+
+def _names_duration(name: str) -> bool:
+    parts = _name_parts(name)
+    return bool(set(parts) & DURATION_TOKENS or "".join(parts) in DURATION_TOKENS) or (
+        bool(parts) and parts[-1] in TIME_UNITS
+    )
+
+
+def _only_survival_words(name: str) -> bool:
+    words = DURATION_TOKENS | TIME_UNITS | EVENT_TOKENS | {"overall", "free", "progression"}
+    return all(part in words for part in _name_parts(name))
