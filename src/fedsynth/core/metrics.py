@@ -11,12 +11,9 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from fedsynth.tabular.validation.data import ValidationData
 
 Family = Literal["fidelity", "diversity", "utility", "survival", "genomic", "privacy"]
 Direction = Literal["higher", "lower"]
@@ -111,6 +108,8 @@ class Metric:
     Subclasses set the class attributes and implement ``_compute``, returning the headline
     value, the score and optionally per-column values and details, or raise
     :class:`Skip` when the inputs do not allow the metric (no holdout, no survival columns).
+    ``data`` is whatever its modality prepares once for all its metrics (for tables,
+    :class:`fedsynth.tabular.validation.data.ValidationData`).
     """
 
     name: ClassVar[str]
@@ -118,7 +117,7 @@ class Metric:
     direction: ClassVar[str]
     description: ClassVar[str]
 
-    def compute(self, data: ValidationData) -> MetricResult:
+    def compute(self, data: Any) -> MetricResult:
         """Run the metric on prepared inputs and return its typed result.
 
         Warnings raised by the libraries underneath are not shown but kept, distinct and at
@@ -153,7 +152,7 @@ class Metric:
             details=details,
         )
 
-    def _compute(self, data: ValidationData) -> Outcome:
+    def _compute(self, data: Any) -> Outcome:
         raise NotImplementedError
 
 
