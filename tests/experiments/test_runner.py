@@ -121,6 +121,10 @@ def cli(monkeypatch):
 
     def fake_run(partitions, **kwargs):
         calls.append((partitions, kwargs))
+        show = kwargs["progress"]
+        show(ExperimentStarted("tvae", tuple(partitions), ("fedavg",), 2, False, False))
+        show(RoundDone("fedavg", 1, 2, {"csf": 0.85}))
+        show(RoundDone("fedavg", 2, 2, {"csf": 0.9, "utility": None}))
         summary = pd.DataFrame(
             [{"method": "fedavg", "round": 2, "models": 1, "csf": 0.9, "gsf": 0.8,
               "utility": None, "privacy": 0.7, "overall": 0.8}]
@@ -161,6 +165,9 @@ def test_cli_partition_by_site(cli, mds, tmp_path):
     assert kwargs["secure_aggregation"] is True
     assert kwargs["params"] == {"seed": 0, "epochs": 3}
     assert "fedavg" in result.output and "0.900" in result.output and "refused" in result.output
+    # The experiment's events are printed as they come.
+    assert "fedavg round 1/2: csf 0.850" in result.output
+    assert "fedavg round 2/2: csf 0.900" in result.output
 
 
 def test_cli_one_file_per_site_and_simulated_splits(cli, mds, tmp_path):
