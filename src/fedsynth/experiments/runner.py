@@ -227,7 +227,15 @@ def run_experiment(
 
     synthetic: dict[str, pd.DataFrame] = {}
     reference_epochs = rounds * local_epochs
-    say(ExperimentStarted(model, tuple(train), tuple(strategies), rounds, centralized, isolated))
+    plan = ExperimentStarted(
+        model=model,
+        sites=tuple(train),
+        strategies=tuple(strategies),
+        rounds=rounds,
+        centralized=centralized,
+        isolated=isolated,
+    )
+    say(plan)
     if centralized:
         say(ReferenceStarted("centralized", model, len(pooled), reference_epochs))
         start = time.perf_counter()
