@@ -69,7 +69,7 @@ def experiment(
         isolated=sites <= 3 and not secure,
         secure_aggregation=secure,
         timeout=args.timeout,
-        progress=lambda line: print(f"  [{model}, {sites} sites] {line}", flush=True),
+        progress=lambda event: print(f"  [{model}, {sites} sites] {event.message}", flush=True),
     )
     wall = time.perf_counter() - start
     events = [

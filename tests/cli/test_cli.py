@@ -163,7 +163,7 @@ def test_demo_federates_over_the_sites_by_default(tmp_path, capsys, monkeypatch)
     assert main([*args, "--no-report"]) == 0
     printed = capsys.readouterr().out
     assert "Federating vae_bgm with fedavg over 3 sites" in printed
-    assert "round 1/1 done (fedavg)" in printed
+    assert "fedavg round 1/1 done" in printed
     log = (out / "federation" / "server" / "rounds.jsonl").read_text().splitlines()
     rounds = [json.loads(line) for line in log]
     assert [(r["strategy"], r["round"]) for r in rounds] == [("fedavg", 1)]
@@ -172,3 +172,29 @@ def test_demo_federates_over_the_sites_by_default(tmp_path, capsys, monkeypatch)
     assert len(synthetic) == len(pd.read_csv(out / "real_train.csv"))
     # no site's table is left behind in the run's folder
     assert not list((out / "federation").rglob("sites/*.parquet"))
+
+
+def test_following_prints_each_event_and_counts_the_steps(capsys):
+    from fedsynth.cli.progress import following
+    from fedsynth.core.progress import ExperimentStarted, ReferenceDone, RoundDone
+
+    events = [
+        ExperimentStarted("tvae", ("[north]", "south"), ("fedavg",), 1, True, False),
+        ReferenceDone("centralized", {"csf": 0.75}, 1.0),
+        RoundDone("fedavg", 1, 1, {"csf": 0.8}),
+    ]
+    with following("Experiment") as show:
+        for event in events:
+            show(event)
+    printed = capsys.readouterr().out
+    for event in events:
+        assert event.message in printed  # a site named "[north]" is not read as markup
+    assert events[0].steps == 2
+
+
+def test_make_generator_switches_on_the_progress_bar_unless_told():
+    from fedsynth.cli.progress import make_generator
+
+    assert make_generator("tvae").verbose is True
+    assert make_generator("tvae", verbose=False).verbose is False
+    assert "verbose" not in make_generator("gaussian_copula").get_params()

@@ -11,6 +11,13 @@ import typer
 from typer.testing import CliRunner
 
 from fedsynth.cli.federate import federate as federate_command
+from fedsynth.core.progress import (
+    ExperimentStarted,
+    ReferenceDone,
+    RoundDone,
+    StageFinished,
+    StepDone,
+)
 from fedsynth.experiments import runner as experiment
 from fedsynth.federated import FederationResult, partition
 from tests.federated.conftest import TINY, InProcessTransport, read_jsonl
@@ -46,7 +53,7 @@ def in_process_federate(monkeypatch):
 def test_experiment_scores_every_round_against_the_references(
     two_sites, tmp_path, in_process_federate
 ):
-    lines = []
+    events = []
     result = experiment.run_experiment(
         two_sites,
         out=tmp_path,
@@ -56,7 +63,7 @@ def test_experiment_scores_every_round_against_the_references(
         local_epochs=1,
         params=TINY,
         families=["fidelity"],
-        progress=lines.append,
+        progress=events.append,
     )
     scores = result.scores
     assert set(scores["method"]) == {"centralized", "isolated", "fedavg", "synthetic_sharing"}
@@ -75,7 +82,26 @@ def test_experiment_scores_every_round_against_the_references(
     record = json.loads((tmp_path / "experiment.json").read_text())
     assert record["holdout_rows"] == round(0.3 * 111) + round(0.3 * 97)
     assert record["secure_aggregation"] is False
-    assert any(line.startswith("fedavg round 2") for line in lines)
+    # The events: the plan, each reference started and done, the federation, each round scored.
+    (plan,) = [e for e in events if isinstance(e, ExperimentStarted)]
+    assert plan.steps == 1 + 2 + 2 * 2
+    assert len([e for e in events if isinstance(e, StepDone)]) == plan.steps
+    assert [(e.method, e.site) for e in events if isinstance(e, ReferenceDone)] == [
+        ("centralized", None),
+        ("isolated", "north"),
+        ("isolated", "south"),
+    ]
+    rounds = [e for e in events if isinstance(e, RoundDone)]
+    assert sorted((e.strategy, e.round, e.rounds) for e in rounds) == [
+        ("fedavg", 1, 2),
+        ("fedavg", 2, 2),
+        ("synthetic_sharing", 1, 2),
+        ("synthetic_sharing", 2, 2),
+    ]
+    last = next(e for e in rounds if (e.strategy, e.round) == ("fedavg", 2))
+    assert last.scores["csf"] == federated.set_index(["method", "round"]).loc[("fedavg", 2), "csf"]
+    assert last.message.startswith("fedavg round 2/2: csf ")
+    assert isinstance(events[-1], StageFinished) and events[-1].name == "Federated"
 
 
 def test_holdout_split_keeps_every_row_once(two_sites):
@@ -95,6 +121,10 @@ def cli(monkeypatch):
 
     def fake_run(partitions, **kwargs):
         calls.append((partitions, kwargs))
+        show = kwargs["progress"]
+        show(ExperimentStarted("tvae", tuple(partitions), ("fedavg",), 2, False, False))
+        show(RoundDone("fedavg", 1, 2, {"csf": 0.85}))
+        show(RoundDone("fedavg", 2, 2, {"csf": 0.9, "utility": None}))
         summary = pd.DataFrame(
             [{"method": "fedavg", "round": 2, "models": 1, "csf": 0.9, "gsf": 0.8,
               "utility": None, "privacy": 0.7, "overall": 0.8}]
@@ -135,6 +165,9 @@ def test_cli_partition_by_site(cli, mds, tmp_path):
     assert kwargs["secure_aggregation"] is True
     assert kwargs["params"] == {"seed": 0, "epochs": 3}
     assert "fedavg" in result.output and "0.900" in result.output and "refused" in result.output
+    # The experiment's events are printed as they come.
+    assert "fedavg round 1/2: csf 0.850" in result.output
+    assert "fedavg round 2/2: csf 0.900" in result.output
 
 
 def test_cli_one_file_per_site_and_simulated_splits(cli, mds, tmp_path):

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from fedsynth.cli.progress import console, fitting, make_generator, sample_with_progress, step
+from fedsynth.cli.progress import (
+    console,
+    fitting,
+    following,
+    make_generator,
+    sample_with_progress,
+    step,
+)
+from fedsynth.core.progress import RoundDone
 
 #: Defaults of the demo: a federation trains the default deep generator, a central fit the
 #: quickest generator that keeps the cohort's structure.
@@ -113,22 +121,24 @@ def _federate(train, metadata, out: Path, model, strategy, rounds, local_epochs,
         f"{rounds} rounds of {local_epochs} local epochs; no row leaves its site"
     )
 
-    def on_round(name: str, number: int, path: Path) -> None:
-        console.print(f"  round {number}/{rounds} done ({name})")
+    with following("Federating", total=rounds) as show:
 
-    result = federate(
-        partitions,
-        model=model,
-        strategy=strategy,
-        rounds=rounds,
-        local_epochs=local_epochs,
-        # Sites of 1,000-2,000 rows: batches of 500 would give them 1-4 steps per epoch.
-        params={"batch_size": _SITE_BATCH},
-        metadata=metadata,
-        seed=seed,
-        out=out / "federation",
-        on_round=on_round,
-    )
+        def on_round(name: str, number: int, path: Path) -> None:
+            show(RoundDone(name, number, rounds))
+
+        result = federate(
+            partitions,
+            model=model,
+            strategy=strategy,
+            rounds=rounds,
+            local_epochs=local_epochs,
+            # Sites of 1,000-2,000 rows: batches of 500 would give them 1-4 steps per epoch.
+            params={"batch_size": _SITE_BATCH},
+            metadata=metadata,
+            seed=seed,
+            out=out / "federation",
+            on_round=on_round,
+        )
     last = max(result.model_paths[strategy])
     wall = result.runtime.get("wall_seconds")
     console.print(

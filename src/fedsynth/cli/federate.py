@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fedsynth.cli.progress import console
+from fedsynth.cli.progress import console, following
 
 
 def federate(
@@ -93,26 +93,27 @@ def federate(
     from fedsynth.experiments.runner import format_summary, run_experiment
 
     partitions = _partitions(files, data, partition_by, split, sites, split_column, alpha, seed)
-    result = run_experiment(
-        partitions,
-        out=out,
-        model=model,
-        strategies=_names(strategies),
-        rounds=rounds,
-        local_epochs=local_epochs,
-        params={"seed": seed, **_parse_pairs(param or [], "--param")},
-        metadata=metadata,
-        holdout_fraction=holdout,
-        centralized=centralized,
-        isolated=isolated,
-        families=_names(families),
-        round_families=_names(round_families),
-        seed=seed,
-        timeout=timeout,
-        audit=audit,
-        secure_aggregation=secure_aggregation,
-        progress=console.print,
-    )
+    with following("Experiment") as show:
+        result = run_experiment(
+            partitions,
+            out=out,
+            model=model,
+            strategies=_names(strategies),
+            rounds=rounds,
+            local_epochs=local_epochs,
+            params={"seed": seed, **_parse_pairs(param or [], "--param")},
+            metadata=metadata,
+            holdout_fraction=holdout,
+            centralized=centralized,
+            isolated=isolated,
+            families=_names(families),
+            round_families=_names(round_families),
+            seed=seed,
+            timeout=timeout,
+            audit=audit,
+            secure_aggregation=secure_aggregation,
+            progress=show,
+        )
     shown = Table(title=f"SAFE scores after round {rounds} ({model})")
     shown.add_column("method")
     for column in result.summary.columns:

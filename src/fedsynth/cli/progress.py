@@ -1,4 +1,5 @@
-"""Progress display for long steps of the command line (rich)."""
+"""Progress display for long steps of the command line (rich): spinners, bars, and the
+progress events of a run (:mod:`fedsynth.core.progress`) as log lines above a bar."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fedsynth.core.progress import ExperimentStarted, ProgressCallback, ProgressEvent, StepDone
 
 console = Console()
 error_console = Console(stderr=True)
@@ -31,11 +34,11 @@ def step(description: str) -> Iterator[None]:
 def make_generator(name: str, **params: Any) -> Any:
     """``fedsynth.make`` that switches on the generator's own progress bar when it has one."""
     import fedsynth
-    from fedsynth.core.registry import get_generator_class
 
-    if "verbose" in get_generator_class(name)._param_names():
-        params.setdefault("verbose", True)
-    return fedsynth.make(name, **params)
+    generator = fedsynth.make(name, **params)
+    if "verbose" in generator.get_params() and "verbose" not in params:
+        generator.set_params(verbose=True)
+    return generator
 
 
 @contextmanager
@@ -50,6 +53,45 @@ def fitting(generator: Any, description: str) -> Iterator[None]:
     console.print(f"{description}...")
     yield
     console.print(f"{description}: done in {time.perf_counter() - start:.1f} s")
+
+
+@contextmanager
+def following(description: str, total: int | None = None) -> Iterator[ProgressCallback]:
+    """A callback that follows a run's progress events: each event's message is printed, and a
+    bar below the lines counts the steps done (references and rounds).
+
+    Parameters
+    ----------
+    description : str
+        The bar's text until the first event.
+    total : int, optional
+        Steps expected; an :class:`~fedsynth.core.progress.ExperimentStarted` sets it.
+
+    Examples
+    --------
+    >>> from fedsynth.core.progress import RoundDone
+    >>> with following("Federating", total=1) as show:  # doctest: +SKIP
+    ...     show(RoundDone("fedavg", 1, 1))
+    """
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+
+        def show(event: ProgressEvent) -> None:
+            if isinstance(event, ExperimentStarted):
+                bar.update(task, total=event.steps)
+            elif isinstance(event, StepDone):
+                bar.advance(task)
+            bar.update(task, description=event.label)
+            # Site and strategy names are the user's: no rich markup read into them.
+            bar.console.print(event.message, markup=False)
+
+        yield show
 
 
 def sample_with_progress(

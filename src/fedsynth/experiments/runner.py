@@ -29,7 +29,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedsynth.core.progress import (
+    ExperimentStarted,
+    ProgressCallback,
+    ReferenceDone,
+    ReferenceStarted,
+    RoundDone,
+    StageFinished,
+    StageStarted,
+)
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated.federation import FederationResult, federate, shared_metadata
 from fedsynth.federated.partition import check_partitions
@@ -123,7 +132,7 @@ def run_experiment(
     timeout: float = 3600.0,
     audit: bool = False,
     secure_aggregation: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ExperimentResult:
     """Compare the federated strategies with centralized and isolated training (module doc).
 
@@ -159,7 +168,13 @@ def run_experiment(
     secure_aggregation : bool, default False
         Average fedavg's and fedprox's weights with Flower's secure aggregation.
     progress : callable, optional
-        Called with a line of text at each step.
+        Called with a progress event (:mod:`fedsynth.core.progress`) at each step: an
+        :class:`~fedsynth.core.progress.ExperimentStarted` that says how many steps follow, a
+        :class:`~fedsynth.core.progress.ReferenceStarted` and a
+        :class:`~fedsynth.core.progress.ReferenceDone` per reference, the federation's
+        :class:`~fedsynth.core.progress.StageStarted` and
+        :class:`~fedsynth.core.progress.StageFinished`, and a
+        :class:`~fedsynth.core.progress.RoundDone` with the scores of each strategy's rounds.
 
     Returns
     -------
@@ -177,7 +192,7 @@ def run_experiment(
     """
     from fedsynth.tabular.validation import FAMILIES
 
-    say = progress or (lambda message: None)
+    say = progress or _ignore
     partitions = check_partitions(partitions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,25 +227,40 @@ def run_experiment(
 
     synthetic: dict[str, pd.DataFrame] = {}
     reference_epochs = rounds * local_epochs
+    plan = ExperimentStarted(
+        model=model,
+        sites=tuple(train),
+        strategies=tuple(strategies),
+        rounds=rounds,
+        centralized=centralized,
+        isolated=isolated,
+    )
+    say(plan)
     if centralized:
-        say(f"Centralized: {model} on {len(pooled)} pooled rows, {reference_epochs} epochs")
+        say(ReferenceStarted("centralized", model, len(pooled), reference_epochs))
         start = time.perf_counter()
         generator = _reference(model, params, reference_epochs, seed).fit(pooled, metadata=shared)
         timings["centralized_fit"] = time.perf_counter() - start
         synthetic["centralized"] = generator.sample(len(pooled), seed=seed)
-        start = time.perf_counter()
-        recorder.add("centralized", 0, score(synthetic["centralized"], pooled, holdout))
-        timings["centralized_score"] = time.perf_counter() - start
+        scored = time.perf_counter()
+        scores = score(synthetic["centralized"], pooled, holdout)
+        recorder.add("centralized", 0, scores)
+        timings["centralized_score"] = time.perf_counter() - scored
+        say(ReferenceDone("centralized", scores, time.perf_counter() - start))
     if isolated:
         start = time.perf_counter()
         for site, rows in train.items():
-            say(f"Isolated: {model} on {site}'s {len(rows)} rows, {reference_epochs} epochs")
+            say(ReferenceStarted("isolated", model, len(rows), reference_epochs, site=site))
+            began = time.perf_counter()
             generator = _reference(model, params, reference_epochs, seed).fit(rows, metadata=shared)
             sample = generator.sample(len(pooled), seed=seed)
             synthetic[f"isolated_{site}"] = sample.iloc[: len(rows)]
             own = score(sample.iloc[: len(rows)], rows, site_holdout[site])
+            everywhere = score(sample, pooled, holdout)
             recorder.add("isolated", 0, own, site=site, scope="own")
-            recorder.add("isolated", 0, score(sample, pooled, holdout), site=site, scope="all")
+            recorder.add("isolated", 0, everywhere, site=site, scope="all")
+            seconds = time.perf_counter() - began
+            say(ReferenceDone("isolated", everywhere, seconds, site=site, own_scores=own))
         timings["isolated"] = time.perf_counter() - start
 
     scoring = {"seconds": 0.0}
@@ -240,11 +270,12 @@ def run_experiment(
         sample = load_model(path).sample(len(pooled), seed=seed)
         scores = score(sample, pooled, holdout, last=round == rounds)
         recorder.add(strategy, round, scores)
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if v is not None)
-        say(f"{strategy} round {round}: {shown}")
         scoring["seconds"] += time.perf_counter() - start
+        say(RoundDone(strategy, round, rounds, scores))
 
-    say(f"Federated: {', '.join(strategies)} on {len(train)} sites, {rounds} rounds")
+    say(
+        StageStarted("Federated", f"{', '.join(strategies)} on {len(train)} sites, {rounds} rounds")
+    )
     start = time.perf_counter()
     federation = federate(
         train,
@@ -262,6 +293,7 @@ def run_experiment(
         on_round=on_round,
     )
     timings["federation"] = time.perf_counter() - start
+    say(StageFinished("Federated", timings["federation"]))
     timings["federated_scoring"] = scoring["seconds"]
     for strategy in federation.model_paths:
         synthetic[strategy] = federation.sample(len(pooled), strategy, seed=seed)
@@ -286,6 +318,10 @@ def run_experiment(
     }
     (out / "experiment.json").write_text(json.dumps(record, indent=2) + "\n")
     return ExperimentResult(recorder.scores(), recorder.summary(), federation, timings, out)
+
+
+def _ignore(event: Any) -> None:
+    """The progress callback of a run that nobody follows."""
 
 
 def _reference(model: str, params: Mapping[str, Any], epochs: int, seed: int):

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,16 @@ from typing import Any, Protocol
 import pandas as pd
 
 from fedsynth.core.metrics import FAMILIES
+from fedsynth.core.progress import (
+    EpochDone,
+    ExperimentStarted,
+    FamilyDone,
+    FamilyStarted,
+    ProgressEvent,
+    StepDone,
+    format_scores,
+    validation_steps,
+)
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.web.release import privacy_verdict
 from fedsynth.web.storage import Storage
@@ -102,7 +111,7 @@ def _central(
     generator = fedsynth.make(config["generator"], **generator_params(config))
     say.log(f"generator: {generator!r}")
     say.progress(_FIT, f"fitting {config['generator']}")
-    with _watch_epochs(generator, say, _FIT, _SAMPLE):
+    with _watch_epochs(generator, _EpochReport(say, _FIT, _SAMPLE)):
         generator.fit(train, metadata=metadata)
     spent = getattr(generator, "privacy_spent_", None)
     if spent:
@@ -231,13 +240,12 @@ def _validate(
     step = (_WRITE - start) / max(len(families), 1)
     done = {"n": 0}
 
-    @contextmanager
-    def family(description: str) -> Iterator[None]:
-        say.progress(start + step * done["n"], f"validating: {description}")
-        began = time.perf_counter()
-        yield
-        done["n"] += 1
-        say.log(f"{description}: done in {time.perf_counter() - began:.1f} s")
+    def family(event: ProgressEvent) -> None:
+        if isinstance(event, FamilyStarted):
+            say.progress(start + step * done["n"], event.label)
+        elif isinstance(event, FamilyDone):
+            done["n"] += 1
+            say.log(event.message)
 
     say.progress(start, "validating")
     report = validate(
@@ -247,14 +255,12 @@ def _validate(
         metadata=metadata,
         families=families,
         seed=config["seed"],
-        progress=family,
+        progress=validation_steps(family),
     )
     say.progress(_WRITE, "writing the report")
     report.to_html(out / "report.html", title=f"fedsynth validation: {config['title']}")
     report.to_json(out / "report.json")
-    shown = ", ".join(
-        f"{k} {v:.3f}" for k, v in report.scores.items() if k in HEADLINE_SCORES and v is not None
-    )
+    shown = format_scores({k: v for k, v in report.scores.items() if k in HEADLINE_SCORES})
     say.log(f"SAFE report: {report.status.upper()} (its worst flag); {shown}")
     return report
 
@@ -304,15 +310,6 @@ def _federated(
         "local epoch(s)"
     )
     families = [f for f in FAMILIES if f in config["families"]]
-    total = 1 + len(partitions) + len(strategies) * settings["rounds"]
-    steps = {"n": 0}
-
-    def progress(message: str) -> None:
-        if message.startswith(("Centralized", "Isolated")) or " round " in message:
-            steps["n"] += 1
-        say.log(message)
-        say.progress(0.05 + 0.75 * min(steps["n"] / total, 1.0), message.split(":")[0])
-
     params = generator_params(config)
     params.pop("epochs", None)  # sites train local_epochs per round
     result = run_experiment(
@@ -329,7 +326,7 @@ def _federated(
         round_families=[f for f in families if f in ("fidelity", "survival", "genomic")],
         seed=config["seed"],
         secure_aggregation=bool(settings.get("secure_aggregation", False)),
-        progress=progress,
+        progress=_ExperimentReport(say, 0.05, 0.8),
     )
     for name, why in result.federation.refused.items():
         say.log(f"site {name} refused: {why}")
@@ -365,10 +362,51 @@ def _federated(
 
 
 # ---------------------------------------------------------------------- progress
+class _ExperimentReport:
+    """Follows an experiment's events: the bar moves from ``start`` to ``end`` by one step per
+    reference and per round (:class:`~fedsynth.core.progress.StepDone`), and every event is
+    logged."""
+
+    def __init__(self, say: Reporter, start: float, end: float):
+        self.say = say
+        self.start = start
+        self.end = end
+        self.steps = 0
+        self.done = 0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if isinstance(event, ExperimentStarted):
+            self.steps = event.steps
+        elif isinstance(event, StepDone):
+            self.done += 1
+        share = min(self.done / self.steps, 1.0) if self.steps else 0.0
+        self.say.log(event.message)
+        self.say.progress(self.start + (self.end - self.start) * share, event.label)
+
+
+class _EpochReport:
+    """Follows a fit's epochs: the bar moves from ``start`` to ``end``, and about twenty epochs
+    per fit are logged, whatever the number of epochs."""
+
+    def __init__(self, say: Reporter, start: float, end: float):
+        self.say = say
+        self.start = start
+        self.end = end
+        self.logged = 0
+
+    def __call__(self, event: EpochDone) -> None:
+        share = min(event.epoch / event.epochs, 1.0)
+        self.say.progress(self.start + (self.end - self.start) * share, event.label)
+        if event.epoch - self.logged >= max(1, event.epochs // 20):
+            self.say.log(event.message)
+            self.logged = event.epoch
+
+
 @contextmanager
-def _watch_epochs(generator: Any, say: Reporter, start: float, end: float) -> Iterator[None]:
+def _watch_epochs(generator: Any, report: Callable[[EpochDone], None]) -> Iterator[None]:
     """Report a neural generator's epochs while it trains (it appends one entry per epoch to
-    ``history_``); a generator without epochs trains without intermediate progress."""
+    ``history_``), as an :class:`~fedsynth.core.progress.EpochDone` for the latest epoch seen
+    at each look; a generator without epochs trains without intermediate progress."""
     epochs = getattr(generator, "epochs", None)
     if not isinstance(epochs, int) or epochs < 1:
         yield
@@ -376,19 +414,13 @@ def _watch_epochs(generator: Any, say: Reporter, start: float, end: float) -> It
     stop = threading.Event()
 
     def watch() -> None:
-        logged = 0
+        seen = 0
         while not stop.wait(0.5):
             history = list(getattr(generator, "history_", []) or [])
-            done = len(history)
-            say.progress(
-                start + (end - start) * min(done / epochs, 1.0),
-                f"training: epoch {done} of {epochs}",
-            )
-            # About twenty log lines per fit, whatever the number of epochs.
-            if done and (done - logged) >= max(1, epochs // 20):
-                losses = "  ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
-                say.log(f"epoch {done}/{epochs}: {losses}")
-                logged = done
+            if len(history) > seen:
+                seen = len(history)
+                losses = {k: v for k, v in history[-1].items() if k != "epoch"}
+                report(EpochDone(seen, epochs, losses))
 
     thread = threading.Thread(target=watch, name="fedsynth-epochs", daemon=True)
     thread.start()

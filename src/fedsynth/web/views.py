@@ -23,7 +23,7 @@ def generators() -> list[GeneratorOut]:
     out = []
     for name in available_generators():
         cls = get_generator_class(name)
-        params = cls._param_names()
+        params = cls().get_params()  # a generator's defaults are cheap to build
         out.append(
             GeneratorOut(
                 name=name,
