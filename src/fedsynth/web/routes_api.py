@@ -25,7 +25,7 @@ from fedsynth.web.schemas import (
     RunIn,
     RunOut,
 )
-from fedsynth.web.security import REPORT_POLICY
+from fedsynth.web.security import REPORT_POLICY, require_steward
 from fedsynth.web.storage import ID_PATTERN
 
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN, description="A dataset id.")]
@@ -164,7 +164,8 @@ def get_report(run_id: RunId, user: User, services: ServicesDep) -> dict[str, An
 @router.post("/runs/{run_id}/privacy-override", tags=["runs"])
 def override_privacy(run_id: RunId, body: OverrideIn, user: User, services: ServicesDep) -> RunOut:
     """Release synthetic data that did not pass SAFE's privacy check: recorded, with the
-    reason, in the audit log."""
+    reason, in the audit log. Stewards only."""
+    require_steward(user, "record a privacy override")
     return views.run(services.override_privacy(user, run_id, body.reason))
 
 
