@@ -30,7 +30,7 @@ from fedsynth.web.storage import ID_PATTERN
 
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN, description="A dataset id.")]
 RunId = Annotated[str, Path(pattern=ID_PATTERN, description="A run id.")]
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No valid access token or session."},
     403: {"model": ErrorOut, "description": "Missing CSRF token, or refused by a check."},
     404: {"model": ErrorOut, "description": "No such dataset, run or file."},
@@ -39,7 +39,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Invalid request or unusable data; each problem."},
 }
 
-router = APIRouter(prefix="/api", responses=_ERRORS)
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 #: The health check: the one route without a token (and so without error answers).
 public_router = APIRouter(prefix="/api")
 

@@ -13,12 +13,13 @@ from starlette.concurrency import run_in_threadpool
 from fedsynth.web.approval import MIN_COMMENT, Releases
 from fedsynth.web.deps import User
 from fedsynth.web.errors import InvalidRequestError, NotFoundError
+from fedsynth.web.routes_api import ERROR_RESPONSES
 from fedsynth.web.routes_pages import render, see_other
 from fedsynth.web.security import require_steward
 from fedsynth.web.storage import ID_PATTERN
 
 RunId = Annotated[str, Path(pattern=ID_PATTERN, description="A run id.")]
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 class ApproveIn(BaseModel):
@@ -63,7 +64,17 @@ def approval_api(request: Request, run_id: RunId, user: User) -> ApprovalOut:
     return ApprovalOut(**approval.__dict__)
 
 
-@router.get("/api/runs/{run_id}/release", tags=["releases"], response_class=FileResponse)
+@router.get(
+    "/api/runs/{run_id}/release",
+    tags=["releases"],
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The signed bundle.",
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 def release_api(request: Request, run_id: RunId, user: User) -> FileResponse:
     """The signed release bundle (zip) of an approved run; 404 until a steward approves it."""
     return _bundle(_releases(request).download(user, run_id), run_id)
