@@ -41,8 +41,8 @@ def make_app(data_dir: Path, **settings):
 
 
 def auth(app) -> dict[str, str]:
-    """The bearer header of an app."""
-    return {"Authorization": f"Bearer {app.state.guard.token}"}
+    """The bearer header of an app (the API token of its first account, a steward)."""
+    return {"Authorization": f"Bearer {app.state.setup_token}"}
 
 
 @pytest.fixture

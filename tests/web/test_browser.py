@@ -25,6 +25,7 @@ import pytest
 
 import fedsynth
 from fedsynth.exceptions import DataWarning
+from fedsynth.release import load_public_key, verify_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +58,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[tuple[str, str]]:
-    """``fedsynth serve`` in a process of its own: ``(address, access token)``."""
+    """``fedsynth serve`` in a process of its own: ``(address, first account's password)``."""
     port = _free_port()
     command = [
         sys.executable,
@@ -75,16 +76,16 @@ def server(tmp_path) -> Iterator[tuple[str, str]]:
     )
     try:
         printed = []
-        token = None
+        password = None
         deadline = time.monotonic() + 60
-        while token is None and time.monotonic() < deadline:
+        while password is None and time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
                 break
             printed.append(line)
-            found = re.search(r"access token: (\S+)", line)
-            token = found.group(1) if found else None
-        assert token, f"fedsynth serve printed no token: {''.join(printed)}"
+            found = re.search(r"first account: admin, password: (\S+)", line)
+            password = found.group(1) if found else None
+        assert password, f"fedsynth serve printed no first account: {''.join(printed)}"
         assert f"http://127.0.0.1:{port}/" in "".join(printed)
         address = f"http://127.0.0.1:{port}"
         while time.monotonic() < deadline:
@@ -93,7 +94,7 @@ def server(tmp_path) -> Iterator[tuple[str, str]]:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        yield address, token
+        yield address, password
     finally:
         process.send_signal(signal.SIGINT)  # a graceful stop: workers end, runs are kept
         try:
@@ -103,7 +104,7 @@ def server(tmp_path) -> Iterator[tuple[str, str]]:
 
 
 def test_the_whole_pipeline_in_a_browser(chromium, server, tmp_path):
-    address, token = server
+    address, password = server
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with warnings.catch_warnings():
@@ -122,7 +123,8 @@ def test_the_whole_pipeline_in_a_browser(chromium, server, tmp_path):
     page.goto(f"{address}/")
     assert "/login" in page.url
     page.screenshot(path=shots / "01-login.png")
-    page.fill("input[name=token]", token)
+    page.fill("input[name=name]", "admin")
+    page.fill("input[name=password]", password)
     page.click("button:has-text('Log in')")
     page.wait_for_selector("h1:has-text('Datasets')")
     page.screenshot(path=shots / "02-datasets.png")
@@ -198,13 +200,31 @@ def test_the_whole_pipeline_in_a_browser(chromium, server, tmp_path):
     assert list(synthetic.columns) == [c for c in cohort.columns if c != "patient_id"]
     assert set(synthetic["complex_karyotype"].unique()) <= {0, 1}
 
+    # The steward approves the release: the signed bundle verifies with the server's key.
+    page.fill("#approve-form textarea", "approved for the end-to-end test")
+    page.check("#approve-form input[name=confirm]")
+    page.click("#approve-form button")
+    page.wait_for_selector("#approval-note")
+    assert "approved for the end-to-end test" in page.inner_text("#approval-note")
+    page.locator("#release").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "09-release-approved.png")
+    with page.expect_download() as download:
+        page.click("#download-release")
+    bundle = tmp_path / "release.zip"
+    download.value.save_as(bundle)
+    key = tmp_path / "server.pub"
+    key.write_text(page.request.get(f"{address}/api/release-key").text())
+    verified = verify_bundle(bundle, load_public_key(key))
+    assert verified.approval["name"] == "admin" and "synthetic.csv" in verified.files
+
     page.goto(f"{address}/runs")
-    page.screenshot(path=shots / "09-runs.png", full_page=True)
+    page.screenshot(path=shots / "10-runs.png", full_page=True)
     page.goto(f"{address}/audit")
     audit = page.inner_text("#audit")
-    for action in ("upload", "metadata edited", "run created", "download"):
+    for action in ("upload", "metadata edited", "run created", "download", "release approved"):
         assert action in audit
-    page.screenshot(path=shots / "10-audit.png", full_page=True)
+    assert verified.manifest_sha256 in audit
+    page.screenshot(path=shots / "11-audit.png", full_page=True)
     context.close()
     assert not errors, errors  # no script error, no resource refused by the page's policy
-    assert len(list(shots.glob("*.png"))) == 10
+    assert len(list(shots.glob("*.png"))) == 11

@@ -13,28 +13,34 @@ from .conftest import upload
 
 @pytest.fixture
 def browser(client) -> TestClient:
-    """A client of the same app without the token header, logged in with a session cookie."""
+    """A client of the same app without the token header, logged in (as the first account, a
+    steward) with a session cookie."""
     session = TestClient(client.app, follow_redirects=False)
-    response = session.post("/login", data={"token": client.app.state.guard.token, "next": "/"})
+    response = session.post("/login", data={**admin(client), "next": "/"})
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     return session
 
 
+def admin(client) -> dict[str, str]:
+    """The login form's fields of the first account."""
+    return {"name": "admin", "password": client.app.state.first_password}
+
+
 def csrf_of(page: str) -> str:
     return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)
 
 
-def test_login_refuses_a_wrong_token_and_open_redirects(client):
+def test_login_refuses_a_wrong_password_and_open_redirects(client):
     anonymous = TestClient(client.app, follow_redirects=False)
-    wrong = anonymous.post("/login", data={"token": "nope", "next": "/"})
-    assert wrong.status_code == 401 and "not the access token" in wrong.text
-    token = client.app.state.guard.token
+    for name, password in (("admin", "nope"), ("nobody", client.app.state.first_password)):
+        wrong = anonymous.post("/login", data={"name": name, "password": password, "next": "/"})
+        assert wrong.status_code == 401 and "Wrong name or password" in wrong.text
     for target in ("//evil.example/", "https://evil.example/", "/\\evil"):
-        response = anonymous.post("/login", data={"token": token, "next": target})
+        response = anonymous.post("/login", data={**admin(client), "next": target})
         assert response.headers["location"] == "/"
-    response = anonymous.post("/login", data={"token": token, "next": "/runs"})
+    response = anonymous.post("/login", data={**admin(client), "next": "/runs"})
     assert response.headers["location"] == "/runs"
     actions = [e["action"] for e in client.get("/api/audit").json()]
     assert "login refused" in actions and "login" in actions

@@ -20,6 +20,7 @@ from fedsynth.cli.progress import (
     sample_with_progress,
     step,
 )
+from fedsynth.cli.release import release_app
 from fedsynth.cli.serve import serve as _serve
 from fedsynth.exceptions import (
     ConditionError,
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 metadata_app = typer.Typer(help="Infer, inspect and save column metadata.", no_args_is_help=True)
 app.add_typer(metadata_app, name="metadata")
+app.add_typer(release_app, name="release")
 
 USAGE_ERRORS = (ConditionError, UnknownGeneratorError)
 

@@ -24,7 +24,7 @@ def serve(
         Path,
         typer.Option(
             "--data-dir",
-            help="Folder of the database, the uploads, the run artifacts and the access token.",
+            help="Folder of the database, the uploads, the run artifacts and the keys.",
         ),
     ] = Path("fedsynth-data"),
     workers: Annotated[
@@ -35,8 +35,9 @@ def serve(
     ] = 200.0,
 ) -> None:
     """Start the web app: upload a table, check its metadata, run generators (central or
-    federated), read the SAFE report and download, from a browser. Prints the address and the
-    access token to log in with."""
+    federated), read the SAFE report, approve and download signed releases, from a browser.
+    Prints the address and, at set-up (first start on an empty data directory), the first
+    account (a data steward) with its password and its API token."""
     import uvicorn
 
     from fedsynth.web import WebSettings, create_app
@@ -45,7 +46,17 @@ def serve(
     app = create_app(settings)
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"fedsynth web app: [bold]http://{shown_host}:{port}/[/]", soft_wrap=True)
-    console.print(f"access token: [bold]{app.state.guard.token}[/]", soft_wrap=True)
+    if app.state.first_password is not None:
+        console.print(
+            f"first account: [bold]admin[/], password: [bold]{app.state.first_password}[/] "
+            "(shown once: change it on the Accounts page)",
+            soft_wrap=True,
+        )
+        console.print(
+            f"API token of admin: [bold]{app.state.setup_token}[/] (also in the file "
+            "access-token of the data directory)",
+            soft_wrap=True,
+        )
     console.print(f"data directory: {data_dir.resolve()}", soft_wrap=True)
     if not _is_loopback(host):
         error_console.print(

@@ -6,7 +6,8 @@ directory. The pieces, one module each:
 * :mod:`~fedsynth.web.settings`: where the data live and the limits;
 * :mod:`~fedsynth.web.db`: SQLite records of datasets, runs, their logs, sessions and the audit
   log; :mod:`~fedsynth.web.storage`: the files under the data directory, written atomically;
-* :mod:`~fedsynth.web.security`: the access token, login sessions and CSRF protection;
+* :mod:`~fedsynth.web.security`: API tokens, login sessions, roles and CSRF protection;
+  :mod:`~fedsynth.web.accounts`: users (analyst, steward), hashed passwords and API tokens;
 * :mod:`~fedsynth.web.uploads` and :mod:`~fedsynth.web.summary`: reading an uploaded table and
   describing its columns without showing a row;
 * :mod:`~fedsynth.web.inspection`: the inferred metadata, its edits and the problems by column;
@@ -14,6 +15,8 @@ directory. The pieces, one module each:
   download) that the REST API (:mod:`~fedsynth.web.routes_api`, bodies in
   :mod:`~fedsynth.web.schemas`) and the pages (:mod:`~fedsynth.web.routes_pages`) share;
 * :mod:`~fedsynth.web.release`: the privacy gate on synthetic data;
+  :mod:`~fedsynth.web.approval` and :mod:`~fedsynth.web.routes_release`: a steward's approval
+  and the signed release bundle, the accounts page;
 * :mod:`~fedsynth.web.jobs`: background worker processes; :mod:`~fedsynth.web.worker` and
   :mod:`~fedsynth.web.pipeline`: what a worker does for one run.
 

@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fedsynth import __version__
 from fedsynth.exceptions import FedsynthError
+from fedsynth.web.accounts import Accounts
+from fedsynth.web.approval import Releases
 from fedsynth.web.db import Database
 from fedsynth.web.errors import problems_of, status_of
 from fedsynth.web.jobs import JobManager
@@ -46,13 +48,15 @@ def create_app(settings: WebSettings) -> FastAPI:
     --------
     >>> from pathlib import Path
     >>> app = create_app(WebSettings(data_dir=Path("fedsynth-data")))  # doctest: +SKIP
-    >>> app.state.guard.token  # doctest: +SKIP
-    'the access token'
+    >>> app.state.setup_token  # doctest: +SKIP
+    'the API token of the first account'
     """
     storage = Storage(settings.data_dir)
     db = Database(storage.database)
     token = settings.token or read_or_create_secret(storage.root / "access-token")
-    guard = Guard(token, read_or_create_secret(storage.root / "secret-key"), db)
+    accounts = Accounts(db)
+    first_password = accounts.set_up(token)
+    guard = Guard(read_or_create_secret(storage.root / "secret-key"), db, accounts)
     jobs = JobManager(db, storage, workers=settings.workers, poll_seconds=settings.poll_seconds)
 
     @asynccontextmanager
@@ -69,8 +73,10 @@ def create_app(settings: WebSettings) -> FastAPI:
         description=(
             "Privacy-preserving synthetic clinical data: upload a table, check its metadata, "
             "train a generator (central or federated, with or without differential privacy), "
-            "read the SAFE validation report, download. Every route but /api/health needs the "
-            "access token printed by `fedsynth serve`, as `Authorization: Bearer <token>`."
+            "read the SAFE validation report, have a data steward approve a signed release, "
+            "download. "
+            "Every route but /api/health needs a user's API token (the first one is printed by "
+            "`fedsynth serve` at set-up), as `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
         openapi_url=None,  # served at /api/openapi.json behind the token instead
@@ -79,17 +85,23 @@ def create_app(settings: WebSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.guard = guard
+    app.state.setup_token = token
+    # The first account's password, shown once by ``fedsynth serve`` (None after set-up).
+    app.state.first_password = first_password
     app.state.jobs = jobs
     app.state.services = Services(settings, db, storage, jobs)
+    app.state.releases = Releases(app.state.services)
     app.state.templates = _templates()
 
     from fedsynth.web.routes_api import public_router
     from fedsynth.web.routes_api import router as api_router
     from fedsynth.web.routes_pages import router as pages_router
+    from fedsynth.web.routes_release import router as release_router
 
     app.include_router(public_router)
     app.include_router(api_router)
     app.include_router(pages_router)
+    app.include_router(release_router)
     app.mount("/static", StaticFiles(directory=str(files("fedsynth.web") / "static")), "static")
     _install_error_answers(app)
     app.add_middleware(SecurityHeaders)

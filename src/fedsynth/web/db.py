@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Run states. ``queued`` and ``running`` are active; the others are final.
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled", "interrupted")
@@ -76,7 +76,27 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
     created TEXT NOT NULL,
-    expires TEXT NOT NULL
+    expires TEXT NOT NULL,
+    user TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    run_id TEXT PRIMARY KEY,
+    manifest_sha256 TEXT NOT NULL,
+    approved_by TEXT NOT NULL,
+    approved_at TEXT NOT NULL,
+    comment TEXT NOT NULL
 );
 """
 
@@ -184,6 +204,9 @@ class Database:
         try:
             con.execute("PRAGMA busy_timeout=30000")
             con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA user_version").fetchone()[0] < 2:
+                # Version 1 sessions belonged to no user (one shared token): they end.
+                con.execute("DROP TABLE IF EXISTS sessions")
             con.executescript(_SCHEMA)
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         finally:
@@ -385,22 +408,22 @@ class Database:
         return [_decode(row) for row in rows]
 
     # ------------------------------------------------------------------ sessions
-    def add_session(self, id_hash: str, expires: str) -> None:
-        """Store a login session (by the hash of its id)."""
+    def add_session(self, id_hash: str, expires: str, user: str) -> None:
+        """Store a login session of ``user`` (by the hash of its id)."""
         with self.connect() as con:
             con.execute("DELETE FROM sessions WHERE expires < ?", (now(),))
             con.execute(
-                "INSERT INTO sessions (id_hash, created, expires) VALUES (?, ?, ?)",
-                (id_hash, now(), expires),
+                "INSERT INTO sessions (id_hash, created, expires, user) VALUES (?, ?, ?, ?)",
+                (id_hash, now(), expires, user),
             )
 
-    def session_valid(self, id_hash: str) -> bool:
-        """Whether a session exists and has not expired."""
+    def session_user(self, id_hash: str) -> str | None:
+        """The user of a session that exists and has not expired, else ``None``."""
         with self.connect() as con:
             row = con.execute(
-                "SELECT 1 FROM sessions WHERE id_hash = ? AND expires >= ?", (id_hash, now())
+                "SELECT user FROM sessions WHERE id_hash = ? AND expires >= ?", (id_hash, now())
             ).fetchone()
-        return row is not None
+        return None if row is None else str(row[0])
 
     def delete_session(self, id_hash: str) -> None:
         """End a session."""

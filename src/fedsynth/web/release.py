@@ -59,3 +59,25 @@ def failed_checks(flags: Iterable[Mapping[str, Any]]) -> list[str]:
 def released(verdict: str | None, override: Mapping[str, Any] | None) -> bool:
     """Whether synthetic data with this verdict (and override, if any) may be downloaded."""
     return verdict in RELEASED or override is not None
+
+
+def federation_of(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The federation summary of a run's settings (sites, strategies, rounds), for a release
+    bundle; ``None`` for a central run. Site names only: no site data."""
+    settings = config.get("federated")
+    if not settings:
+        return None
+    if settings.get("site_column"):
+        column = config["metadata"]["columns"].get(settings["site_column"], {})
+        sites = [str(value) for value in column.get("categories") or []]
+    else:
+        sites = [str(source["site"]) for source in config.get("sources", [])]
+    strategies = list(settings["strategies"])
+    return {
+        "sites": sorted(sites),
+        "strategies": strategies,
+        "released_strategy": strategies[0],
+        "rounds": {strategy: settings["rounds"] for strategy in strategies},
+        "local_epochs": settings["local_epochs"],
+        "secure_aggregation": bool(settings.get("secure_aggregation", False)),
+    }

@@ -25,12 +25,12 @@ from fedsynth.web.schemas import (
     RunIn,
     RunOut,
 )
-from fedsynth.web.security import REPORT_POLICY
+from fedsynth.web.security import REPORT_POLICY, require_steward
 from fedsynth.web.storage import ID_PATTERN
 
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN, description="A dataset id.")]
 RunId = Annotated[str, Path(pattern=ID_PATTERN, description="A run id.")]
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No valid access token or session."},
     403: {"model": ErrorOut, "description": "Missing CSRF token, or refused by a check."},
     404: {"model": ErrorOut, "description": "No such dataset, run or file."},
@@ -39,7 +39,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Invalid request or unusable data; each problem."},
 }
 
-router = APIRouter(prefix="/api", responses=_ERRORS)
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 #: The health check: the one route without a token (and so without error answers).
 public_router = APIRouter(prefix="/api")
 
@@ -164,7 +164,8 @@ def get_report(run_id: RunId, user: User, services: ServicesDep) -> dict[str, An
 @router.post("/runs/{run_id}/privacy-override", tags=["runs"])
 def override_privacy(run_id: RunId, body: OverrideIn, user: User, services: ServicesDep) -> RunOut:
     """Release synthetic data that did not pass SAFE's privacy check: recorded, with the
-    reason, in the audit log."""
+    reason, in the audit log. Stewards only."""
+    require_steward(user, "record a privacy override")
     return views.run(services.override_privacy(user, run_id, body.reason))
 
 

@@ -32,6 +32,7 @@ from fedsynth.web.security import (
     SESSION_HOURS,
     Principal,
     client_of,
+    require_steward,
 )
 from fedsynth.web.storage import ID_PATTERN
 
@@ -74,20 +75,23 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    """Check the token; open a session (cookie) and go on, or say it is wrong."""
+    """Check the name and password; open a session (cookie) and go on, or say they are wrong."""
     form = await request.form()
     guard = request.app.state.guard
     services = request.app.state.services
     target = _safe_next(str(form.get("next") or "/"))
-    token = form.get("token")
-    who = Principal("login", client_of(request))
-    if not isinstance(token, str) or not guard.token_matches(token.strip()):
-        services.audit(who, "login refused", "session")
+    name, password = form.get("name"), form.get("password")
+    account = None
+    if isinstance(name, str) and isinstance(password, str):
+        account = await run_in_threadpool(guard.accounts.authenticate, name.strip(), password)
+    if account is None:
+        shown = name.strip()[:64] if isinstance(name, str) else ""
+        services.audit(Principal(f"login:{shown}", client_of(request)), "login refused", "session")
         return render(
-            request, "login.html", None, 401, next=target, error="That is not the access token."
+            request, "login.html", None, 401, next=target, error="Wrong name or password."
         )
-    session = guard.open_session()
-    services.audit(Principal("login", client_of(request)), "login", "session")
+    session = guard.open_session(account.name)
+    services.audit(Principal(f"user:{account.name}", client_of(request)), "login", "session")
     response = see_other(target)
     response.set_cookie(
         SESSION_COOKIE,
@@ -440,6 +444,7 @@ def report_page(request: Request, run_id: RunId, who: User, services: ServicesDe
         report=report,
         gated=GATED,
         experiment=experiment,
+        approval=request.app.state.releases.approval(run_id),
     )
 
 
@@ -465,7 +470,8 @@ def view_file(run_id: RunId, name: str, who: User, services: ServicesDep) -> Res
 
 @router.post("/runs/{run_id}/override")
 async def override(request: Request, run_id: RunId, who: User, services: ServicesDep) -> Response:
-    """Record a privacy override from the report page."""
+    """Record a privacy override from the report page (stewards only)."""
+    require_steward(who, "record a privacy override")
     form = await request.form()
     reason = str(form.get("reason") or "").strip()
     if form.get("confirm") != "true":

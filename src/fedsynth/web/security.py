@@ -1,16 +1,17 @@
-"""Access control: the access token, login sessions, CSRF protection and response headers.
+"""Access control: API tokens, login sessions, roles, CSRF protection and response headers.
 
 Every route but the health check, the login page and the static files (a stylesheet and a
 script, no data) needs either
 
-* the access token in an ``Authorization: Bearer <token>`` header (scripts, the REST API), or
-* a login session cookie, obtained by entering the token on the login page. Requests that change
+* a user's API token in an ``Authorization: Bearer <token>`` header (scripts, the REST API), or
+* a login session cookie, obtained with a name and password on the login page. Requests that change
   something (POST, PUT, DELETE) with a session cookie must also carry the session's CSRF token,
   in a ``csrf_token`` form field or an ``X-CSRF-Token`` header, and must not come from another
   origin; the cookie is ``HttpOnly`` and ``SameSite=Strict``.
 
-The token is compared in constant time. Sessions are stored by the hash of their id, so that a
-copy of the database does not open a session.
+Tokens and sessions are stored by their hash, passwords by a salted scrypt hash (see
+:mod:`~fedsynth.web.accounts`), so that a copy of the database opens nothing. Some operations
+need the ``steward`` role (:func:`require_steward`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.security import APIKeyCookie, HTTPBearer
 
+from fedsynth.web.accounts import Accounts
 from fedsynth.web.db import Database
 
 SESSION_COOKIE = "fedsynth_session"
@@ -36,7 +38,7 @@ SESSION_HOURS = 12
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Declared in the OpenAPI schema as the two ways in; checked by :meth:`Guard.principal`.
-bearer_scheme = HTTPBearer(auto_error=False, description="The access token printed by serve.")
+bearer_scheme = HTTPBearer(auto_error=False, description="A user's API token.")
 cookie_scheme = APIKeyCookie(
     name=SESSION_COOKIE, auto_error=False, description="The login session of the pages."
 )
@@ -57,17 +59,33 @@ class Principal:
     Attributes
     ----------
     actor : str
-        ``"token"`` for the bearer token, ``"session:<first 8 characters of its hash>"`` for a
-        login session.
+        ``"token:<user>"`` for an API token, ``"user:<user>"`` for a login session.
     client : str
         The client's address.
     session : str or None
         The session id (the cookie), for the CSRF token of the pages.
+    user : str or None
+        The account's name (``None`` before login).
+    role : str or None
+        The account's role: ``"analyst"`` or ``"steward"``.
     """
 
     actor: str
     client: str
     session: str | None = None
+    user: str | None = None
+    role: str | None = None
+
+    @property
+    def steward(self) -> bool:
+        """Whether the user has the steward role."""
+        return self.role == "steward"
+
+
+def require_steward(who: Principal, action: str) -> None:
+    """Refuse (403) ``action`` to a user without the steward role."""
+    if not who.steward:
+        raise AuthError(f"only a data steward may {action}; {who.user} is an {who.role}", 403)
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -100,31 +118,25 @@ class Guard:
 
     Parameters
     ----------
-    token : str
-        The access token.
     secret : str
         Key of the CSRF tokens.
     db : Database
         Where sessions are stored.
+    accounts : Accounts
+        The users and their API tokens.
     """
 
-    def __init__(self, token: str, secret: str, db: Database):
-        self.token = token
+    def __init__(self, secret: str, db: Database, accounts: Accounts):
         self._secret = secret.encode("utf-8")
         self.db = db
-
-    def token_matches(self, candidate: str | None) -> bool:
-        """Whether ``candidate`` is the access token (constant-time comparison)."""
-        if not candidate:
-            return False
-        return hmac.compare_digest(candidate.encode("utf-8"), self.token.encode("utf-8"))
+        self.accounts = accounts
 
     # ------------------------------------------------------------------ sessions
-    def open_session(self) -> str:
-        """A new session id, stored until it expires."""
+    def open_session(self, user: str) -> str:
+        """A new session id of ``user``, stored until it expires."""
         session = secrets.token_urlsafe(32)
         expires = _dt.datetime.now(_dt.UTC) + _dt.timedelta(hours=SESSION_HOURS)
-        self.db.add_session(_hash(session), expires.isoformat(timespec="seconds"))
+        self.db.add_session(_hash(session), expires.isoformat(timespec="seconds"), user)
         return session
 
     def close_session(self, session: str) -> None:
@@ -141,14 +153,21 @@ class Guard:
         header = request.headers.get("authorization", "")
         scheme, _, credential = header.partition(" ")
         if header and scheme.lower() == "bearer":
-            if self.token_matches(credential.strip()):
-                return Principal("token", client_of(request))
+            account = self.accounts.token_account(credential.strip()) if credential else None
+            if account is not None:
+                return Principal(
+                    f"token:{account.name}", client_of(request), None, account.name, account.role
+                )
             raise AuthError("invalid access token")
         session = request.cookies.get(SESSION_COOKIE)
-        if session and self.db.session_valid(_hash(session)):
-            return Principal(f"session:{_hash(session)[:8]}", client_of(request), session)
+        user = self.db.session_user(_hash(session)) if session else None
+        account = self.accounts.get(user) if user else None
+        if account is not None:
+            return Principal(
+                f"user:{account.name}", client_of(request), session, account.name, account.role
+            )
         raise AuthError(
-            "authentication required: send the access token as 'Authorization: Bearer <token>' "
+            "authentication required: send an API token as 'Authorization: Bearer <token>' "
             "or log in"
         )
 
