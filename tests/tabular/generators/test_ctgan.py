@@ -263,7 +263,7 @@ def test_history_records_the_moment_distance(clinical):
 def test_moment_distance_is_zero_on_equal_moments_and_counts_pairs():
     import torch
 
-    from fedsynth.tabular.generators.ctgan import moment_distance
+    from fedsynth.tabular.generators._ctgan_networks import moment_distance
 
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # the same rows in another order (and repeated): the same moments
@@ -277,7 +277,7 @@ def test_moment_distance_is_zero_on_equal_moments_and_counts_pairs():
 
 
 def test_sample_precision_resolves_to_bfloat16_on_a_native_cpu_only(trained, monkeypatch):
-    import fedsynth.tabular.generators.ctgan as module
+    import fedsynth.tabular.generators._ctgan_sampling as module
 
     gen = copy.deepcopy(trained)
     for native, expected in ((True, "bfloat16"), (False, "float32")):

@@ -9,7 +9,7 @@ import pytest
 
 import fedsynth
 from fedsynth.core.privacy import PrivacyBudgetError
-from tests.tabular.generators.test_dp_statistical import public_metadata
+from tests.tabular.generators.conftest import public_metadata
 
 DELTA = 1e-5
 NEURAL = ["tvae", "vae_bgm", "ctgan"]
@@ -307,7 +307,7 @@ def test_proxy_sees_a_missing_state_whatever_the_rows():
 def test_ctgan_under_dp_makes_each_row_a_sample_unless_packs_are_asked_for(
     pac, units, clip, table, monkeypatch
 ):
-    from fedsynth.tabular.generators import ctgan as module
+    from fedsynth.tabular.generators import _ctgan_private as module
 
     calls = []
 

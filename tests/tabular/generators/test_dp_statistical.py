@@ -12,21 +12,9 @@ from scipy import stats
 import fedsynth
 from fedsynth.core.privacy import PrivacyBudgetError, PrivacyConfigError
 from fedsynth.core.privacy.mechanisms import gaussian_sigma
-from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy import declare_public
+from tests.tabular.generators.conftest import public_metadata
 
 DELTA = 1e-5
-
-
-def public_metadata(table: pd.DataFrame) -> Metadata:
-    """Every domain declared public (in a study these facts come from its data dictionary)."""
-    metadata = Metadata.infer(table)
-    columns = metadata.columns
-    return declare_public(
-        metadata,
-        bounds={c: col.bounds for c, col in columns.items() if col.is_continuous},
-        categories={c: col.categories for c, col in columns.items() if col.is_discrete},
-    )
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 
 import fedsynth
 from fedsynth.tabular.datasets.mds import SPLICING_FACTORS
-from tests.tabular.generators.test_tvae import (
+from tests.tabular.generators.conftest import (
     EXCLUSIVITY,
     SHORT,
     check_fidelity,
