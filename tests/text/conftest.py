@@ -26,4 +26,4 @@ def embedder():
     """all-MiniLM-L6-v2 from its wheel, loaded once for the session."""
     from fedsynth.text.embeddings import SentenceEmbedder
 
-    return SentenceEmbedder()
+    return SentenceEmbedder(n_threads=1)

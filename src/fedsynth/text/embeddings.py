@@ -63,6 +63,10 @@ class SentenceEmbedder:
         Texts embedded per forward pass.
     device : str
         Torch device.
+    n_threads : int, optional
+        CPU threads torch uses while embedding (restored afterwards); default: torch's own
+        setting. On a busy machine fewer threads can be faster (measured on 2 shared cores:
+        8.5 notes/s with one thread, 5.8 with two).
 
     Examples
     --------
@@ -77,6 +81,7 @@ class SentenceEmbedder:
         *,
         batch_size: int = 32,
         device: str = "cpu",
+        n_threads: int | None = None,
     ):
         self.model_folder = (
             Path(model_folder) if model_folder is not None else default_model_folder()
@@ -88,6 +93,7 @@ class SentenceEmbedder:
             )
         self.batch_size = batch_size
         self.device = device
+        self.n_threads = n_threads
         self._model: Any = None
 
     def _load(self) -> Any:
@@ -112,7 +118,11 @@ class SentenceEmbedder:
         """Length of an embedding (384 for all-MiniLM-L6-v2)."""
         if self._model is None:
             self._model = self._load()
-        return int(self._model.get_sentence_embedding_dimension())
+        # Renamed get_embedding_dimension in sentence-transformers 6; older names kept working.
+        get = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        return int(get())
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm embeddings of ``texts``.
@@ -132,13 +142,21 @@ class SentenceEmbedder:
             self._model = self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.n_threads is not None:
+            torch.set_num_threads(self.n_threads)
+        try:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        finally:
+            torch.set_num_threads(threads)
         # Renormalised in float32: the model's own normalisation can be off by 1e-7.
         return unit_rows(vectors)
 
