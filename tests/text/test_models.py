@@ -22,7 +22,7 @@ def test_embeddings_are_unit_norm_384_float32(embedder):
 
 
 def test_missing_model_folders_are_named(tmp_path):
-    with pytest.raises(EmbeddingModelError, match="no modules.json"):
+    with pytest.raises(EmbeddingModelError, match=r"no modules\.json"):
         SentenceEmbedder(tmp_path)
     with pytest.raises(LLMError, match="does not exist"):
         LocalLlamaBackend(tmp_path / "model.gguf")
