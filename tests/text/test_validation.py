@@ -95,3 +95,44 @@ def test_membership_inference_auc():
     independent = rng.normal(size=(100, 16))
     assert membership_inference_auc(members, others, copies) > 0.95
     assert membership_inference_auc(members, others, independent) == pytest.approx(0.5, abs=0.1)
+
+
+class _BagOfWords:
+    """A fast stand-in for the sentence embedder: hashed word counts, unit norm."""
+
+    def embed(self, texts):
+        from fedsynth.text.embeddings import unit_rows
+        from fedsynth.text.metrics import words
+
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in words(text):
+                out[i, sum(map(ord, word)) % 64] += 1
+        return unit_rows(out)
+
+
+def test_text_metrics_on_the_metric_base(cohort, notes):
+    from fedsynth.text.validation import TEXT_METRICS, TextValidationData, evaluate_notes
+
+    real, holdout = notes.iloc[:60], notes.iloc[60:]
+    synthetic = simulate_notes(cohort.iloc[60:], seed=5)  # fresh wording of the holdout rows
+    risk = [f["ipssm_risk"] for f in notes["facts"]]
+    data = TextValidationData.prepare(
+        real["text"], synthetic["text"], embedder=_BagOfWords(), holdout=holdout["text"],
+        real_labels=risk[:60], synthetic_labels=risk[60:], holdout_labels=risk[60:],
+        synthetic_rows=cohort.iloc[60:].to_dict("records"),
+    )  # fmt: skip
+    results = {r.name: r for r in evaluate_notes(data)}
+    assert len(results) == len(TEXT_METRICS)
+    for result in results.values():
+        assert result.skipped is None, result.name
+        assert 0 <= result.score <= 1 and result.to_dict()["family"] == result.family
+    assert results["row_consistency"].score > 0.95
+    # Template phrases recur across notes (8-grams such as "no treatment needed at present ...").
+    assert results["verbatim_copies"].details["private_8grams_reproduced"] > 0
+    bare = TextValidationData.prepare(real["text"], synthetic["text"], embedder=_BagOfWords())
+    skipped = {r.name for r in evaluate_notes(bare) if r.skipped}
+    assert skipped == {"note_utility", "row_consistency", "note_membership_inference"}
+    with pytest.raises(ValueError, match="real_labels: 2 values for 60 notes"):
+        TextValidationData.prepare(real["text"], synthetic["text"], embedder=_BagOfWords(),
+                                   real_labels=["Low", "High"])  # fmt: skip
