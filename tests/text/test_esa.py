@@ -57,19 +57,27 @@ def test_sigma_matches_the_composed_gaussian_and_is_inverted():
     assert esa_epsilon(esa_sigma(3.0, 1e-5, 20), 1e-5, 20) == pytest.approx(3.0, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # PRV at sampling rate 1
 @pytest.mark.parametrize("n_releases", [1, 10, 50])
 def test_accounting_agrees_with_opacus(n_releases):
     from opacus.accountants import PRVAccountant, RDPAccountant
 
     epsilon, delta = 2.0, 1e-5
     sigma = esa_sigma(epsilon, delta, n_releases)
-    eps = {}
-    for name, accountant in (("rdp", RDPAccountant()), ("prv", PRVAccountant())):
-        # One release = one full-batch step of a Gaussian mechanism with this noise multiplier.
-        accountant.history = [(sigma / SENSITIVITY, 1.0, n_releases)]
-        eps[name] = accountant.get_epsilon(delta)
+    # One release = one full-batch step of a Gaussian mechanism with this noise multiplier.
+    history = [(sigma / SENSITIVITY, 1.0, n_releases)]
+    rdp, prv = RDPAccountant(), PRVAccountant()
+    rdp.history, prv.history = list(history), list(history)
+    # Orders up to 1000: little noise per step puts the best Renyi order beyond Opacus's default.
+    eps = {
+        "rdp": rdp.get_epsilon(
+            delta, alphas=[1 + x / 10 for x in range(1, 100)] + list(range(12, 1000))
+        ),
+        "prv": prv.get_epsilon(delta),
+    }
     # The exact composition is tighter than Renyi DP and close to the PRV accountant.
-    assert epsilon <= eps["rdp"] <= 1.5 * epsilon
+    assert epsilon <= eps["rdp"] <= 1.3 * epsilon
     assert eps["prv"] == pytest.approx(epsilon, rel=0.05)
 
 

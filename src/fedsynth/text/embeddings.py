@@ -100,6 +100,8 @@ class SentenceEmbedder:
         # Offline before the import: huggingface_hub reads these once, when it is imported.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # The weight-loading progress bar is noise in a library (and in the CLI's output).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as error:  # pragma: no cover - a dependency of fedsynth

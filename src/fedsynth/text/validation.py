@@ -93,6 +93,8 @@ class TextValidationData:
 
 
 class EmbeddingFrechet(Metric):
+    """Fréchet distance of note embeddings (the FID of notes)."""
+
     name = "embedding_frechet"
     family = "fidelity"
     direction = "lower"
@@ -107,6 +109,8 @@ class EmbeddingFrechet(Metric):
 
 
 class EmbeddingPrecisionRecall(Metric):
+    """k-NN precision and recall of note embeddings."""
+
     name = "embedding_precision_recall"
     family = "fidelity"
     direction = "higher"
@@ -125,6 +129,8 @@ class EmbeddingPrecisionRecall(Metric):
 
 
 class TextSurface(Metric):
+    """Length and vocabulary of synthetic notes against real ones."""
+
     name = "text_surface"
     family = "diversity"
     direction = "higher"
@@ -144,6 +150,8 @@ class TextSurface(Metric):
 
 
 class NoteUtility(Metric):
+    """Train on synthetic notes, test on real: a TF-IDF classifier of a label."""
+
     name = "note_utility"
     family = "utility"
     direction = "higher"
@@ -175,6 +183,8 @@ class NoteUtility(Metric):
 
 
 class RowConsistency(Metric):
+    """Agreement of synthetic notes with their conditioning rows."""
+
     name = "row_consistency"
     family = "fidelity"
     direction = "higher"
@@ -193,6 +203,8 @@ class RowConsistency(Metric):
 
 
 class VerbatimCopies(Metric):
+    """Private word 8-grams copied into synthetic notes."""
+
     name = "verbatim_copies"
     family = "privacy"
     direction = "lower"
@@ -213,6 +225,8 @@ class VerbatimCopies(Metric):
 
 
 class NoteMembershipInference(Metric):
+    """Distance attack telling private notes from held-out ones."""
+
     name = "note_membership_inference"
     family = "privacy"
     direction = "lower"
