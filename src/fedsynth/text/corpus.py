@@ -197,6 +197,11 @@ def _plan(facts: dict[str, Any], rng: np.random.Generator) -> str:
     )
 
 
+def _bare(person: str) -> str:
+    """``"an 81-year-old lady"`` without its article, to follow "this"."""
+    return person.removeprefix("an ").removeprefix("a ")
+
+
 def _consult(w: _Writer, rng: np.random.Generator) -> str:
     person = w.person()
     counts = w.counts()
@@ -209,7 +214,7 @@ def _consult(w: _Writer, rng: np.random.Generator) -> str:
         _pick(
             rng,
             [
-                f"Thank you for referring this {person.removeprefix('a ')} with cytopenias.",
+                f"Thank you for referring this {_bare(person)} with cytopenias.",
                 f"I saw {person} in the MDS clinic today.",
                 f"Reviewed {person} with suspected MDS.",
             ],
