@@ -83,9 +83,7 @@ class ImageSet:
         n_spatial = self.images.ndim - 2
         if not np.isfinite(self.images).all():
             bad = np.flatnonzero(~np.isfinite(self.images.reshape(n, -1)).all(axis=1))
-            problems.append(
-                f"{len(bad)} image(s) hold NaN or infinite values: {self._names(bad)}"
-            )
+            problems.append(f"{len(bad)} image(s) hold NaN or infinite values: {self._names(bad)}")
         if self.labels is None:
             self.labels = pd.DataFrame(index=range(n))
         elif not isinstance(self.labels, pd.DataFrame):
@@ -118,12 +116,15 @@ class ImageSet:
                     f"orientation must be {n_spatial} axis codes from {sorted(AXIS_CODES)}; "
                     f"got {self.orientation}"
                 )
-        if self.site_column is not None and isinstance(self.labels, pd.DataFrame):
-            if self.site_column not in self.labels.columns:
-                problems.append(
-                    f"site column {self.site_column!r} is not among the label columns "
-                    f"{list(self.labels.columns)}"
-                )
+        if (
+            self.site_column is not None
+            and isinstance(self.labels, pd.DataFrame)
+            and self.site_column not in self.labels.columns
+        ):
+            problems.append(
+                f"site column {self.site_column!r} is not among the label columns "
+                f"{list(self.labels.columns)}"
+            )
         if self.sources is not None:
             self.sources = tuple(str(x) for x in self.sources)
             if len(self.sources) != n:

@@ -118,19 +118,30 @@ class BrainMRITruth:
 
 def _default_rules(sites: pd.DataFrame) -> BrainMRITruth:
     return BrainMRITruth(
-        type_age={"glioblastoma": (62.0, 11.0), "astrocytoma": (41.0, 13.0),
-                  "oligodendroglioma": (46.0, 12.0)},
-        type_share={"glioblastoma": 0.55, "astrocytoma": 0.30, "oligodendroglioma": 0.15},
-        idh_logit={"glioblastoma": (-2.3, -0.06), "astrocytoma": (1.3, -0.07),
-                   "oligodendroglioma": None},
-        tumours={
-            "glioblastoma": TumourRule(0.26, 0.22, 0.9, 0.5, 0.9, 0.02, 0.25),
-            "astrocytoma": TumourRule(0.22, 0.10, 0.15, 0.0, 0.45, 0.05, 0.35),
-            "oligodendroglioma": TumourRule(0.20, 0.14, 0.25, 0.0, 0.3, 0.5, 0.75),
+        type_age={
+            "glioblastoma": (62.0, 11.0),
+            "astrocytoma": (41.0, 13.0),
+            "oligodendroglioma": (46.0, 12.0),
         },
-        idh_mutant_modifiers={"enhancement": 0.4, "necrosis": 0.3, "oedema": 0.65,
-                              "irregularity": 0.7, "mismatch": 0.45},
-        spread=0.35,
+        type_share={"glioblastoma": 0.55, "astrocytoma": 0.30, "oligodendroglioma": 0.15},
+        idh_logit={
+            "glioblastoma": (-2.3, -0.06),
+            "astrocytoma": (1.3, -0.07),
+            "oligodendroglioma": None,
+        },
+        tumours={
+            "glioblastoma": TumourRule(0.26, 0.22, 0.8, 0.45, 0.9, 0.02, 0.25),
+            "astrocytoma": TumourRule(0.22, 0.12, 0.35, 0.1, 0.55, 0.05, 0.35),
+            "oligodendroglioma": TumourRule(0.20, 0.14, 0.35, 0.0, 0.4, 0.5, 0.75),
+        },
+        idh_mutant_modifiers={
+            "enhancement": 0.6,
+            "necrosis": 0.3,
+            "oedema": 0.65,
+            "irregularity": 0.7,
+            "mismatch": 0.45,
+        },
+        spread=0.5,
         tissues=dict(TISSUES),
         sites=sites,
     )
@@ -220,8 +231,11 @@ def _tumour_features(labels: pd.DataFrame, truth: BrainMRITruth, rng: np.random.
         "oedema": np.clip(feature("oedema"), 0.05, 1.6),
         "calcified": rng.random(n) < np.array([r.calcification for r in rules]),
         "frontal": rng.random(n) < np.array([r.frontal for r in rules]),
-        "mismatch": np.where(mutant & (labels["tumour_type"] == "astrocytoma").to_numpy(),
-                             mods["mismatch"] * rng.uniform(0.5, 1.5, n), 0.0),
+        "mismatch": np.where(
+            mutant & (labels["tumour_type"] == "astrocytoma").to_numpy(),
+            mods["mismatch"] * rng.uniform(0.5, 1.5, n),
+            0.0,
+        ),
     }
 
 
@@ -281,26 +295,35 @@ def _render(labels: pd.DataFrame, truth: BrainMRITruth, size: int, rng: np.rando
     for _ in range(3):
         spot = rng.normal(0, 0.5, (n, 2)) * radius[:, None]
         d = np.sqrt((xr - cx - column(spot[:, 0])) ** 2 + (yr - cy - column(spot[:, 1])) ** 2)
-        _paint(image, _soft(d - 0.035, size) * column(f["calcified"]) * solid,
-               tissue["calcification"])
+        _paint(
+            image, _soft(d - 0.035, size) * column(f["calcified"]) * solid, tissue["calcification"]
+        )
     return image, f
 
 
-def _scanner(image: np.ndarray, labels: pd.DataFrame, truth: BrainMRITruth, size: int,
-             rng: np.random.Generator) -> np.ndarray:
+def _scanner(
+    image: np.ndarray,
+    labels: pd.DataFrame,
+    truth: BrainMRITruth,
+    size: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     sites = truth.sites.set_index("site").loc[labels["site"]]
     n = len(image)
     out = np.empty_like(image)
     for site in truth.sites["site"]:
         rows = np.flatnonzero(labels["site"].to_numpy() == site)
         blur = float(truth.sites.set_index("site").at[site, "blur"]) * size / 64
-        out[rows] = ndimage.gaussian_filter(image[rows], (0, 0, blur, blur)) if blur else image[
-            rows]
+        out[rows] = (
+            ndimage.gaussian_filter(image[rows], (0, 0, blur, blur)) if blur else image[rows]
+        )
     axis = np.linspace(-1, 1, size, dtype=np.float32)
     direction = rng.normal(size=(n, 3)).astype(np.float32)
-    field_ = (direction[:, 0, None, None] * axis[None, :, None]
-              + direction[:, 1, None, None] * axis[None, None, :]
-              + direction[:, 2, None, None] * (axis[None, :, None] * axis[None, None, :]))
+    field_ = (
+        direction[:, 0, None, None] * axis[None, :, None]
+        + direction[:, 1, None, None] * axis[None, None, :]
+        + direction[:, 2, None, None] * (axis[None, :, None] * axis[None, None, :])
+    )
     bias = np.exp(sites["bias"].to_numpy(np.float32)[:, None, None] * field_ / 2)
     gain = sites[[f"gain_{s}" for s in SEQUENCES]].to_numpy(np.float32)
     sigma = sites["noise"].to_numpy(np.float32)[:, None, None]
@@ -309,8 +332,7 @@ def _scanner(image: np.ndarray, labels: pd.DataFrame, truth: BrainMRITruth, size
         channel *= bias * gain[:, c, None, None]
         # Magnitude images: Rician noise, the modulus of a complex Gaussian signal.
         channel += sigma * rng.standard_normal(channel.shape, dtype=np.float32)
-        np.hypot(channel, sigma * rng.standard_normal(channel.shape, dtype=np.float32),
-                 out=channel)
+        np.hypot(channel, sigma * rng.standard_normal(channel.shape, dtype=np.float32), out=channel)
     return out
 
 
