@@ -74,3 +74,19 @@ def test_sites_differ_like_scanners(cohort):
 def test_bad_arguments():
     with pytest.raises(InvalidDataError, match="size"):
         brain_mri_cohort(10, size=8)
+
+
+def test_idh_is_learnable_but_not_trivially(cohort):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    images, _ = cohort
+    x = images.images
+    # Intensity quantiles of each sequence and of the enhancement and T2-FLAIR differences.
+    maps = np.concatenate([x, x[:, 1:2] - x[:, 0:1], x[:, 2:3] - x[:, 3:4]], axis=1)
+    features = np.quantile(maps.reshape(len(x), maps.shape[1], -1), [0.5, 0.9, 0.99], axis=2)
+    features = features.transpose(1, 0, 2).reshape(len(x), -1)
+    y = images.labels["idh_mutant"].to_numpy()
+    model = LogisticRegression(max_iter=2000).fit(features[:250], y[:250])
+    auc = roc_auc_score(y[250:], model.predict_proba(features[250:])[:, 1])
+    assert 0.7 < auc < 0.97

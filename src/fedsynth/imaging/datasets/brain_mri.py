@@ -210,7 +210,9 @@ def _paint(image: np.ndarray, mask: np.ndarray, values: np.ndarray) -> None:
         image[:, c] += mask * value
 
 
-def _tumour_features(labels: pd.DataFrame, truth: BrainMRITruth, rng: np.random.Generator):
+def _tumour_features(
+    labels: pd.DataFrame, truth: BrainMRITruth, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     n = len(labels)
     rules = [truth.tumours[t] for t in labels["tumour_type"]]
     mutant = labels["idh_mutant"].to_numpy() == 1
@@ -239,7 +241,9 @@ def _tumour_features(labels: pd.DataFrame, truth: BrainMRITruth, rng: np.random.
     }
 
 
-def _render(labels: pd.DataFrame, truth: BrainMRITruth, size: int, rng: np.random.Generator):
+def _render(
+    labels: pd.DataFrame, truth: BrainMRITruth, size: int, rng: np.random.Generator
+) -> np.ndarray:
     n = len(labels)
     tissue = {k: np.asarray(v, np.float32) for k, v in truth.tissues.items()}
     axis = np.linspace(-1, 1, size, dtype=np.float32)
@@ -298,7 +302,7 @@ def _render(labels: pd.DataFrame, truth: BrainMRITruth, size: int, rng: np.rando
         _paint(
             image, _soft(d - 0.035, size) * column(f["calcified"]) * solid, tissue["calcification"]
         )
-    return image, f
+    return image
 
 
 def _scanner(
@@ -308,12 +312,14 @@ def _scanner(
     size: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    sites = truth.sites.set_index("site").loc[labels["site"]]
+    table = truth.sites.set_index("site")
+    sites = table.loc[labels["site"]]
     n = len(image)
     out = np.empty_like(image)
     for site in truth.sites["site"]:
         rows = np.flatnonzero(labels["site"].to_numpy() == site)
-        blur = float(truth.sites.set_index("site").at[site, "blur"]) * size / 64
+        # Blur is given in pixels at 64 x 64: the same physical blur at any size.
+        blur = float(table.at[site, "blur"]) * size / 64
         out[rows] = (
             ndimage.gaussian_filter(image[rows], (0, 0, blur, blur)) if blur else image[rows]
         )
@@ -384,7 +390,7 @@ def brain_mri_cohort(
     rng = np.random.default_rng(seed)
     truth = _default_rules(_site_table(int(sites), np.random.default_rng([seed, 1])))
     labels = _labels(int(n), truth, rng)
-    image, _ = _render(labels, truth, int(size), rng)
+    image = _render(labels, truth, int(size), rng)
     image = _scanner(image, labels, truth, int(size), rng)
     cohort = ImageSet(
         image,

@@ -17,10 +17,12 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
 def _channels_first(array: np.ndarray) -> np.ndarray:
-    """``H x W`` -> ``1 x H x W``; ``H x W x 3|4`` (RGB/RGBA) -> ``C x H x W``; pages stay."""
+    """``H x W`` -> ``1 x H x W``; ``H x W x 2|3|4`` (colour) -> ``C x H x W``; pages stay."""
     if array.ndim == 2:
         return array[None]
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] not in (3, 4):
+    # Pages of a multi-page TIFF are few; a last axis of 2-4 after a longer first one is the
+    # colour axis of a grey+alpha, RGB or RGBA image.
+    if array.ndim == 3 and array.shape[-1] in (2, 3, 4) and array.shape[0] > 4:
         return np.moveaxis(array, -1, 0)
     return array
 
