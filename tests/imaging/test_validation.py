@@ -64,6 +64,7 @@ def test_holdout_scores_as_real(sets):
         "near_copies",
         "closest_training_distance",
         "membership_inference",
+        "ms_ssim_diversity",
     ):
         assert results[name].score == pytest.approx(1.0, abs=0.05), name
     assert results["precision"].value > 0.8 and results["coverage"].value > 0.8

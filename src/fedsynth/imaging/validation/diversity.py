@@ -2,8 +2,9 @@
 
 Mean multi-scale SSIM (:mod:`fedsynth.imaging.validation.ssim`) over random pairs of synthetic
 images, against the same among the real training images. A generator that collapses onto a few
-modes makes its images more alike than real ones; only that excess lowers the score:
-1 − max(0, MS-SSIM synthetic − MS-SSIM real) / (1 − MS-SSIM real).
+modes makes its images more alike than real ones; only that excess, beyond two standard errors
+of the difference of the two means (sampling noise of the pairs), lowers the score:
+1 − max(0, MS-SSIM synthetic − MS-SSIM real − 2 SE) / (1 − MS-SSIM real).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ class MSSSIMDiversity(Metric):
     direction = "lower"
     description = (
         f"Mean MS-SSIM of {N_PAIRS} random pairs of synthetic images (lower: more diverse); "
-        "score 1 − excess over the real images' value, relative to 1 − real value."
+        "score 1 − excess over the real images' value (beyond 2 standard errors), relative to "
+        "1 − real value."
     )
 
     def _compute(self, data: ImageValidationData) -> Outcome:
         rng = np.random.default_rng(data.seed)
-        synthetic = float(random_pair_ms_ssim(data.synthetic, N_PAIRS, rng).mean())
-        real = float(random_pair_ms_ssim(data.real, N_PAIRS, rng).mean())
-        excess = max(0.0, synthetic - real) / max(1.0 - real, 1e-9)
-        return Outcome(synthetic, 1.0 - excess, details={"real_ms_ssim": real})
+        pairs_synthetic = random_pair_ms_ssim(data.synthetic, N_PAIRS, rng)
+        pairs_real = random_pair_ms_ssim(data.real, N_PAIRS, rng)
+        synthetic, real = float(pairs_synthetic.mean()), float(pairs_real.mean())
+        error = float(np.sqrt((pairs_synthetic.var() + pairs_real.var()) / N_PAIRS))
+        excess = max(0.0, synthetic - real - 2 * error) / max(1.0 - real, 1e-9)
+        details = {"real_ms_ssim": real, "standard_error": error}
+        return Outcome(synthetic, 1.0 - excess, details=details)
