@@ -113,7 +113,7 @@ def test_batched_ssim_matches_scikit_image():
     a = rng.random((3, 2, 20, 24))
     b = np.clip(a + 0.3 * rng.random(a.shape), 0, 1)
     expected = [structural_similarity(a[i], b[i], data_range=1.0, channel_axis=0) for i in range(3)]
-    np.testing.assert_allclose(ssim_pairs(a, b), expected, rtol=1e-10)
+    np.testing.assert_allclose(ssim_pairs(a, b), expected, atol=1e-5)
     assert ms_ssim_pairs(a, a) == pytest.approx(np.ones(3))
     assert np.all(ms_ssim_pairs(a, b) < 1)
 

@@ -1,6 +1,6 @@
 """Structural similarity (SSIM) of many image pairs at once, and its multi-scale form.
 
-:func:`ssim_pairs` computes exactly what :func:`skimage.metrics.structural_similarity` computes
+:func:`ssim_pairs` computes what :func:`skimage.metrics.structural_similarity` computes
 with its defaults (7 x 7 uniform window, K1 = 0.01, K2 = 0.03, sample covariances, the border
 of half a window left out, channels averaged), but for a whole batch of pairs in a few array
 operations: nearest-image searches need thousands of pairs.
@@ -23,8 +23,10 @@ MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 def ssim_pairs(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndarray:
     """SSIM of each pair ``(a[i], b[i])`` of images (P x C x H x W each), averaged over channels."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
+    # float32 halves the cost of the filters; SSIM then agrees with scikit-image's float64
+    # result to about 1e-5.
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
 
     def local_mean(x: np.ndarray) -> np.ndarray:
         return ndimage.uniform_filter(x, size=(1, 1, WINDOW, WINDOW))
@@ -37,7 +39,7 @@ def ssim_pairs(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> np.ndar
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     pad = (WINDOW - 1) // 2
-    return s[..., pad:-pad, pad:-pad].mean(axis=(1, 2, 3))
+    return s[..., pad:-pad, pad:-pad].mean(axis=(1, 2, 3), dtype=np.float64)
 
 
 def _halve(x: np.ndarray) -> np.ndarray:
