@@ -40,8 +40,8 @@ IMAGE_METRICS: tuple[type[Metric], ...] = (
 
 
 def validate_images(
-    real: ImageSet,
-    synthetic: ImageSet,
+    real: ImageSet | None,
+    synthetic: ImageSet | None,
     holdout: ImageSet | None = None,
     *,
     epochs: int = 10,
@@ -55,7 +55,8 @@ def validate_images(
     ----------
     real, synthetic, holdout : ImageSet
         Real training images, generated images, and optionally real images the generator never
-        saw (needed by membership inference; the reference of every other score).
+        saw (needed by membership inference; the reference of every other score). ``real`` and
+        ``synthetic`` may be ``None`` when ``data`` is given.
     epochs : int
         Training epochs of the autoencoder that gives the feature space.
     seed : int
