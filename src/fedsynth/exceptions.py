@@ -56,6 +56,13 @@ class InvalidDataError(_ProblemsError):
     headline = "problem(s) with the data"
 
 
+class ImageDataError(InvalidDataError):
+    """Images, image files or their labels do not fit what fedsynth expects (each problem
+    names the file)."""
+
+    headline = "problem(s) with the images"
+
+
 class MetadataError(_ProblemsError):
     """A metadata description (inferred, overridden or loaded) is not valid."""
 

@@ -1,0 +1,19 @@
+"""Image validation in the SAFE format: fidelity, diversity and privacy of synthetic images.
+
+Metrics are :class:`fedsynth.core.metrics.Metric` objects computed on
+:class:`~fedsynth.imaging.validation.data.ImageValidationData` (real training, synthetic and
+real holdout images on one intensity scale, embedded by an autoencoder trained on the real
+images: no downloaded weights). :func:`validate_images` runs them all.
+"""
+
+from fedsynth.imaging.validation.api import IMAGE_METRICS, validate_images
+from fedsynth.imaging.validation.data import ImageValidationData, prepare_image_validation
+from fedsynth.imaging.validation.features import FeatureExtractor
+
+__all__ = [
+    "IMAGE_METRICS",
+    "FeatureExtractor",
+    "ImageValidationData",
+    "prepare_image_validation",
+    "validate_images",
+]

@@ -1,0 +1,16 @@
+"""Imaging tests train tiny torch networks: one thread each, as on a shared 2-core machine
+two OpenMP threads of tiny convolutions wait on each other far longer than they compute."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
