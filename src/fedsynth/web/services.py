@@ -47,6 +47,10 @@ MEDIA_TYPES = {
 }
 
 
+#: Start of the note that says how a text upload was read.
+READ_AS = "read as"
+
+
 @dataclass(frozen=True)
 class Download:
     """A file to send: where it is, its media type, and the name the browser saves it as."""
@@ -104,7 +108,7 @@ class Services:
                 chunks, path, filename=shown, max_bytes=self.settings.max_upload_bytes
             )
             check_content(path, file_format, filename=shown)
-            table = read_upload(path, file_format, filename=shown)
+            table, dialect = read_upload(path, file_format, filename=shown)
             found = inspect_table(table)
             summary = column_summaries(table, found.metadata)
             self.storage.publish(tmp, self.storage.dataset_dir(dataset_id))
@@ -124,7 +128,7 @@ class Services:
             created=now(),
             metadata=found.metadata.to_dict(),
             problems=found.problems,
-            notes=found.notes,
+            notes=_read_as(dialect) + found.notes,
             summary=summary,
         )
         self.db.add_dataset(record)
@@ -154,7 +158,7 @@ class Services:
     def table(self, record: DatasetRecord) -> pd.DataFrame:
         """The stored table of a dataset (read on the server only; never sent)."""
         path = self.storage.dataset_file(record.id, record.file_format)
-        return read_upload(path, record.file_format, filename=record.filename)
+        return read_upload(path, record.file_format, filename=record.filename)[0]
 
     def update_metadata(
         self, who: Principal, dataset_id: str, choices: Mapping[str, ColumnChoice]
@@ -182,8 +186,11 @@ class Services:
             for name in choices
             if current.columns[name].to_dict() != found.metadata.columns[name].to_dict()
         }
+        read_as = [
+            n for n in record.notes if n["column"] is None and n["message"].startswith(READ_AS)
+        ]
         self.db.update_dataset_metadata(
-            dataset_id, found.metadata.to_dict(), found.problems, found.notes
+            dataset_id, found.metadata.to_dict(), found.problems, read_as + found.notes
         )
         self.audit(
             who, "metadata edited", dataset_id, changed=changed, problems=len(found.problems)
@@ -343,6 +350,11 @@ class Services:
             override=record.override is not None and name in GATED,
         )
         return Download(path, MEDIA_TYPES[path.suffix], f"fedsynth-{run_id}-{name}")
+
+
+def _read_as(dialect: str | None) -> list[dict[str, Any]]:
+    """The table note that says how a text upload was read (delimiter, decimal mark, encoding)."""
+    return [] if dialect is None else [{"column": None, "message": f"{READ_AS} {dialect}"}]
 
 
 def _new_run_id(db: Database) -> str:
