@@ -24,6 +24,7 @@ from fedsynth.web.errors import (
     ConflictError,
     NotFoundError,
     PrivacyGateError,
+    TooManyRunsError,
 )
 from fedsynth.web.inspection import ColumnChoice, edit_metadata, inspect_table
 from fedsynth.web.jobs import JobManager
@@ -31,7 +32,7 @@ from fedsynth.web.release import GATED, RELEASED, released
 from fedsynth.web.run_requests import run_config
 from fedsynth.web.schemas import RunIn
 from fedsynth.web.security import Principal
-from fedsynth.web.settings import WebSettings
+from fedsynth.web.settings import RETRY_AFTER_SECONDS, WebSettings
 from fedsynth.web.storage import Storage
 from fedsynth.web.summary import column_summaries
 from fedsynth.web.uploads import check_content, display_name, format_of, read_upload, save_upload
@@ -212,15 +213,30 @@ class Services:
     ) -> RunRecord:
         """Check a run's settings against its dataset(s) and queue it.
 
-        Raises
-        ------
-        NotFoundError
-            For an unknown dataset.
-        InvalidRequestError
-            Listing every setting that cannot be used, each with what was expected.
+            Raises
+            ------
+            NotFoundError
+                For an unknown dataset.
+            InvalidRequestError
+                Listing every setting that cannot be used, each with what was expected (``rows``
+            above the server's ``max_run_rows`` included).
+        TooManyRunsError
+            When the user already has ``max_queued_runs`` runs waiting (429, with Retry-After).
         """
+        requester = who.user or who.actor
+        queued = self.db.queued_runs_of(requester)
+        if queued >= self.settings.max_queued_runs:
+            raise TooManyRunsError(
+                f"{requester} already has {queued} run(s) waiting in the queue, the most this "
+                f"server allows (max_queued_runs={self.settings.max_queued_runs}); wait for "
+                "some to start, or cancel some, then ask again",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         dataset = self.dataset(request.dataset_id)
-        config = run_config(request, dataset, self.db, self.table)
+        config = run_config(
+            request, dataset, self.db, self.table, max_rows=self.settings.max_run_rows
+        )
+        config["requested_by"] = requester
         record = RunRecord(
             id=_new_run_id(self.db),
             dataset_id=dataset.id,
