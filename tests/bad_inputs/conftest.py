@@ -18,6 +18,9 @@ from fastapi.testclient import TestClient
 
 from tests.web.conftest import auth, make_app
 
+#: A semicolon CSV in Latin-1 (Windows-1252), as French or German exports often are.
+LATIN1 = "ville;âge;hb\nZürich;61;12.5\nBesançon;70;9.8\n".encode("latin-1")
+
 
 def cohort(n: int = 40, seed: int = 0) -> pd.DataFrame:
     """A tiny simulated cohort: integer age, a lab value with decimals, sex, a survival pair."""

@@ -13,9 +13,7 @@ import fedsynth
 from fedsynth.core.privacy.config import PrivacyConfigError, resolve_dp
 from fedsynth.exceptions import InvalidDataError
 from fedsynth.tabular.io import detect_dialect, read_table
-from tests.bad_inputs.conftest import cohort, european_csv, quiet_infer, write
-
-LATIN1 = "ville;âge;hb\nZürich;61;12.5\nBesançon;70;9.8\n".encode("latin-1")
+from tests.bad_inputs.conftest import LATIN1, cohort, european_csv, quiet_infer, write
 
 #: name -> (file name, content, dialect in words, expected columns, a checked cell).
 READ_RIGHT = {

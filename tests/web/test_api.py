@@ -183,7 +183,9 @@ def test_a_column_of_identifiers_is_excluded_and_named(client):
 
 
 def test_a_table_of_identifiers_only_is_stored_with_its_problem(client):
-    frame = pd.DataFrame({"patient_id": [f"P{i}" for i in range(30)]})
+    frame = pd.DataFrame(
+        {"patient_id": [f"P{i}" for i in range(30)], "mrn": [f"M{i}" for i in range(30)]}
+    )
     dataset = upload(client, _csv(frame), "only_ids.csv")
     assert not dataset["ready"]
     assert "nothing to learn" in dataset["problems"][0]["message"]
