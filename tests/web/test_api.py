@@ -134,11 +134,11 @@ BAD_UPLOADS = {
         "data.csv",
         b"age,sex\n61,F\n70,M,extra,fields\n55,F\n",
         422,
-        "not a well-formed CSV table",
+        "line 3 has 4 field(s) where the header has 2",
     ),
     "header only": ("data.csv", b"age,sex\n", 422, "has no data rows"),
     "repeated column": ("data.csv", b"age,age\n61,62\n", 422, "repeats the column name"),
-    "not utf-8": ("data.csv", "âge,sexe\n61,F\n".encode("latin-1"), 422, "not UTF-8"),
+    "one column": ("data.csv", b"age sex\n61 F\n", 422, "reads as a single column"),
     "nested values": (
         "data.parquet",
         _parquet(pd.DataFrame({"drugs": [["a", "b"], ["c"]], "age": [61, 70]})),
@@ -183,7 +183,9 @@ def test_a_column_of_identifiers_is_excluded_and_named(client):
 
 
 def test_a_table_of_identifiers_only_is_stored_with_its_problem(client):
-    frame = pd.DataFrame({"patient_id": [f"P{i}" for i in range(30)]})
+    frame = pd.DataFrame(
+        {"patient_id": [f"P{i}" for i in range(30)], "mrn": [f"M{i}" for i in range(30)]}
+    )
     dataset = upload(client, _csv(frame), "only_ids.csv")
     assert not dataset["ready"]
     assert "nothing to learn" in dataset["problems"][0]["message"]

@@ -109,10 +109,23 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 
 
 def _read(path: Path):
-    from fedsynth.tabular.io import read_table
+    """Read a table with the reader the web app shares, and say how a text table was read."""
+    from fedsynth.tabular.io import (
+        PARQUET_SUFFIXES,
+        check_table_file,
+        detect_dialect,
+        read_parquet_table,
+        read_text_table,
+    )
 
     with step(f"Reading {path}"):
-        return read_table(path)
+        path = check_table_file(path)
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            return read_parquet_table(path, name=path.name)
+        dialect = detect_dialect(path)
+        table = read_text_table(path, dialect, name=path.name)
+    console.print(f"Read {path.name} as {dialect.describe()}")
+    return table
 
 
 # ---------------------------------------------------------------------- commands

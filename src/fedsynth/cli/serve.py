@@ -33,6 +33,12 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option(min=0.001, help="Largest uploaded file, in megabytes.")
     ] = 200.0,
+    max_queued_runs: Annotated[
+        int, typer.Option(min=1, help="Runs one user may have waiting in the queue (then 429).")
+    ] = 10,
+    max_run_rows: Annotated[
+        int, typer.Option(min=1, help="Synthetic rows one run may ask for (then 422).")
+    ] = 1_000_000,
 ) -> None:
     """Start the web app: upload a table, check its metadata, run generators (central or
     federated), read the SAFE report, approve and download signed releases, from a browser.
@@ -42,7 +48,13 @@ def serve(
 
     from fedsynth.web import WebSettings, create_app
 
-    settings = WebSettings(data_dir=data_dir, workers=workers, max_upload_mb=max_upload_mb)
+    settings = WebSettings(
+        data_dir=data_dir,
+        workers=workers,
+        max_upload_mb=max_upload_mb,
+        max_queued_runs=max_queued_runs,
+        max_run_rows=max_run_rows,
+    )
     app = create_app(settings)
     shown_host = f"[{host}]" if ":" in host else host
     console.print(f"fedsynth web app: [bold]http://{shown_host}:{port}/[/]", soft_wrap=True)

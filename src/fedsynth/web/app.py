@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fedsynth import __version__
@@ -33,6 +34,7 @@ from fedsynth.web.security import (
 from fedsynth.web.services import Services
 from fedsynth.web.settings import WebSettings
 from fedsynth.web.storage import Storage
+from fedsynth.web.uploads import megabytes
 
 #: Bytes a request may carry on top of the largest upload (form fields, multipart framing).
 REQUEST_OVERHEAD = 1024 * 1024
@@ -98,14 +100,19 @@ def create_app(settings: WebSettings) -> FastAPI:
     from fedsynth.web.routes_pages import router as pages_router
     from fedsynth.web.routes_release import router as release_router
 
-    app.include_router(public_router)
-    app.include_router(api_router)
-    app.include_router(pages_router)
-    app.include_router(release_router)
+    routers = (public_router, api_router, pages_router, release_router)
+    for router in routers:
+        app.include_router(router)
+    # Every route with its full path, for the Allow header of 405 and OPTIONS answers.
+    app.state.routes = [route for router in routers for route in router.routes]
     app.mount("/static", StaticFiles(directory=str(files("fedsynth.web") / "static")), "static")
     _install_error_answers(app)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + REQUEST_OVERHEAD)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes + REQUEST_OVERHEAD,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     return app
 
 
@@ -134,13 +141,23 @@ def error_page(request: Request, status: int, message: str, problems: list | Non
 
 
 def _install_error_answers(app: FastAPI) -> None:
-    def answer(request: Request, status: int, message: str, problems: list[dict[str, Any]]):
+    def answer(
+        request: Request,
+        status: int,
+        message: str,
+        problems: list[dict[str, Any]],
+        headers: dict[str, str] | None = None,
+    ):
+        headers = dict(headers or {})
+        if status == 401 and is_api(request):
+            headers["WWW-Authenticate"] = "Bearer"
         if is_api(request):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return JSONResponse(
                 {"detail": message, "problems": problems}, status_code=status, headers=headers
             )
-        return error_page(request, status, message, problems)
+        response = error_page(request, status, message, problems)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> Response:
@@ -151,7 +168,8 @@ def _install_error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(FedsynthError)
     async def fedsynth_error(request: Request, exc: FedsynthError) -> Response:
-        return answer(request, status_of(exc), str(exc), problems_of(exc))
+        headers = getattr(exc, "headers", None)
+        return answer(request, status_of(exc), str(exc), problems_of(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -171,16 +189,33 @@ def _install_error_answers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "error"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = f"nothing at {request.url.path}"
-        response = answer(request, exc.status_code, message, [])
-        for key, value in (exc.headers or {}).items():
-            response.headers[key] = value
-        return response
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            allowed = allowed_methods(request.app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}"
+            )
+        return answer(request, exc.status_code, message, [], headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         return answer(request, 500, f"internal error ({type(exc).__name__})", [])
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods the routes on the request's path answer, with OPTIONS."""
+    methods = {"OPTIONS"}
+    for route in app.state.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:  # PARTIAL: the path matches, the method does not
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 class SecurityHeaders:
@@ -213,9 +248,10 @@ class BodySizeLimit:
     Content-Length, or by counting when it comes in chunks (then the app is told that the
     client left, and whatever it answers is replaced by the 413)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -254,10 +290,11 @@ class BodySizeLimit:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        limit = f"{self.max_bytes / (1024 * 1024):.0f} MB"
+        # The configured limit, as --max-upload-mb gave it (the request may carry a little
+        # more, for its form fields).
         message = (
-            f"the request is larger than the upload limit (about {limit}); start the server "
-            "with a larger --max-upload-mb to accept it"
+            f"the request is larger than the upload limit of {megabytes(self.max_upload_bytes)}; "
+            "start the server with a larger --max-upload-mb to accept it"
         )
         response = JSONResponse({"detail": message, "problems": []}, status_code=413)
         await response(scope, _drain, send)

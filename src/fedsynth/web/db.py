@@ -306,6 +306,16 @@ class Database:
             ).fetchone()
         return int(row[0])
 
+    def queued_runs_of(self, requester: str) -> int:
+        """How many runs that ``requester`` asked for wait in the queue."""
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'queued' "
+                "AND json_extract(config, '$.requested_by') = ?",
+                (requester,),
+            ).fetchone()
+        return int(row[0])
+
     def claim_next_run(self) -> RunRecord | None:
         """Mark the oldest queued run as running and return it (``None`` if none is queued)."""
         with self.connect() as con:

@@ -17,9 +17,17 @@ class WebError(FedsynthError):
 
     status_code = 400
 
-    def __init__(self, message: str, *, problems: list[Problem] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[Problem] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.problems = list(problems or [])
+        #: HTTP headers of the answer (``Retry-After``...).
+        self.headers = dict(headers or {})
 
 
 class InvalidRequestError(WebError):
@@ -44,6 +52,12 @@ class PrivacyGateError(WebError):
     """Synthetic data that failed (or skipped) SAFE's privacy check, asked without override."""
 
     status_code = 403
+
+
+class TooManyRunsError(WebError):
+    """A user with as many queued runs as the server allows asked for one more."""
+
+    status_code = 429
 
 
 class UploadTooLargeError(WebError):

@@ -17,6 +17,7 @@ import pandas as pd
 from fedsynth.exceptions import DataWarning, MetadataError, Problem
 from fedsynth.tabular.metadata import KINDS, ColumnMetadata, Metadata
 from fedsynth.tabular.metadata.checks import check_table
+from fedsynth.tabular.metadata.inference import identifier_reason, survival_notes
 from fedsynth.tabular.metadata.table import column_for_kind
 
 GENOMIC = "genomic"
@@ -63,7 +64,13 @@ def _as_dicts(problems: list[Problem]) -> list[dict[str, Any]]:
 def check(table: pd.DataFrame, metadata: Metadata) -> Inspection:
     """Check ``table`` against ``metadata``; collect problems and notes."""
     problems, notes = check_table(table, metadata)
-    notes = [Problem(name, IDENTIFIER_NOTE) for name in metadata.identifiers] + notes
+    excluded = []
+    for name in metadata.identifiers:
+        reason = identifier_reason(name, table[name]) if name in table.columns else None
+        excluded.append(
+            Problem(name, IDENTIFIER_NOTE + (f"; taken for {reason}" if reason else ""))
+        )
+    notes = excluded + survival_notes(table, metadata.columns) + notes
     return Inspection(metadata, _as_dicts(problems), _as_dicts(notes))
 
 

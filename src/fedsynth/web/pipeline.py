@@ -80,7 +80,7 @@ def execute(config: Mapping[str, Any], storage: Storage, out: Path, say: Reporte
             storage.dataset_file(source["dataset_id"], source["file_format"]),
             source["file_format"],
             filename=source["filename"],
-        )
+        )[0]
         for source in sources
     }
     metadata = Metadata.from_dict(config["metadata"])

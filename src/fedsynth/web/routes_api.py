@@ -39,6 +39,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "Invalid request or unusable data; each problem."},
 }
 
+#: The answer to a user who already has as many queued runs as the server allows.
+TOO_MANY_RUNS: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorOut,
+        "description": "Too many queued runs for this user (max_queued_runs); see Retry-After.",
+    }
+}
+
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 #: The health check: the one route without a token (and so without error answers).
 public_router = APIRouter(prefix="/api")
@@ -119,7 +127,7 @@ def list_runs(user: User, services: ServicesDep) -> list[RunOut]:
     return [views.run(record) for record in services.runs()]
 
 
-@router.post("/runs", status_code=202, tags=["runs"])
+@router.post("/runs", status_code=202, tags=["runs"], responses=TOO_MANY_RUNS)
 def create_run(body: RunIn, user: User, services: ServicesDep) -> RunOut:
     """Queue a run; follow it with ``GET /api/runs/{id}`` and its log."""
     return views.run(services.create_run(user, body))
@@ -149,7 +157,7 @@ def cancel_run(run_id: RunId, user: User, services: ServicesDep) -> RunOut:
     return views.run(services.cancel_run(user, run_id))
 
 
-@router.post("/runs/{run_id}/rerun", status_code=202, tags=["runs"])
+@router.post("/runs/{run_id}/rerun", status_code=202, tags=["runs"], responses=TOO_MANY_RUNS)
 def rerun(run_id: RunId, user: User, services: ServicesDep) -> RunOut:
     """Queue a new run with the settings of an ended one (interrupted, failed, cancelled...)."""
     return views.run(services.rerun(user, run_id))

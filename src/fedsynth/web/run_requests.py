@@ -30,9 +30,12 @@ def run_config(
     dataset: DatasetRecord,
     db: Database,
     read: Callable[[DatasetRecord], pd.DataFrame],
+    *,
+    max_rows: int,
 ) -> dict[str, Any]:
     """The settings stored with a run: the request checked against its dataset(s) (``read``
-    gives a dataset's table, for a rebalancing plan), with their metadata and files.
+    gives a dataset's table, for a rebalancing plan), with their metadata and files; ``rows``
+    may not pass ``max_rows``.
 
     Raises
     ------
@@ -50,6 +53,11 @@ def run_config(
             "first:\n  - " + "\n  - ".join(problems)
         )
     metadata = Metadata.from_dict(dataset.metadata)
+    if request.rows is not None and request.rows > max_rows:
+        problems.append(
+            f"rows={request.rows:,} is above this server's limit of {max_rows:,} synthetic rows "
+            "per run (max_run_rows); ask for fewer rows"
+        )
     problems += _generator_problems(request)
     problems += _condition_problems(request, metadata)
     problems += _rebalance_problems(request, metadata, dataset, read)

@@ -36,7 +36,9 @@ ArtifactName = Literal[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity (which Python's JSON reader accepts) are refused as "not a finite
+    # number" rather than compared against a field's bounds.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProblemOut(BaseModel):

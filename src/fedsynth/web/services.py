@@ -24,6 +24,7 @@ from fedsynth.web.errors import (
     ConflictError,
     NotFoundError,
     PrivacyGateError,
+    TooManyRunsError,
 )
 from fedsynth.web.inspection import ColumnChoice, edit_metadata, inspect_table
 from fedsynth.web.jobs import JobManager
@@ -31,7 +32,7 @@ from fedsynth.web.release import GATED, RELEASED, released
 from fedsynth.web.run_requests import run_config
 from fedsynth.web.schemas import RunIn
 from fedsynth.web.security import Principal
-from fedsynth.web.settings import WebSettings
+from fedsynth.web.settings import RETRY_AFTER_SECONDS, WebSettings
 from fedsynth.web.storage import Storage
 from fedsynth.web.summary import column_summaries
 from fedsynth.web.uploads import check_content, display_name, format_of, read_upload, save_upload
@@ -45,6 +46,10 @@ MEDIA_TYPES = {
     ".zip": "application/zip",
     ".png": "image/png",
 }
+
+
+#: Start of the note that says how a text upload was read.
+READ_AS = "read as"
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,7 @@ class Services:
                 chunks, path, filename=shown, max_bytes=self.settings.max_upload_bytes
             )
             check_content(path, file_format, filename=shown)
-            table = read_upload(path, file_format, filename=shown)
+            table, dialect = read_upload(path, file_format, filename=shown)
             found = inspect_table(table)
             summary = column_summaries(table, found.metadata)
             self.storage.publish(tmp, self.storage.dataset_dir(dataset_id))
@@ -124,7 +129,7 @@ class Services:
             created=now(),
             metadata=found.metadata.to_dict(),
             problems=found.problems,
-            notes=found.notes,
+            notes=_read_as(dialect) + found.notes,
             summary=summary,
         )
         self.db.add_dataset(record)
@@ -154,7 +159,7 @@ class Services:
     def table(self, record: DatasetRecord) -> pd.DataFrame:
         """The stored table of a dataset (read on the server only; never sent)."""
         path = self.storage.dataset_file(record.id, record.file_format)
-        return read_upload(path, record.file_format, filename=record.filename)
+        return read_upload(path, record.file_format, filename=record.filename)[0]
 
     def update_metadata(
         self, who: Principal, dataset_id: str, choices: Mapping[str, ColumnChoice]
@@ -182,8 +187,11 @@ class Services:
             for name in choices
             if current.columns[name].to_dict() != found.metadata.columns[name].to_dict()
         }
+        read_as = [
+            n for n in record.notes if n["column"] is None and n["message"].startswith(READ_AS)
+        ]
         self.db.update_dataset_metadata(
-            dataset_id, found.metadata.to_dict(), found.problems, found.notes
+            dataset_id, found.metadata.to_dict(), found.problems, read_as + found.notes
         )
         self.audit(
             who, "metadata edited", dataset_id, changed=changed, problems=len(found.problems)
@@ -205,15 +213,30 @@ class Services:
     ) -> RunRecord:
         """Check a run's settings against its dataset(s) and queue it.
 
-        Raises
-        ------
-        NotFoundError
-            For an unknown dataset.
-        InvalidRequestError
-            Listing every setting that cannot be used, each with what was expected.
+            Raises
+            ------
+            NotFoundError
+                For an unknown dataset.
+            InvalidRequestError
+                Listing every setting that cannot be used, each with what was expected (``rows``
+            above the server's ``max_run_rows`` included).
+        TooManyRunsError
+            When the user already has ``max_queued_runs`` runs waiting (429, with Retry-After).
         """
+        requester = who.user or who.actor
+        queued = self.db.queued_runs_of(requester)
+        if queued >= self.settings.max_queued_runs:
+            raise TooManyRunsError(
+                f"{requester} already has {queued} run(s) waiting in the queue, the most this "
+                f"server allows (max_queued_runs={self.settings.max_queued_runs}); wait for "
+                "some to start, or cancel some, then ask again",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         dataset = self.dataset(request.dataset_id)
-        config = run_config(request, dataset, self.db, self.table)
+        config = run_config(
+            request, dataset, self.db, self.table, max_rows=self.settings.max_run_rows
+        )
+        config["requested_by"] = requester
         record = RunRecord(
             id=_new_run_id(self.db),
             dataset_id=dataset.id,
@@ -343,6 +366,11 @@ class Services:
             override=record.override is not None and name in GATED,
         )
         return Download(path, MEDIA_TYPES[path.suffix], f"fedsynth-{run_id}-{name}")
+
+
+def _read_as(dialect: str | None) -> list[dict[str, Any]]:
+    """The table note that says how a text upload was read (delimiter, decimal mark, encoding)."""
+    return [] if dialect is None else [{"column": None, "message": f"{READ_AS} {dialect}"}]
 
 
 def _new_run_id(db: Database) -> str:

@@ -1,4 +1,5 @@
-"""Settings of the web app: the data directory, the worker count and the upload limits."""
+"""Settings of the web app: the data directory, the worker count and the limits on what one
+user may ask for (upload size, queued runs, synthetic rows)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ from pathlib import Path
 
 #: Default largest upload, in megabytes.
 MAX_UPLOAD_MB = 200.0
+#: Default most runs one user may have waiting in the queue.
+MAX_QUEUED_RUNS = 10
+#: Default most synthetic rows one run may ask for.
+MAX_RUN_ROWS = 1_000_000
+#: Seconds a client refused for too many queued runs is told to wait (``Retry-After``).
+RETRY_AFTER_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,11 @@ class WebSettings:
         the queue.
     max_upload_mb : float, default 200
         Largest uploaded file, in megabytes.
+    max_queued_runs : int, default 10
+        Runs one user may have waiting in the queue; more are refused with 429 Too Many
+        Requests (and ``Retry-After``) until some have started.
+    max_run_rows : int, default 1,000,000
+        Synthetic rows one run may ask for (``rows``); more are refused with 422.
     token : str, optional
         The access token. By default it is read from ``data_dir/access-token``, created there
         (readable by the owner only) on the first start.
@@ -38,6 +50,8 @@ class WebSettings:
     data_dir: Path
     workers: int = 1
     max_upload_mb: float = MAX_UPLOAD_MB
+    max_queued_runs: int = MAX_QUEUED_RUNS
+    max_run_rows: int = MAX_RUN_ROWS
     token: str | None = None
     poll_seconds: float = 0.5
 
@@ -47,6 +61,10 @@ class WebSettings:
             problems.append(f"workers must be an integer >= 1, got {self.workers!r}")
         if not self.max_upload_mb > 0:
             problems.append(f"max_upload_mb must be > 0, got {self.max_upload_mb!r}")
+        for name in ("max_queued_runs", "max_run_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be an integer >= 1, got {value!r}")
         if self.token is not None and len(self.token) < 16:
             problems.append("token must be at least 16 characters long")
         if problems:

@@ -6,10 +6,7 @@ The upload is streamed to a file with a fixed name (``source.csv``, ``source.tsv
 
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path, PurePath
@@ -18,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import InvalidDataError, Problem
+from fedsynth.tabular.io import detect_dialect, read_parquet_table, read_text_table
 from fedsynth.web.errors import UnsupportedUploadError, UploadTooLargeError
 
 #: File suffix to stored format.
@@ -76,7 +74,7 @@ def save_upload(chunks: Iterable[bytes], path: Path, *, filename: str, max_bytes
             size += len(chunk)
             if size > max_bytes:
                 raise UploadTooLargeError(
-                    f"{filename!r} is larger than the upload limit of {_megabytes(max_bytes)} "
+                    f"{filename!r} is larger than the upload limit of {megabytes(max_bytes)} "
                     "(start the server with a larger --max-upload-mb to accept it)"
                 )
             handle.write(chunk)
@@ -104,49 +102,27 @@ def check_content(path: Path, file_format: str, *, filename: str) -> None:
             f"{filename!r} holds binary data, not CSV text; expected a text table (an Excel "
             "workbook must be saved as CSV first)"
         )
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise InvalidDataError(
-            [
-                Problem(
-                    None,
-                    f"{filename!r} is not UTF-8 text (byte {exc.start} cannot be decoded); "
-                    "save the table as UTF-8 CSV",
-                )
-            ]
-        ) from exc
 
 
-def read_upload(path: Path, file_format: str, *, filename: str) -> pd.DataFrame:
-    """Read a stored upload into a DataFrame (the same way every time it is read).
+def read_upload(path: Path, file_format: str, *, filename: str) -> tuple[pd.DataFrame, str | None]:
+    """Read a stored upload into a DataFrame (the same way every time it is read), with the
+    :class:`~fedsynth.tabular.io.TextDialect` of a text table in words (``None`` for Parquet).
+
+    Text tables go through the reader of :mod:`fedsynth.tabular.io`, which the command line
+    shares: any delimiter, decimal commas, UTF-8 or Latin-1.
 
     Raises
     ------
     InvalidDataError
-        When the table cannot be parsed, has no data row, or repeats a column name; the
-        message names the file and, where known, the line or the column.
+        When the table cannot be parsed, reads as a single column, has ragged lines, no data
+        row, or repeats a column name; the message names the file and, where known, the line
+        or the column.
     """
-    try:
-        if file_format == "parquet":
-            table = pd.read_parquet(path)
-        else:
-            separator = "\t" if file_format == "tsv" else _separator(path)
-            _check_header(path, separator, filename)
-            table = pd.read_csv(path, sep=separator, low_memory=False, encoding="utf-8-sig")
-    except InvalidDataError:
-        raise
-    except UnicodeDecodeError as exc:
-        raise InvalidDataError(
-            [Problem(None, f"{filename!r} is not UTF-8 text; save the table as UTF-8 CSV")]
-        ) from exc
-    except Exception as exc:
-        kind = "Parquet" if file_format == "parquet" else file_format.upper()
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        raise InvalidDataError(
-            [Problem(None, f"{filename!r} is not a well-formed {kind} table: {message}")]
-        ) from exc
-    table.columns = [str(c) for c in table.columns]
+    if file_format == "parquet":
+        table, dialect = read_parquet_table(path, name=filename), None
+    else:
+        found = detect_dialect(path, name=filename)
+        table, dialect = read_text_table(path, found, name=filename), found.describe()
     nested = [
         Problem(
             c, f"holds lists or other nested values in {filename!r}; expected one value per cell"
@@ -156,17 +132,7 @@ def read_upload(path: Path, file_format: str, *, filename: str) -> pd.DataFrame:
     ]
     if nested:
         raise InvalidDataError(nested)
-    if table.shape[1] == 0 or len(table) == 0:
-        raise InvalidDataError(
-            [
-                Problem(
-                    None,
-                    f"{filename!r} has no data rows ({table.shape[1]} columns, "
-                    f"{len(table)} rows); expected a header line and one line per patient",
-                )
-            ]
-        )
-    return table
+    return table, dialect
 
 
 def _is_plain(value: object) -> bool:
@@ -174,28 +140,6 @@ def _is_plain(value: object) -> bool:
     return isinstance(value, plain)
 
 
-def _separator(path: Path) -> str:
-    """The delimiter of a CSV file: the one of , ; | and tab the header line uses most (comma
-    when tied or when there is none), so that European CSV files (``;``) read as well."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        header = handle.readline()
-    counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
-    best = max(counts, key=counts.__getitem__)
-    return best if counts[best] > counts[","] else ","
-
-
-def _check_header(path: Path, separator: str, filename: str) -> None:
-    """Refuse repeated column names (pandas would silently rename them ``a.1``)."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        first = handle.readline()
-    header = next(csv.reader(io.StringIO(first), delimiter=separator), [])
-    names = [name.strip() for name in header]
-    repeated = sorted({n for n in names if names.count(n) > 1 and n})
-    if repeated:
-        raise InvalidDataError(
-            [Problem(None, f"{filename!r} repeats the column name(s) {repeated}; rename them")]
-        )
-
-
-def _megabytes(n_bytes: int) -> str:
+def megabytes(n_bytes: int) -> str:
+    """A size in bytes as the megabytes of ``--max-upload-mb`` (``200 MB``)."""
     return f"{n_bytes / (1024 * 1024):g} MB"

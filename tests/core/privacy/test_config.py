@@ -34,7 +34,7 @@ def test_every_problem_is_listed_at_once():
     message = str(error.value)
     for expected in (
         "unknown key 'noise'",
-        "epsilon must be a finite number > 0, got -1",
+        "epsilon must be a finite positive number, got -1",
         "delta must be a number in (0, 1), got 1.5",
         "max_epsilon must be a finite number > 0 or None, got 0",
         "domain_fraction must be a number in (0, 1), got 1",
@@ -51,5 +51,5 @@ def test_missing_keys_and_wrong_types():
         resolve_dp({})
     with pytest.raises(PrivacyConfigError, match="dp must be a dict"):
         resolve_dp(1.0)
-    with pytest.raises(PrivacyConfigError, match="epsilon must be a finite number"):
+    with pytest.raises(PrivacyConfigError, match="epsilon must be a finite positive number"):
         resolve_dp({"epsilon": True, "delta": 1e-5})

@@ -118,7 +118,7 @@ def resolve_dp(dp: Mapping[str, Any] | DPSettings | None) -> DPSettings | None:
     Traceback (most recent call last):
     ...
     fedsynth.core.privacy.config.PrivacyConfigError: invalid dp setting:
-      - epsilon must be a finite number > 0, got 0
+      - epsilon must be a finite positive number, got 0
     """
     if dp is None or isinstance(dp, DPSettings):
         return dp
@@ -139,7 +139,7 @@ def resolve_dp(dp: Mapping[str, Any] | DPSettings | None) -> DPSettings | None:
     values = {k: dp[k] for k in known if k in dp}
     settings = {**DPSettings(epsilon=1.0, delta=0.5).to_dict(), **values}
     if "epsilon" in dp and not _positive(dp["epsilon"]):
-        problems.append(f"epsilon must be a finite number > 0, got {dp['epsilon']!r}")
+        problems.append(f"epsilon must be a finite positive number, got {dp['epsilon']!r}")
     if "delta" in dp and not (_number(dp["delta"]) and 0 < dp["delta"] < 1):
         problems.append(f"delta must be a number in (0, 1), got {dp['delta']!r}")
     cap = settings["max_epsilon"]

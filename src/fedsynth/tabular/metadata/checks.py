@@ -175,7 +175,11 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                     f"unexpected value(s) {_examples(bad)} in "
                     f"{'an' if col.kind == 'event' else 'a'} {col.kind} column; expected "
                     f"only {allowed}"
-                    + (" (0 = censored, 1 = event)" if col.kind == "event" else ""),
+                    + (
+                        f" ({allowed[0]!r} = censored, {allowed[-1]!r} = event)"
+                        if col.kind == "event"
+                        else ""
+                    ),
                 )
             )
     elif col.categories is not None:

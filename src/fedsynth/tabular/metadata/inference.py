@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from fedsynth.exceptions import Problem
 from fedsynth.tabular.metadata.columns import ColumnMetadata
 
 # Name tokens that mark personal data on their own, whatever the values look like (but only with
@@ -23,6 +24,21 @@ STRONG_IDENTIFIER_TOKENS = frozenset(
         "telephone", "address", "postcode", "zipcode", "zip", "passport", "insurance",
     }
 )  # fmt: skip
+# Names hospitals give record numbers: identifiers whatever their values look like.
+RECORD_NUMBER_TOKENS = frozenset(
+    {
+        "mrn", "umrn", "urn", "recordno", "recordnumber", "recno", "recnum", "medicalrecord",
+        "hospitalno", "hospitalnumber", "hospno", "chart", "chartno", "chartnumber", "episode",
+        "episodeid", "episodeno", "encounter", "encounterid", "accession", "accessionno",
+        "accessionnumber", "nhsno", "chi", "chinumber", "admissionno", "admissionid", "visitid",
+        "patientno", "patientnumber", "caseno", "casenumber", "labno", "specimenid",
+    }
+)  # fmt: skip
+# Labels of a survival event written as text: one censored label and one event label.
+CENSORED_LABELS = frozenset({"no", "n", "false", "f", "alive", "living", "censored", "0"})
+EVENT_LABELS = frozenset(
+    {"yes", "y", "true", "t", "dead", "deceased", "died", "death", "event", "relapse", "1"}
+)
 # Tokens that mark an identifier only when the values are (nearly) unique per row.
 WEAK_IDENTIFIER_TOKENS = frozenset(
     {"id", "pid", "patient", "patientid", "uuid", "guid", "record", "subject", "subjectid", "key",
@@ -82,28 +98,85 @@ def numeric_view(series: pd.Series) -> pd.Series | None:
 
 
 def is_identifier(name: str, series: pd.Series) -> bool:
-    """Whether a column identifies patients (a unique value per row, or a name such as id/mrn)."""
+    """Whether a column identifies patients (see :func:`identifier_reason`)."""
+    return identifier_reason(name, series) is not None
+
+
+def identifier_reason(name: str, series: pd.Series) -> str | None:
+    """Why a column is taken for an identifier, or ``None`` when it is not one.
+
+    A column is an identifier when its name marks personal data or a record number (``mrn``,
+    ``record_no``, ``hospital_number``, ``encounter``...) with mostly distinct values; when a
+    name such as ``id`` or ``patient`` comes with a distinct value per row; when it is a row
+    counter, text distinct per row, or free text; or when it holds random codes: integers of
+    four or more digits, distinct per row and in no order (a measurement is not written that
+    way, a hospital's record number is).
+    """
     values = series.dropna()
     n = len(values)
     if n == 0:
-        return False
+        return None
     unique_ratio = values.nunique() / n
     tokens = name_tokens(name)
     is_float = pd.api.types.is_float_dtype(series)
-    if tokens & STRONG_IDENTIFIER_TOKENS and unique_ratio > 0.5:
-        return True
+    marked = sorted(tokens & (STRONG_IDENTIFIER_TOKENS | RECORD_NUMBER_TOKENS))
+    if marked and unique_ratio > 0.5:
+        return f"its name marks personal data or a record number ({marked[0]})"
     if tokens & WEAK_IDENTIFIER_TOKENS and not is_float and unique_ratio >= 0.95 and n >= 10:
-        return True
+        return "a distinct value per row under an identifier's name"
+    if _is_free_text(values):
+        return "free text (mostly distinct multi-word values), which would be re-emitted verbatim"
     if n < 20 or unique_ratio < 1.0:
-        return False
-    # No telling name: text unique per row, or a row counter, is an identifier; unique floats
-    # are ordinary measurements.
+        return None
+    # No telling name: text unique per row, a row counter or random codes are identifiers;
+    # unique floats are ordinary measurements.
     if pd.api.types.is_integer_dtype(series):
         ordered = np.sort(values.to_numpy())
-        return bool(np.all(np.diff(ordered) == 1))
+        if np.all(np.diff(ordered) == 1):
+            return "a row counter (consecutive integers, one per row)"
+        if _is_random_code(values):
+            return "random codes (distinct integers of 4+ digits in no order), like record numbers"
+        return None
     if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
+        return None
+    if _mostly_numeric_text(values):  # unique numbers read as text are measurements
+        return None
+    return "text with a distinct value per row"
+
+
+def _is_random_code(values: pd.Series) -> bool:
+    numbers = values.to_numpy(dtype="int64")
+    digits = pd.Series(np.char.str_len(np.abs(numbers).astype(str)))
+    if (digits >= 4).mean() < 0.95 or digits.value_counts(normalize=True).iloc[0] < 0.85:
         return False
-    return not _mostly_numeric_text(values)  # unique numbers read as text are measurements
+    # Codes sorted with the rows (a running number with gaps, a date stamp) are left alone.
+    order = pd.Series(np.arange(len(numbers))).corr(pd.Series(numbers).rank(), method="pearson")
+    return bool(abs(order) < 0.5)
+
+
+def _is_free_text(values: pd.Series) -> bool:
+    if values.dtype != object or len(values) < 10 or not values.map(type).eq(str).all():
+        return False
+    words = values.str.split().str.len()
+    return bool(values.nunique() >= 10 and values.nunique() / len(values) >= 0.5) and bool(
+        words.median() >= 4
+    )
+
+
+def event_labels(series: pd.Series) -> list | None:
+    """``[censored, event]`` labels of a text column holding one of the pairs hospitals code
+    events with (no/yes, false/true, alive/dead, censored/event...), else ``None``."""
+    values = series.dropna()
+    if values.dtype != object or not values.map(type).eq(str).all():
+        return None
+    distinct = list(pd.unique(values))
+    if len(distinct) != 2:
+        return None
+    lower = [value.strip().lower() for value in distinct]
+    for negative, positive in ((0, 1), (1, 0)):
+        if lower[negative] in CENSORED_LABELS and lower[positive] in EVENT_LABELS:
+            return [distinct[negative], distinct[positive]]
+    return None
 
 
 def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
@@ -183,7 +256,10 @@ def infer_roles(
     fits it (the user then names it).
     """
     event_candidates = [
-        c for c, m in columns.items() if m.kind == "binary" and name_tokens(c) & EVENT_TOKENS
+        c
+        for c, m in columns.items()
+        if name_tokens(c) & EVENT_TOKENS
+        and (m.kind == "binary" or (m.kind == "categorical" and event_labels(df[c]) is not None))
     ]
     duration_candidates = [
         c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
@@ -212,6 +288,56 @@ def infer_roles(
     ]
     site = site_candidates[0] if len(site_candidates) == 1 else None
     return duration, event, site
+
+
+def survival_notes(df: pd.DataFrame, columns: dict[str, ColumnMetadata]) -> list[Problem]:
+    """Warnings for a survival pair the rules could not set: an event-named column next to a
+    duration whose values are not one censored and one event code (0/1/2 competing risks, R's
+    1/2, free labels). Each says how to declare the pair; none when the pair is set."""
+    kinds = {c: m.kind for c, m in columns.items()}
+    if "event" in kinds.values():
+        return []
+    durations = [c for c, k in kinds.items() if k == "duration"] or [
+        c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
+    ]
+    if not durations:
+        return []
+    duration = durations[0]
+    notes = []
+    for name, col in columns.items():
+        if col.kind not in {"numeric", "categorical", "binary"} or name == duration:
+            continue
+        if not (name_tokens(name) & EVENT_TOKENS and _only_survival_words(name)):
+            continue
+        codes = sorted((_plain(v) for v in pd.unique(df[name].dropna())), key=str)[:8]
+        numbers = numeric_view(df[name])
+        if event_labels(df[name]) is not None or len(codes) < 2 or set(codes) <= {0, 1}:
+            continue  # a usable event: the pair is only ambiguous (two durations...)
+        if numbers is None:
+            event_code = codes[-1]
+        else:  # R's survival codes 1 = censored, 2 = event; else the first code above 0
+            event_code = 2 if set(codes) == {1, 2} else min(c for c in codes if c > 0)
+        recoded = f"{name}_event"
+        notes.append(
+            Problem(
+                name,
+                f"looks like a survival event next to the duration {duration!r}, but its "
+                f"values {codes} are not one censored and one event code (0 = censored, "
+                "1 = event), so no survival pair is set"
+                + (" (0/1/2: competing risks?)" if len(codes) > 2 else "")
+                + f". Make a 0/1 column for the event of interest, e.g. df[{recoded!r}] = "
+                f"(df[{name!r}] == {event_code!r}).astype(int), and declare the pair: "
+                f"Metadata.infer(df, duration={duration!r}, event={recoded!r}) (command line: "
+                f"--duration {duration} --event {recoded}; web app: set the kinds to duration "
+                "and event)",
+            )
+        )
+    return notes
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar as the Python value it holds (``1``, not ``np.int64(1)``, in messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _name_parts(name: str) -> list[str]:

@@ -16,12 +16,15 @@ from fedsynth.exceptions import DataWarning, InvalidDataError, MetadataError, Pr
 from fedsynth.tabular.metadata.checks import check_metadata, check_table
 from fedsynth.tabular.metadata.columns import KINDS, ColumnMetadata
 from fedsynth.tabular.metadata.inference import (
+    event_labels,
     gene_symbol,
+    identifier_reason,
     infer_column,
     infer_roles,
     numeric_metadata,
     numeric_view,
     sorted_categories,
+    survival_notes,
 )
 
 FORMAT_VERSION = 1
@@ -151,14 +154,20 @@ class Metadata:
             columns[name] = _merge_override(data[name], columns[name], spec)
 
         metadata = cls(columns)
+        declared = set(identifiers or ())
         for name in metadata.identifiers:
+            reason = None if name in declared else identifier_reason(name, data[name])
+            kept = "numeric" if numeric_view(data[name]) is not None else "categorical"
             warnings.warn(
-                f"column {name!r} looks like an identifier (a unique value per row, or a name "
-                "such as id/mrn/name/dob); it is excluded from learning and never emitted. "
-                "Override its kind to keep it.",
+                f"column {name!r} looks like an identifier: "
+                f"{reason or 'a unique value per row, or a name such as id/mrn/name/dob'}; it "
+                "is excluded from learning and never emitted. To keep it, override its kind: "
+                f"overrides={{{name!r}: {kept!r}}}.",
                 DataWarning,
                 stacklevel=2,
             )
+        for note in survival_notes(data, metadata.columns):
+            warnings.warn(f"column {note.column!r} {note.message}", DataWarning, stacklevel=2)
         return metadata
 
     # ------------------------------------------------------------------ roles
@@ -378,7 +387,7 @@ def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
         return ColumnMetadata(kind=kind, dtype=dtype)
     values = series.dropna()
     if kind == "event":
-        return ColumnMetadata(kind=kind, dtype=dtype, categories=[0, 1])
+        return ColumnMetadata(kind=kind, dtype=dtype, categories=event_labels(series) or [0, 1])
     if kind == "binary":
         categories = sorted_categories(values)
         if pd.api.types.is_bool_dtype(series):
