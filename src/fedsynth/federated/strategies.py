@@ -60,6 +60,7 @@ from fedsynth.exceptions import FedsynthError
 from fedsynth.federated import _hooks, task
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator
+from fedsynth.tabular.generators.site_mix import attach_site_mix
 
 
 @dataclass
@@ -361,7 +362,8 @@ class FedAvg(Strategy):
         model.set_weights(weights)
         if extra is not None:
             _hooks.load_extra_state(model, extra)
-        return model
+        # Averaged weights cannot tell the sites apart (see site_mix): sample by site.
+        return attach_site_mix(model, self.schema.metadata, self.schema.encoder)
 
     def ready_models(self) -> list[tuple[int, BaseGenerator]]:
         ready, self._ready = self._ready, []
@@ -534,15 +536,18 @@ class SyntheticSharing(Strategy):
         return rows
 
     def _train_server_model(self, pooled: pd.DataFrame) -> BaseGenerator:
+        schema = self.synthetic_schema
         if self.server_model_ is None:
             model = task.new_generator(self.model, self.params)
             if not model.has_weights:
-                return model.fit(pooled, metadata=self.synthetic_schema.metadata)
-            _hooks.initialize(model, self.synthetic_schema)
+                model.fit(pooled, metadata=schema.metadata)
+                return attach_site_mix(model, schema.metadata, schema.encoder)
+            _hooks.initialize(model, schema)
         else:
             model = self.server_model_
         model.fit(pooled, epochs=self.local_epochs, warm_start=True)
-        return model
+        # The pooled rows hold each site's share only up to sampling noise: sample by site.
+        return attach_site_mix(model, schema.metadata, schema.encoder)
 
     def ready_models(self) -> list[tuple[int, BaseGenerator]]:
         ready, self._ready = self._ready, []
