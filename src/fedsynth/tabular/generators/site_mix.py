@@ -10,6 +10,10 @@ federated model samples by site instead: each site's share of the rows, allocate
 to its size, drawn with the site as a condition (natively where the generator can condition,
 by rejection otherwise).
 
+A site's own generator, which the sharing strategies train on one site's rows, learns the site
+column too (it is in the shared encoder), and an undertrained one emits other sites' values; it
+samples with its own mix, so every row it shares is labelled with its site.
+
 :class:`SiteMix` is saved with the model, so a loaded model samples the same mix.
 """
 
@@ -70,6 +74,17 @@ class SiteMix:
         counts = np.asarray(transform.counts)[: len(categories)]
         return cls(column, {c: int(n) for c, n in zip(categories, counts, strict=True) if n > 0})
 
+    @classmethod
+    def from_data(cls, metadata: Metadata, data: pd.DataFrame) -> SiteMix | None:
+        """The mix of the metadata's site column in ``data`` (e.g. one site's own rows, all of
+        one value), or ``None`` when there is no site column."""
+        column = metadata.site
+        if column is None or column not in data.columns:
+            return None
+        counts = data[column].value_counts()
+        categories = metadata.columns[column].categories
+        return cls(column, {c: int(counts[c]) for c in categories if counts.get(c, 0) > 0})
+
     def allocate(self, n: int) -> dict[Any, int]:
         """``n`` rows split in proportion to the sites' sizes (largest remainders), so that
         every share is within one row of exact."""
@@ -110,13 +125,14 @@ class SiteMix:
         return cls(str(config["column"]), {v: int(r) for v, r in zip(values, rows, strict=True)})
 
 
-def attach_site_mix(generator: Any, metadata: Metadata, encoder: TableEncoder) -> Any:
-    """Make ``generator`` (a model of several sites' rows) sample by site; returns it.
+def attach_site_mix(generator: Any, mix: SiteMix | None) -> Any:
+    """Make ``generator`` sample by site with ``mix``; returns it.
 
-    For a model built at a federation's server: the mix comes from the shared encoder's counts
-    (:meth:`SiteMix.from_encoder`); nothing changes where there is no learned site column.
+    Nothing changes where there is no mix, or where the generator does not learn the site
+    column (a statistical model fitted on one site's rows holds it as a constant).
     """
-    generator.site_mix_ = SiteMix.from_encoder(metadata, encoder)
+    learned = mix is not None and mix.column in generator.learned_columns_
+    generator.site_mix_ = mix if learned else None
     return generator
 
 
