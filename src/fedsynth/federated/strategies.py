@@ -60,6 +60,7 @@ from fedsynth.exceptions import FedsynthError
 from fedsynth.federated import _hooks, task
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator
+from fedsynth.tabular.generators.site_mix import SiteMix, attach_site_mix
 
 
 @dataclass
@@ -361,7 +362,10 @@ class FedAvg(Strategy):
         model.set_weights(weights)
         if extra is not None:
             _hooks.load_extra_state(model, extra)
-        return model
+        # Averaged weights cannot tell the sites apart (see site_mix): sample by site.
+        return attach_site_mix(
+            model, SiteMix.from_encoder(self.schema.metadata, self.schema.encoder)
+        )
 
     def ready_models(self) -> list[tuple[int, BaseGenerator]]:
         ready, self._ready = self._ready, []
@@ -440,6 +444,8 @@ def _local_generator(site: Site, epochs: int) -> BaseGenerator:
         previous=previous,
         n_fits=site.round - 1,
     )
+    # Every row it samples is labelled with this site's own site value(s) (see site_mix).
+    attach_site_mix(generator, SiteMix.from_data(site.schema.metadata, site.data))
     text, arrays = task.model_to_payload(generator, keep_guard=True)
     site.state["local"] = Payload({"model": text}, arrays)
     site.cache["local"] = generator
@@ -534,15 +540,18 @@ class SyntheticSharing(Strategy):
         return rows
 
     def _train_server_model(self, pooled: pd.DataFrame) -> BaseGenerator:
+        schema = self.synthetic_schema
+        # The pooled rows hold each site's share only up to sampling noise: sample by site.
+        mix = SiteMix.from_encoder(schema.metadata, schema.encoder)
         if self.server_model_ is None:
             model = task.new_generator(self.model, self.params)
             if not model.has_weights:
-                return model.fit(pooled, metadata=self.synthetic_schema.metadata)
-            _hooks.initialize(model, self.synthetic_schema)
+                return attach_site_mix(model.fit(pooled, metadata=schema.metadata), mix)
+            _hooks.initialize(model, schema)
         else:
             model = self.server_model_
         model.fit(pooled, epochs=self.local_epochs, warm_start=True)
-        return model
+        return attach_site_mix(model, mix)
 
     def ready_models(self) -> list[tuple[int, BaseGenerator]]:
         ready, self._ready = self._ready, []

@@ -36,6 +36,7 @@ from fedsynth.exceptions import (
     NotFittedError,
     Problem,
 )
+from fedsynth.tabular.generators.site_mix import SiteMix
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.tabular.privacy.guards import CopyGuard
 
@@ -207,10 +208,14 @@ class BaseGenerator:
         rng = self._sample_rng if seed is None else np.random.default_rng(seed)
         checked = self._check_conditions(conditions or {})
         learned_conditions = {c: v for c, v in checked.items() if c not in self.constants_}
+        # A federated model samples each site's share with the site as a condition (site_mix).
+        mix: SiteMix | None = getattr(self, "site_mix_", None)
 
         def draw(k: int) -> pd.DataFrame:
             if k == 0:
                 raw = pd.DataFrame({c: pd.Series([], dtype=float) for c in self.learned_columns_})
+            elif mix is not None and mix.column not in learned_conditions:
+                raw = mix.sample(k, learned_conditions, self._sample_conditioned, rng)
             elif learned_conditions:
                 raw = self._sample_conditioned(k, learned_conditions, rng)
             else:
@@ -345,6 +350,8 @@ class BaseGenerator:
             },
             "state": state,
         }
+        if getattr(self, "site_mix_", None) is not None:
+            config["site_mix"] = self.site_mix_.to_dict()
         if _GUARD_ARRAY in arrays:
             raise FedsynthError(f"{self.name} state uses the reserved array name {_GUARD_ARRAY}")
         return save_model_files(path, config, {**arrays, _GUARD_ARRAY: self.guard_.fingerprints})
@@ -379,6 +386,8 @@ class BaseGenerator:
             guard["columns"], guard["numeric"], guard["key"], arrays.pop(_GUARD_ARRAY)
         )
         gen._set_state(config["state"], arrays)
+        if config.get("site_mix") is not None:
+            gen.site_mix_ = SiteMix.from_dict(config["site_mix"])
         gen._reset_sample_stream()
         return gen
 

@@ -26,6 +26,7 @@ from fedsynth.tabular.validation.scores import (
     compute_scores,
     overall_status,
 )
+from fedsynth.tabular.validation.worst_columns import ColumnGap, worst_columns
 
 #: The metrics of each family, in report order.
 METRICS: dict[str, tuple[Metric, ...]] = {
@@ -72,6 +73,9 @@ class ValidationReport:
         Every metric, by name.
     notes : list of str
         Subsamples and fallbacks used in the computation.
+    worst_columns : list of ColumnGap
+        The columns furthest from the real ones, worst first (see
+        :mod:`~fedsynth.tabular.validation.worst_columns`).
     info : dict
         Table sizes, settings, timings, the fedsynth version and the date.
     """
@@ -82,6 +86,7 @@ class ValidationReport:
     status: str
     results: dict[str, MetricResult]
     notes: list[str] = field(default_factory=list)
+    worst_columns: list[ColumnGap] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +100,7 @@ class ValidationReport:
             "parts": json_ready(self.parts),
             "flags": [f.to_dict() for f in self.flags],
             "notes": list(self.notes),
+            "worst_columns": [gap.to_dict() for gap in self.worst_columns],
             "info": json_ready(self.info),
             "results": {name: r.to_dict() for name, r in self.results.items()},
         }
@@ -248,7 +254,7 @@ def validate(
                     results[metric.name] = metric.compute(data)
         timings[family] = round(time.perf_counter() - family_start, 3)
     scores, parts = compute_scores(results, data)
-    flags = compute_flags(scores, results)
+    flags = compute_flags(scores, results, parts)
     info = {
         "rows": {
             "real": len(data.real),
@@ -276,6 +282,7 @@ def validate(
         status=overall_status(flags),
         results=results,
         notes=list(data.notes),
+        worst_columns=worst_columns(data),
         info=info,
     )
 

@@ -1,4 +1,5 @@
-"""The self-contained HTML report: scores, flags, notes, one section per family, plots inline.
+"""The self-contained HTML report: the worst columns, scores, flags, notes, one section per
+family, plots inline.
 
 The page has no external resource (styles inline, plots as base64 PNG) so that it can be mailed
 or archived as one file. It shows aggregates of the real data only (frequencies, histograms,
@@ -17,6 +18,7 @@ import pandas as pd
 from fedsynth.core.metrics import FAMILIES, MetricResult
 from fedsynth.tabular.validation import plots
 from fedsynth.tabular.validation.scores import PRIVACY_LIMITS, SCORE_DEFINITIONS, SCORE_THRESHOLDS
+from fedsynth.tabular.validation.worst_columns import WORST_COLUMN_CHECKS
 
 if TYPE_CHECKING:
     from fedsynth.tabular.validation.api import ValidationReport
@@ -137,6 +139,38 @@ def _scores_section(report: ValidationReport) -> str:
         )
     table = _table(["score", "value", "flag", "definition", "parts", "thresholds"], rows)
     return f"<h2>Scores</h2>{_figure(plots.scores(report), 'Headline scores')}{table}"
+
+
+_MEASURES = {"tvd": "total variation", "ks": "KS statistic", "missing": "|Δ missing rate|"}
+
+
+def _worst_columns_section(report: ValidationReport) -> str:
+    """The columns furthest from the real ones, each judged by its check's thresholds, with
+    their marginals: a column far off shows here even when every mean looks fine."""
+    if not report.worst_columns:
+        return ""
+    check_of = {measure: name for name, (_, measure) in WORST_COLUMN_CHECKS.items()}
+    kinds = report.info.get("kinds", {})
+    rows = []
+    for gap in report.worst_columns:
+        pass_at, warn_at = SCORE_THRESHOLDS[check_of[gap.measure]]
+        score = 1.0 - gap.distance
+        status = "pass" if score >= pass_at else "warn" if score >= warn_at else "fail"
+        limits = f"pass ≤ {1 - pass_at:.2f}, warn ≤ {1 - warn_at:.2f}"
+        rows.append(
+            [
+                _cell(gap.column),
+                _cell(kinds.get(gap.column, "")),
+                _cell(_MEASURES[gap.measure]),
+                _num(gap.distance),
+                f"<td>{_badge(status)}</td>",
+                _cell(limits),
+            ]
+        )
+    header = ["column", "kind", "measure", "distance", "flag", "thresholds"]
+    png, shown = plots.marginals(report, [gap.column for gap in report.worst_columns])
+    figure = _figure(png, f"Marginals of the worst columns, real vs synthetic: {', '.join(shown)}")
+    return "<h2>Worst columns</h2>" + _table(header, rows) + figure
 
 
 def _flags_section(report: ValidationReport) -> str:
@@ -320,6 +354,7 @@ def render_html(report: ValidationReport, *, title: str = "fedsynth validation r
         f"{_e(info.get('created'))}.</p>",
         '<p class="muted">This page shows aggregates of the real data only (frequencies, '
         "histograms, curves, matrices, distances); no real record is included.</p>",
+        _worst_columns_section(report),
         _scores_section(report),
         _flags_section(report),
         _notes_section(report),
