@@ -4,7 +4,8 @@ A column is described by a mixture of Gaussian modes. A value ``x`` is encoded a
 (one-hot, a softmax span) and ``alpha = (x - mean_k) / (4 std_k)`` clipped to [-1, 1] (a tanh
 span), so that a generator sees every mode of a multimodal lab value at the same scale.
 Durations are modelled on the log scale (``log1p``), where survival times are far less skewed
-(:func:`uses_log_scale` says when, :func:`to_model_scale` applies it).
+(:func:`uses_log_scale` says when, :func:`to_model_scale` applies it, :func:`from_model_scale`
+undoes it).
 
 A transform is fitted on a column (:meth:`ContinuousColumn.fit`) or built from aggregate
 statistics, the modes of a mixture on the modelled scale (:class:`NumericModes`,
@@ -58,6 +59,14 @@ def to_model_scale(values: ArrayLike, log: bool) -> np.ndarray:
     [0.0, 1.0]
     """
     return np.log1p(values) if log else np.asarray(values)
+
+
+def from_model_scale(values: np.ndarray, log: bool) -> np.ndarray:
+    """Inverse of :func:`to_model_scale`; values too large to come back are ``inf``."""
+    if not log:
+        return values
+    with np.errstate(over="ignore"):
+        return np.expm1(values)
 
 
 @dataclass(frozen=True)
@@ -270,9 +279,7 @@ class ContinuousColumn:
         else:
             modes = np.zeros(n, dtype=np.int64)
         values = self.normalizer.decode(alpha, modes)
-        if self.log:
-            with np.errstate(over="ignore"):  # inf is clipped to the upper bound just below
-                values = np.expm1(values)
+        values = from_model_scale(values, self.log)  # inf is clipped to the upper bound below
         low, high = self.bounds
         if self.whole:
             # + 0.0 turns the -0.0 that rounding leaves for small negative values into 0.0,
