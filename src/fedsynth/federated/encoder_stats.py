@@ -1,29 +1,22 @@
-"""The shared encoder, built by the server from aggregate statistics only.
+"""The shared encoder, built by the server from the sites' aggregate statistics only.
 
-Federated averaging needs every site to encode its table into the same matrix layout, so the
-encoder (mixture modes of the numeric columns, category slots, missing indicators) must be one
-and the same everywhere. Each site computes :func:`site_statistics` on its own table and sends
-only that; the server merges them with :func:`build_schema`. What a site sends, per column:
+Each site sends :func:`~fedsynth.federated.site_statistics.site_statistics` (nothing about a
+single patient; see that module). The server merges them here, column by column, and hands the
+merged statistics to :meth:`TableEncoder.from_statistics
+<fedsynth.tabular.transforms.TableEncoder.from_statistics>`, which alone decides what the encoder
+makes of them:
 
-* every column: whether values are missing, and how many when at least ``min_count``;
-* a discrete column (categorical, binary, event, site): the count of each category of the shared
-  metadata; counts below ``min_count`` (zero included) are not sent one by one but merged into
-  one "rare" total, so that a category held by one or two patients is not revealed;
-* a numeric column with at most ``max_modes`` distinct values, each held by at least
-  ``min_count`` rows: those values and their counts;
-* any other numeric column: the modes of a Bayesian Gaussian mixture fitted at the site (mean,
-  standard deviation, weight), keeping only modes that carry at least ``min_count`` rows, so that
-  no mode sits on one patient's value. Durations are summarised on the ``log1p`` scale, as the
-  encoder models them.
+* a discrete column: the sites' category counts are pooled (a site's "rare" total is shared
+  evenly among the categories it hid) into :class:`~fedsynth.tabular.transforms.CategoryCounts`;
+* a numeric column: the union of the sites' modes, weighted by site size, with the sites' exact
+  values as narrow modes, reduced to ``max_modes`` by merging the pair of modes that least
+  changes the mixture (Runnalls 2007, moment-preserving merges), into
+  :class:`~fedsynth.tabular.transforms.NumericModes`; when the sites sent only few exact values,
+  those values are the modes (point masses);
+* a column holding one value (or none) at every site is not encoded but kept in
+  :attr:`SharedSchema.constants`.
 
-No row, no value of a single patient, no identifier leaves the site. Category sets and numeric
-bounds come from the shared metadata (agreed by the sites beforehand, or inferred on pooled data in
-a simulation), not from the sites' data, so the shared metadata must give them
-(:func:`check_shared_metadata`).
-
-The server pools the category counts, and for numeric columns the union of the sites' modes
-weighted by site size, reduced to ``max_modes`` by merging the pair of modes that least changes
-the mixture (Runnalls 2007, moment-preserving merges).
+The site-side functions are importable from here too.
 """
 
 from __future__ import annotations
@@ -33,202 +26,35 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from fedsynth._version import __version__
-from fedsynth.exceptions import MetadataError, Problem
-from fedsynth.federated.errors import SiteRefusedError
+from fedsynth.federated.site_statistics import (
+    MIN_COUNT,
+    check_shared_metadata,
+    check_site,
+    site_statistics,
+)
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
-from fedsynth.tabular.metadata.inference import numeric_view
-from fedsynth.tabular.transforms import ModeNormalizer, TableEncoder
-from fedsynth.tabular.transforms.categorical import category_codes
+from fedsynth.tabular.transforms import (
+    CategoryCounts,
+    ModeNormalizer,
+    NumericModes,
+    TableEncoder,
+    to_model_scale,
+)
+from fedsynth.tabular.transforms.categorical import category_order
 from fedsynth.tabular.transforms.dtypes import plain
 
-#: Fewest rows behind any count, value or mode that a site sends (k-anonymity style, k = 5).
-MIN_COUNT = 5
+__all__ = [
+    "MIN_COUNT",
+    "SharedSchema",
+    "build_schema",
+    "check_shared_metadata",
+    "check_site",
+    "merge_modes",
+    "site_statistics",
+]
 
 
-def check_shared_metadata(metadata: Metadata) -> None:
-    """Check that ``metadata`` gives what no site may send: categories and numeric bounds.
-
-    Raises
-    ------
-    MetadataError
-        Naming each discrete column without categories and each numeric column without bounds.
-    """
-    problems = []
-    for name, col in metadata.columns.items():
-        if col.is_discrete and not col.categories:
-            problems.append(
-                Problem(name, "a shared metadata must list the categories of discrete columns")
-            )
-        elif col.is_continuous and col.bounds is None:
-            problems.append(
-                Problem(name, "a shared metadata must give the bounds (low, high) of numbers")
-            )
-    if problems:
-        raise MetadataError(problems)
-
-
-def check_site(data: pd.DataFrame, metadata: Metadata, site: str) -> None:
-    """Refuse a site whose table does not fit the shared metadata.
-
-    Raises
-    ------
-    SiteRefusedError
-        Naming the site and every column that does not fit (unknown or absent columns, unseen
-        categories, text in numeric columns, values outside the shared bounds...).
-    """
-    from fedsynth.tabular.metadata.checks import check_table
-
-    problems, _ = check_table(data, metadata)
-    for name, col in metadata.columns.items():
-        if name in data.columns and col.is_continuous and col.bounds is not None:
-            numbers = numeric_view(data[name])
-            if numbers is None:
-                continue
-            low, high = col.bounds
-            outside = int(((numbers < low) | (numbers > high)).sum())
-            if outside:
-                message = f"{outside} value(s) outside the shared bounds [{low:g}, {high:g}]"
-                problems.append(Problem(name, message))
-    if problems:
-        raise SiteRefusedError(site, problems)
-
-
-# ---------------------------------------------------------------------- at a site
-def site_statistics(
-    data: pd.DataFrame,
-    metadata: Metadata,
-    *,
-    min_count: int = MIN_COUNT,
-    max_modes: int = 10,
-    weight_threshold: float = 0.005,
-    max_fit_rows: int = 20_000,
-    seed: int | None = 0,
-) -> dict[str, Any]:
-    """The aggregate statistics a site sends to build the shared encoder (see the module doc).
-
-    Parameters
-    ----------
-    data : DataFrame
-        The site's table, already checked with :func:`check_site`.
-    metadata : Metadata
-        The shared metadata.
-    min_count : int, default 5
-        Fewest rows behind any count, value or mode that is sent.
-    max_modes, weight_threshold, max_fit_rows, seed
-        As for :class:`~fedsynth.tabular.transforms.TableEncoder`.
-
-    Returns
-    -------
-    dict
-        JSON-ready: ``{"n_rows": int, "columns": {name: summary}}``.
-
-    Examples
-    --------
-    >>> df = pd.DataFrame({"sex": ["F"] * 7 + ["M"] * 2})
-    >>> md = Metadata({"sex": {"kind": "categorical", "categories": ["F", "M"]}})
-    >>> site_statistics(df, md)["columns"]["sex"]["counts"]
-    [7, None]
-    """
-    rng = np.random.default_rng(seed)
-    columns = {}
-    for name, col in metadata.columns.items():
-        if col.kind == "identifier":
-            continue
-        series = data[name]
-        if col.is_discrete:
-            columns[name] = _discrete_summary(series, col, min_count)
-        else:
-            columns[name] = _continuous_summary(
-                series,
-                col,
-                min_count=min_count,
-                max_modes=max_modes,
-                weight_threshold=weight_threshold,
-                max_fit_rows=max_fit_rows,
-                rng=rng,
-            )
-    return {"n_rows": len(data), "min_count": min_count, "columns": columns}
-
-
-def _suppressed(count: int, min_count: int) -> int | None:
-    return int(count) if count >= min_count else None
-
-
-def _missing_summary(n_missing: int, min_count: int) -> dict[str, Any]:
-    return {"any": bool(n_missing), "count": _suppressed(n_missing, min_count)}
-
-
-def _discrete_summary(series: pd.Series, col: ColumnMetadata, min_count: int) -> dict[str, Any]:
-    categories = [plain(c) for c in col.categories]
-    codes, _ = category_codes(series, categories)
-    counts = np.bincount(codes[codes >= 0], minlength=len(categories))
-    shown = [_suppressed(c, min_count) for c in counts]
-    rare = int(sum(c for c, s in zip(counts, shown, strict=True) if s is None))
-    return {
-        "type": "discrete",
-        "counts": shown,
-        "rare": rare,
-        "missing": _missing_summary(int((codes == -1).sum()), min_count),
-    }
-
-
-def _continuous_summary(
-    series: pd.Series,
-    col: ColumnMetadata,
-    *,
-    min_count: int,
-    max_modes: int,
-    weight_threshold: float,
-    max_fit_rows: int,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
-    numbers = numeric_view(series).to_numpy(dtype=np.float64, na_value=np.nan)
-    present = numbers[~np.isnan(numbers)]
-    summary: dict[str, Any] = {
-        "type": "continuous",
-        "n_present": len(present),
-        "missing": _missing_summary(len(numbers) - len(present), min_count),
-        "values": None,
-        "log": False,
-        "modes": None,
-    }
-    if len(present) < min_count:
-        return summary
-    distinct, counts = np.unique(present, return_counts=True)
-    if len(distinct) <= max_modes and counts.min() >= min_count:
-        summary["values"] = {"values": distinct.tolist(), "counts": counts.tolist()}
-        return summary
-    log = col.kind == "duration" and len(distinct) > max_modes
-    scaled = np.log1p(present) if log else present
-    modes = None
-    if len(distinct) > max_modes:
-        fitted = ModeNormalizer.from_values(
-            scaled,
-            max_modes=max_modes,
-            weight_threshold=weight_threshold,
-            max_fit_rows=max_fit_rows,
-            rng=rng,
-        )
-        # A mode carrying fewer than min_count rows could sit on one patient's value.
-        keep = fitted.weights * len(present) >= min_count
-        if keep.any():
-            modes = (fitted.means[keep], fitted.stds[keep], fitted.weights[keep])
-    if modes is None:  # few rows, or rare values: one mode describes the column
-        modes = (np.array([scaled.mean()]), np.array([scaled.std()]), np.array([1.0]))
-    means, stds, weights = modes
-    summary["log"] = log
-    summary["modes"] = {
-        "means": means.tolist(),
-        "stds": stds.tolist(),
-        "weights": (weights / weights.sum()).tolist(),
-    }
-    return summary
-
-
-# ---------------------------------------------------------------------- at the server
 @dataclass
 class SharedSchema:
     """What every site and the server share: metadata, encoder, and the columns learned.
@@ -330,42 +156,29 @@ def build_schema(
     site_rows = {site: int(stats["n_rows"]) for site, stats in statistics.items()}
     columns = [n for n, c in metadata.columns.items() if c.kind != "identifier"]
     constants: dict[str, Any] = {}
-    specs: list[dict[str, Any]] = []
-    arrays: dict[str, np.ndarray] = {}
+    merged: dict[str, CategoryCounts | NumericModes] = {}
     for name in columns:
         col = metadata.columns[name]
         summaries = {site: stats["columns"][name] for site, stats in statistics.items()}
-        weights = {site: site_rows[site] for site in summaries}
-        constant = _constant_value(col, summaries, weights)
+        constant = _constant_value(col, summaries, site_rows)
         if constant is not _NOT_CONSTANT:
             constants[name] = constant
-            continue
-        key = f"t{len(specs)}"
-        if col.is_discrete:
-            spec, column_arrays = _discrete_column(name, col, summaries, key)
+        elif col.is_discrete:
+            merged[name] = _merged_counts(col, summaries)
         else:
-            spec, column_arrays = _continuous_column(name, col, summaries, key, max_modes)
-        specs.append(spec)
-        arrays.update(column_arrays)
-    params = {
-        "max_modes": max_modes,
-        "weight_threshold": weight_threshold,
-        "max_fit_rows": max_fit_rows,
-        "mode_assignment": "argmax",
-        "seed": seed,
-    }
-    encoder_config = {
-        "format": "fedsynth-table-encoder",
-        "format_version": 1,
-        "fedsynth_version": __version__,
-        "params": params,
-        "n_rows": sum(site_rows.values()),
-        "metadata": metadata.to_dict(),
-        "transforms": specs,
-    }
+            merged[name] = _merged_modes(col, summaries, max_modes)
+    encoder = TableEncoder.from_statistics(
+        metadata,
+        merged,
+        n_rows=sum(site_rows.values()),
+        max_modes=max_modes,
+        weight_threshold=weight_threshold,
+        max_fit_rows=max_fit_rows,
+        seed=seed,
+    )
     return SharedSchema(
         metadata=metadata,
-        encoder=TableEncoder.from_state(encoder_config, arrays),
+        encoder=encoder,
         columns=columns,
         learned_columns=[c for c in columns if c not in constants],
         constants=constants,
@@ -413,12 +226,12 @@ def _dtype_of(col: ColumnMetadata) -> str:
     return "float64" if col.is_continuous else "object"
 
 
-def _discrete_column(
-    name: str, col: ColumnMetadata, summaries: Mapping[str, Mapping[str, Any]], key: str
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    categories = [plain(c) for c in col.categories]
-    has_missing = any(s["missing"]["any"] for s in summaries.values())
-    counts = np.zeros(len(categories) + has_missing)
+def _merged_counts(
+    col: ColumnMetadata, summaries: Mapping[str, Mapping[str, Any]]
+) -> CategoryCounts:
+    """The sites' category counts pooled; missing rows too."""
+    counts = np.zeros(len(category_order(col)))
+    missing = 0.0
     for summary in summaries.values():
         shown = summary["counts"]
         hidden = [i for i, c in enumerate(shown) if c is None]
@@ -428,25 +241,8 @@ def _discrete_column(
         # Rare categories are known only as a total: spread it evenly over them.
         if hidden:
             counts[hidden] += summary["rare"] / len(hidden)
-        if has_missing:
-            counts[-1] += _missing_count(summary)
-    spec = {
-        "type": "categorical",
-        "name": name,
-        "kind": col.kind,
-        "categories": categories,
-        "has_missing": has_missing,
-        "dtype": _discrete_dtype(col.dtype, categories),
-        "missing_value": None,
-    }
-    return spec, {f"{key}.counts": np.round(counts).astype(np.int64)}
-
-
-def _discrete_dtype(dtype: str | None, categories: list[Any]) -> Any:
-    """The dtype description a categorical transform saves (a category dtype with its values)."""
-    if dtype == "category":
-        return {"name": "category", "categories": categories, "ordered": False}
-    return dtype or "object"
+        missing += _missing_count(summary)
+    return CategoryCounts(counts, missing)
 
 
 def _missing_count(summary: Mapping[str, Any]) -> float:
@@ -457,17 +253,16 @@ def _missing_count(summary: Mapping[str, Any]) -> float:
     return float(missing["count"]) if missing["count"] is not None else MIN_COUNT / 2
 
 
-def _continuous_column(
-    name: str,
-    col: ColumnMetadata,
-    summaries: Mapping[str, Mapping[str, Any]],
-    key: str,
-    max_modes: int,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _merged_modes(
+    col: ColumnMetadata, summaries: Mapping[str, Mapping[str, Any]], max_modes: int
+) -> NumericModes:
+    """The sites' modes and exact values merged into at most ``max_modes`` modes."""
     low, high = (float(b) for b in col.bounds)
     point_values: dict[float, float] = {}
     gaussian: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    # The sites' modes are on the modelled scale: log1p wherever a site modelled it so.
     log = any(s["log"] for s in summaries.values())
+    has_missing = any(s["missing"]["any"] for s in summaries.values())
     for summary in summaries.values():
         if summary["values"] is not None:
             for value, count in zip(
@@ -484,57 +279,27 @@ def _continuous_column(
                 )
             )
     if not gaussian and 0 < len(point_values) <= max_modes:
+        # Only few exact values: point masses, on the input scale where they are exact.
         values = np.array(sorted(point_values))
-        normalizer = ModeNormalizer(
-            values, np.zeros(len(values)), [point_values[v] for v in values]
-        )
-        log = False
-    else:
-        scale = np.log1p if log else (lambda x: x)
-        spread = float(scale(high) - scale(low)) or 1.0
-        floor = 1e-3 * spread
-        means = [m for m, _, _ in gaussian]
-        stds = [np.maximum(s, floor) for _, s, _ in gaussian]
-        weights = [w for _, _, w in gaussian]
-        if point_values:
-            values = np.array(sorted(point_values))
-            means.append(scale(values))
-            stds.append(np.full(len(values), floor))
-            weights.append(np.array([point_values[v] for v in values]))
-        if not means:  # every site suppressed everything: one wide mode over the bounds
-            means = [np.array([scale(low) + spread / 2])]
-            stds, weights = [np.array([spread / 4])], [np.ones(1)]
-        merged = merge_modes(
-            np.concatenate(means), np.concatenate(stds), np.concatenate(weights), max_modes
-        )
-        normalizer = ModeNormalizer(*merged)
-    spec = {
-        "type": "continuous",
-        "name": name,
-        "kind": col.kind,
-        "log": bool(log),
-        "whole": bool(col.integer) or _integer_dtype(col.dtype),
-        "bounds": [low, high],
-        "has_missing": any(s["missing"]["any"] for s in summaries.values()),
-        "dtype": col.dtype or "float64",
-        "missing_value": None,
-    }
-    arrays = {
-        f"{key}.means": normalizer.means,
-        f"{key}.stds": normalizer.stds,
-        f"{key}.weights": normalizer.weights,
-    }
-    return spec, arrays
-
-
-def _integer_dtype(dtype: str | None) -> bool:
-    if dtype is None:
-        return False
-    try:
-        resolved = pd.api.types.pandas_dtype(dtype)
-    except TypeError:
-        return False
-    return pd.api.types.is_integer_dtype(resolved) or pd.api.types.is_bool_dtype(resolved)
+        masses = ModeNormalizer(values, np.zeros(len(values)), [point_values[v] for v in values])
+        return NumericModes(masses, False, has_missing)
+    spread = float(to_model_scale(high, log) - to_model_scale(low, log)) or 1.0
+    floor = 1e-3 * spread
+    means = [m for m, _, _ in gaussian]
+    stds = [np.maximum(s, floor) for _, s, _ in gaussian]
+    weights = [w for _, _, w in gaussian]
+    if point_values:
+        values = np.array(sorted(point_values))
+        means.append(to_model_scale(values, log))
+        stds.append(np.full(len(values), floor))
+        weights.append(np.array([point_values[v] for v in values]))
+    if not means:  # every site suppressed everything: one wide mode over the bounds
+        means = [np.array([to_model_scale(low, log) + spread / 2])]
+        stds, weights = [np.array([spread / 4])], [np.ones(1)]
+    merged = merge_modes(
+        np.concatenate(means), np.concatenate(stds), np.concatenate(weights), max_modes
+    )
+    return NumericModes(ModeNormalizer(*merged), log, has_missing)
 
 
 def merge_modes(

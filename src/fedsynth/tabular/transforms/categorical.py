@@ -1,4 +1,9 @@
-"""One-hot encoding of discrete columns: categorical, site, binary and event."""
+"""One-hot encoding of discrete columns: categorical, site, binary and event.
+
+A transform is fitted on a column (:meth:`CategoricalColumn.fit`) or built from aggregate
+statistics, the rows of each category (:class:`CategoryCounts`,
+:meth:`CategoricalColumn.from_counts`), e.g. pooled by a federated server from the sites' counts.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from fedsynth.exceptions import Problem
+from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata
 from fedsynth.tabular.transforms.base import Span, choose_slots
 from fedsynth.tabular.transforms.dtypes import (
@@ -44,6 +50,58 @@ def category_codes(series: pd.Series, categories: list[Any]) -> tuple[np.ndarray
     return table[codes], unseen
 
 
+def category_order(col: ColumnMetadata) -> list[Any]:
+    """The categories of a discrete column in the order of its slots: the metadata's order.
+
+    Examples
+    --------
+    >>> category_order(ColumnMetadata("binary", categories=[np.int64(0), np.int64(1)]))
+    [0, 1]
+    """
+    return [plain(c) for c in col.categories]
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """The aggregate statistics a discrete column's transform is built from.
+
+    Parameters
+    ----------
+    counts : array-like of shape (n_categories,)
+        Rows holding each category, in :func:`category_order`; fractional counts (e.g. a total
+        shared evenly among categories) are rounded when the transform is built.
+    missing : float, default 0
+        Rows with a missing value; when positive, "missing" is one more slot, the last.
+
+    Examples
+    --------
+    >>> stats = CategoryCounts.from_codes(np.array([0, 1, 1, -1]), n_categories=3)
+    >>> stats.slot_counts().tolist(), stats.has_missing
+    ([1, 2, 0, 1], True)
+    """
+
+    counts: ArrayLike
+    missing: float = 0.0
+
+    @classmethod
+    def from_codes(cls, codes: np.ndarray, n_categories: int) -> CategoryCounts:
+        """Count :func:`category_codes` output: codes ``>= 0`` per category, ``-1`` missing."""
+        counts = np.bincount(codes[codes >= 0], minlength=n_categories)
+        return cls(counts, int((codes == -1).sum()))
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether the column has missing values (and so a "missing" slot)."""
+        return bool(self.missing > 0)
+
+    def slot_counts(self) -> np.ndarray:
+        """Whole rows of each slot of the span: the categories, then "missing" if any."""
+        counts = np.asarray(self.counts)
+        if self.has_missing:
+            counts = np.append(counts, self.missing)
+        return np.round(counts).astype(np.int64)
+
+
 @dataclass
 class CategoricalColumn:
     """Transform of a discrete column: one softmax span over its categories.
@@ -66,22 +124,81 @@ class CategoricalColumn:
         cls, name: str, series: pd.Series, col: ColumnMetadata
     ) -> tuple[CategoricalColumn | None, list[Problem]]:
         """Fit on ``series`` over ``col.categories``; ``None`` and problems when invalid."""
-        categories = [plain(c) for c in col.categories]
+        categories = category_order(col)
         codes, unseen = category_codes(series, categories)
         if unseen:
             return None, [_unseen_problem(name, unseen, categories)]
-        has_missing = bool((codes == -1).any())
-        counts = np.bincount(_slots(codes, categories), minlength=len(categories) + has_missing)
-        column = cls(
-            name=name,
-            kind=col.kind,
-            categories=categories,
-            counts=counts,
-            has_missing=has_missing,
+        column = cls.from_counts(
+            name,
+            col,
+            CategoryCounts.from_codes(codes, len(categories)),
             dtype=series.dtype,
             missing_value=missing_value_of(series),
         )
         return column, []
+
+    @classmethod
+    def from_counts(
+        cls,
+        name: str,
+        col: ColumnMetadata,
+        statistics: CategoryCounts,
+        *,
+        dtype: Any = None,
+        missing_value: str | None = None,
+    ) -> CategoricalColumn:
+        """Build the transform of column ``name`` from its category counts, without its values.
+
+        Parameters
+        ----------
+        name : str
+            The column.
+        col : ColumnMetadata
+            Its metadata: kind, categories, and the dtype unless given.
+        statistics : CategoryCounts
+            Rows of each category and missing rows.
+        dtype : optional
+            Dtype of decoded values; by default ``col.dtype`` (``object`` when unset; a
+            ``"category"`` dtype takes the metadata's categories).
+        missing_value : {"nan", "none", "na"}, optional
+            How an object column writes missing values (NaN by default).
+
+        Raises
+        ------
+        MetadataError
+            When ``col`` has no categories, or not as many as ``statistics`` counts.
+
+        Examples
+        --------
+        >>> col = ColumnMetadata("categorical", categories=["F", "M"], dtype="category")
+        >>> column = CategoricalColumn.from_counts("sex", col, CategoryCounts([7, 5], missing=2))
+        >>> column.counts.tolist(), column.width, list(column.dtype.categories)
+        ([7, 5, 2], 3, ['F', 'M'])
+        """
+        counts = np.asarray(statistics.counts)
+        if not col.categories or len(col.categories) != counts.shape[0]:
+            expected = len(col.categories or [])
+            raise MetadataError(
+                [
+                    Problem(
+                        name,
+                        f"{counts.shape[0]} category count(s) for {expected} categor"
+                        f"{'y' if expected == 1 else 'ies'} in the metadata",
+                    )
+                ]
+            )
+        categories = category_order(col)
+        if dtype is None:
+            dtype = _metadata_dtype(col.dtype, categories)
+        return cls(
+            name=name,
+            kind=col.kind,
+            categories=categories,
+            counts=statistics.slot_counts(),
+            has_missing=statistics.has_missing,
+            dtype=dtype,
+            missing_value=missing_value,
+        )
 
     @property
     def width(self) -> int:
@@ -156,6 +273,13 @@ class CategoricalColumn:
             dtype=dtype_from_json(config["dtype"]),
             missing_value=config["missing_value"],
         )
+
+
+def _metadata_dtype(dtype: str | None, categories: list[Any]) -> Any:
+    """The dtype a metadata names, a ``"category"`` one over the metadata's categories."""
+    if dtype == "category":
+        return pd.CategoricalDtype(categories, ordered=False)
+    return pd.api.types.pandas_dtype(dtype or "object")
 
 
 def _slots(codes: np.ndarray, categories: list[Any]) -> np.ndarray:

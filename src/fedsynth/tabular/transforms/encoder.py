@@ -4,111 +4,24 @@ and a generated matrix back to a table with the input's columns and dtypes."""
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from fedsynth._version import __version__
-from fedsynth.exceptions import InvalidDataError, ModelFileError, NotFittedError, Problem
-from fedsynth.tabular.metadata import ColumnMetadata, Metadata
-from fedsynth.tabular.transforms.base import ColumnTransform, Span
-from fedsynth.tabular.transforms.categorical import CategoricalColumn, category_codes
-from fedsynth.tabular.transforms.dtypes import (
-    MISSING_VALUES,
-    dtype_from_json,
-    dtype_to_json,
-    labels_to_dtype,
-    missing_value_of,
-    plain,
-)
-from fedsynth.tabular.transforms.numeric import ContinuousColumn
-
-FORMAT = "fedsynth-table-encoder"
-FORMAT_VERSION = 1
+from fedsynth.exceptions import InvalidDataError, MetadataError, Problem
+from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.transforms.base import ColumnTransform
+from fedsynth.tabular.transforms.categorical import CategoricalColumn, CategoryCounts
+from fedsynth.tabular.transforms.constant import ConstantColumn
+from fedsynth.tabular.transforms.layout import EncodedLayout
+from fedsynth.tabular.transforms.numeric import ContinuousColumn, NumericModes
+from fedsynth.tabular.transforms.state import encoder_state, read_encoder_state
 
 
-@dataclass
-class ConstantColumn:
-    """A column holding one value, or none: not encoded, restored as that value (or missing)."""
-
-    name: str
-    kind: str
-    value: Any  # None when the column is entirely missing
-    dtype: Any
-    missing_value: str | None
-
-    @classmethod
-    def fit(cls, name: str, series: pd.Series, col: ColumnMetadata) -> ConstantColumn:
-        """Remember the single value of ``series`` (``None`` when all missing)."""
-        present = series.dropna()
-        return cls(
-            name=name,
-            kind=col.kind,
-            value=plain(present.iloc[0]) if len(present) else None,
-            dtype=series.dtype,
-            missing_value=missing_value_of(series),
-        )
-
-    @property
-    def width(self) -> int:
-        """0: a constant takes no matrix column."""
-        return 0
-
-    def spans(self, start: int) -> list[Span]:
-        """None."""
-        return []
-
-    def encode(
-        self, series: pd.Series, block: np.ndarray, rng: np.random.Generator | None
-    ) -> list[Problem]:
-        """Nothing to write."""
-        return []
-
-    def decode(
-        self, block: np.ndarray, *, sample: bool, rng: np.random.Generator | None
-    ) -> pd.Series:
-        """The constant, once per row of ``block``."""
-        fill = MISSING_VALUES[self.missing_value or "nan"] if self.value is None else self.value
-        return labels_to_dtype(np.full(block.shape[0], fill, dtype=object), self.dtype)
-
-    def get_state(self, key: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """JSON-ready description (no arrays)."""
-        config = {
-            "type": "constant",
-            "name": self.name,
-            "kind": self.kind,
-            "value": self.value,
-            "dtype": dtype_to_json(self.dtype),
-            "missing_value": self.missing_value,
-        }
-        return config, {}
-
-    @classmethod
-    def from_state(
-        cls, config: dict[str, Any], arrays: dict[str, np.ndarray], key: str
-    ) -> ConstantColumn:
-        """Inverse of :meth:`get_state`."""
-        return cls(
-            name=config["name"],
-            kind=config["kind"],
-            value=config["value"],
-            dtype=dtype_from_json(config["dtype"]),
-            missing_value=config["missing_value"],
-        )
-
-
-_TRANSFORM_TYPES: dict[str, Any] = {
-    "continuous": ContinuousColumn,
-    "categorical": CategoricalColumn,
-    "constant": ConstantColumn,
-}
-
-
-class TableEncoder:
+class TableEncoder(EncodedLayout):
     """Reversible encoder of a clinical table into one float32 matrix, per column kind.
 
     * ``numeric`` and ``duration``: mode-specific normalisation (CTGAN, Xu et al. 2019): a
@@ -125,6 +38,9 @@ class TableEncoder:
       Columns without missing values at fit time get no indicator.
     * ``identifier`` columns are dropped. Constant and entirely missing columns take no matrix
       column and are restored as they were.
+
+    Fit it on a table (:meth:`fit`), build it from aggregate statistics such as a federated
+    server pools (:meth:`from_statistics`), or load it (:meth:`from_state`).
 
     Parameters
     ----------
@@ -144,21 +60,10 @@ class TableEncoder:
 
     Attributes
     ----------
-    columns_ : list of str
-        Output columns, in input order, identifiers excluded.
-    output_info_ : list of Span
-        Spans of the matrix, in order; they cover ``[0, output_dim_)`` without gaps.
-    output_dim_ : int
-        Number of matrix columns.
-    category_counts_ : dict of str to ndarray
-        Rows of each slot of each discrete column's category span at fit time (for CTGAN's
-        conditional vector); see :meth:`category_probabilities`.
-    metadata_ : Metadata
-        The metadata, its unset facts filled from the fitted data.
-    transforms_ : list
-        The transform of each output column.
-    n_rows_ : int
-        Rows of the fitted table.
+    columns_, output_info_, output_dim_, category_counts_, metadata_, transforms_, n_rows_
+        The fitted layout, see :class:`~fedsynth.tabular.transforms.layout.EncodedLayout`:
+        ``output_info_`` lists the matrix's spans; ``metadata_`` has its unset facts filled from
+        the fitted data.
 
     Examples
     --------
@@ -294,37 +199,96 @@ class TableEncoder:
         if problems:
             raise ValueError("invalid TableEncoder parameter(s):\n  - " + "\n  - ".join(problems))
 
-    def _set_fitted(
-        self, metadata: Metadata, transforms: list[ColumnTransform], n_rows: int
-    ) -> None:
-        spans: list[Span] = []
-        start = 0
-        for transform in transforms:
-            spans += transform.spans(start)
-            start += transform.width
-        self.metadata_ = metadata
-        self.transforms_ = transforms
-        self.columns_ = [t.name for t in transforms]
-        self.output_info_ = spans
-        self.output_dim_ = start
-        self.category_counts_ = {
-            t.name: t.counts for t in transforms if isinstance(t, CategoricalColumn)
-        }
-        self.n_rows_ = n_rows
+    @classmethod
+    def from_statistics(
+        cls,
+        metadata: Metadata,
+        statistics: Mapping[str, CategoryCounts | NumericModes],
+        *,
+        n_rows: int,
+        max_modes: int = 10,
+        weight_threshold: float = 0.005,
+        max_fit_rows: int = 20_000,
+        mode_assignment: Literal["argmax", "sample"] = "argmax",
+        seed: int | None = 0,
+    ) -> Self:
+        """An encoder built from aggregate statistics instead of rows (e.g. pooled by sites).
 
-    def _check_is_fitted(self) -> None:
-        if not hasattr(self, "transforms_"):
-            raise NotFittedError(
-                "this TableEncoder is not fitted yet; call fit(df, metadata) first"
-            )
+        It encodes and decodes as a fitted one whose columns gave these statistics, with the
+        dtypes, categories and bounds of ``metadata`` and NaN for missing values.
 
-    def _blocks(self) -> list[tuple[ColumnTransform, slice]]:
-        """Each transform with its block of matrix columns."""
-        blocks, start = [], 0
-        for transform in self.transforms_:
-            blocks.append((transform, slice(start, start + transform.width)))
-            start += transform.width
-        return blocks
+        Parameters
+        ----------
+        metadata : Metadata
+            Describes every column of ``statistics``: categories of the discrete ones, bounds
+            of the continuous ones.
+        statistics : mapping of str to CategoryCounts or NumericModes
+            The encoded columns (metadata order is kept), a discrete column's category counts
+            or a continuous column's modes. Columns left out are not encoded.
+        n_rows : int
+            Rows the statistics describe.
+        max_modes, weight_threshold, max_fit_rows, mode_assignment, seed
+            The encoder's hyperparameters, as for the constructor.
+
+        Returns
+        -------
+        TableEncoder
+
+        Raises
+        ------
+        MetadataError
+            Naming every column the metadata does not describe, describes as an identifier or
+            as another kind than its statistics, or without the categories or bounds needed.
+
+        Examples
+        --------
+        >>> from fedsynth.tabular.transforms import ModeNormalizer
+        >>> md = Metadata({"sex": {"kind": "categorical", "categories": ["F", "M"]},
+        ...                "age": {"kind": "numeric", "bounds": [18, 99], "integer": True}})
+        >>> modes = ModeNormalizer(means=[45.0, 70.0], stds=[8.0, 6.0], weights=[0.4, 0.6])
+        >>> enc = TableEncoder.from_statistics(
+        ...     md,
+        ...     {"sex": CategoryCounts([120, 80]), "age": NumericModes(modes, False, False)},
+        ...     n_rows=200,
+        ... )
+        >>> enc.columns_, enc.output_dim_
+        (['sex', 'age'], 5)
+        """
+        encoder = cls(
+            max_modes=max_modes,
+            weight_threshold=weight_threshold,
+            max_fit_rows=max_fit_rows,
+            mode_assignment=mode_assignment,
+            seed=seed,
+        )
+        encoder._check_params()
+        problems = [
+            Problem(name, "not described by the metadata")
+            for name in statistics
+            if name not in metadata.columns
+        ]
+        transforms: list[ColumnTransform] = []
+        for name, col in metadata.columns.items():
+            stats = statistics.get(name)
+            if stats is None:
+                continue
+            try:
+                if col.is_discrete and isinstance(stats, CategoryCounts):
+                    transforms.append(CategoricalColumn.from_counts(name, col, stats))
+                elif col.is_continuous and isinstance(stats, NumericModes):
+                    transforms.append(ContinuousColumn.from_modes(name, col, stats))
+                else:
+                    message = (
+                        f"cannot be built from {type(stats).__name__}: the metadata says it is "
+                        f"{col.kind!r}"
+                    )
+                    problems.append(Problem(name, message))
+            except MetadataError as error:
+                problems += error.problems
+        if problems:
+            raise MetadataError(problems)
+        encoder._set_fitted(metadata, transforms, n_rows)
+        return encoder
 
     # ------------------------------------------------------------------ encoding
     def transform(self, df: pd.DataFrame) -> np.ndarray:
@@ -473,69 +437,6 @@ class TableEncoder:
             )
         return matrix
 
-    # ------------------------------------------------------------------ discrete spans (CTGAN)
-    def discrete_spans(self) -> list[Span]:
-        """The category spans of the discrete columns, in order (CTGAN's conditional vector)."""
-        self._check_is_fitted()
-        return [span for span in self.output_info_ if span.role == "category"]
-
-    def category_probabilities(self, *, log_frequency: bool = True) -> dict[str, np.ndarray]:
-        """Probability of picking each slot of each discrete column in training-by-sampling.
-
-        Parameters
-        ----------
-        log_frequency : bool, default True
-            Weigh slots by ``log(1 + count)`` as CTGAN does, so that rare categories are
-            conditioned on more often than their frequency; else by their counts.
-
-        Returns
-        -------
-        dict of str to ndarray
-            Column to probabilities over its category span (the last slot is "missing" when the
-            column had missing values); each sums to 1.
-        """
-        self._check_is_fitted()
-        probabilities = {}
-        for name, counts in self.category_counts_.items():
-            weights = np.log1p(counts) if log_frequency else counts.astype(np.float64)
-            probabilities[name] = weights / weights.sum()
-        return probabilities
-
-    def category_slot(self, column: str, value: Any) -> int:
-        """Matrix column of ``value`` in the category span of discrete ``column``.
-
-        A missing ``value`` (``None``, NaN) names the "missing" slot. Useful to build a
-        condition vector, e.g. for ``sample(conditions={"sex": "F"})``.
-
-        Raises
-        ------
-        InvalidDataError
-            When ``column`` is not an encoded discrete column or ``value`` is not one of its slots.
-        """
-        self._check_is_fitted()
-        spans = [s for s in self.discrete_spans() if s.column == column]
-        if not spans:
-            discrete = [s.column for s in self.discrete_spans()]
-            raise InvalidDataError(
-                [Problem(column, f"not an encoded discrete column; expected one of {discrete}")]
-            )
-        transform = self.transforms_[self.columns_.index(column)]
-        codes, _ = category_codes(pd.Series([value], dtype=object), transform.categories)
-        code = int(codes[0])
-        if code == -1 and transform.has_missing:
-            code = len(transform.categories)
-        if code < 0:
-            raise InvalidDataError(
-                [
-                    Problem(
-                        column,
-                        f"no slot for {value!r}; expected one of {transform.categories}"
-                        + (" or missing" if transform.has_missing else ""),
-                    )
-                ]
-            )
-        return spans[0].start + code
-
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The fitted encoder as a JSON-ready dict and numpy arrays, without pickle.
@@ -556,21 +457,7 @@ class TableEncoder:
         np.True_
         """
         self._check_is_fitted()
-        transforms, arrays = [], {}
-        for i, transform in enumerate(self.transforms_):
-            config, column_arrays = transform.get_state(f"t{i}")
-            transforms.append(config)
-            arrays.update(column_arrays)
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "fedsynth_version": __version__,
-            "params": self.get_params(),
-            "n_rows": self.n_rows_,
-            "metadata": self.metadata_.to_dict(),
-            "transforms": transforms,
-        }
-        return config, arrays
+        return encoder_state(self.get_params(), self.metadata_, self.transforms_, self.n_rows_)
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
@@ -581,24 +468,9 @@ class TableEncoder:
         ModelFileError
             When ``config`` is not an encoder state, or is from a newer format.
         """
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise ModelFileError([Problem(None, "not the state of a fedsynth TableEncoder")])
-        if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise ModelFileError(
-                [
-                    Problem(
-                        None,
-                        f"encoder state from fedsynth {config.get('fedsynth_version')} uses a "
-                        f"newer format; upgrade fedsynth (this is {__version__})",
-                    )
-                ]
-            )
-        encoder = cls(**config["params"])
-        transforms = [
-            _TRANSFORM_TYPES[spec["type"]].from_state(spec, arrays, f"t{i}")
-            for i, spec in enumerate(config["transforms"])
-        ]
-        encoder._set_fitted(Metadata.from_dict(config["metadata"]), transforms, config["n_rows"])
+        params, metadata, transforms, n_rows = read_encoder_state(config, arrays)
+        encoder = cls(**params)
+        encoder._set_fitted(metadata, transforms, n_rows)
         return encoder
 
 

@@ -3,22 +3,25 @@
 A column is described by a mixture of Gaussian modes. A value ``x`` is encoded as its mode ``k``
 (one-hot, a softmax span) and ``alpha = (x - mean_k) / (4 std_k)`` clipped to [-1, 1] (a tanh
 span), so that a generator sees every mode of a multimodal lab value at the same scale.
-Durations are modelled on the log scale (``log1p``), where survival times are far less skewed.
+Durations are modelled on the log scale (``log1p``), where survival times are far less skewed
+(:func:`uses_log_scale` says when, :func:`to_model_scale` applies it, :func:`from_model_scale`
+undoes it).
+
+A transform is fitted on a column (:meth:`ContinuousColumn.fit`) or built from aggregate
+statistics, the modes of a mixture on the modelled scale (:class:`NumericModes`,
+:meth:`ContinuousColumn.from_modes`), e.g. merged by a federated server from the sites' summaries.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import BayesianGaussianMixture
 
-from fedsynth.exceptions import Problem
+from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata
 from fedsynth.tabular.metadata.inference import numeric_view
 from fedsynth.tabular.transforms.base import Span, choose_slots
@@ -28,167 +31,62 @@ from fedsynth.tabular.transforms.dtypes import (
     missing_value_of,
     numbers_to_dtype,
 )
-
-# Rows scored at once when assigning modes: bounds the (rows x modes) temporaries.
-_CHUNK = 65_536
+from fedsynth.tabular.transforms.modes import ModeNormalizer
 
 
-class ModeNormalizer:
-    """Mixture of Gaussian modes of one continuous variable, and its encoding.
+def uses_log_scale(kind: str, n_distinct: int, max_modes: int) -> bool:
+    """Whether a column is modelled as ``log1p`` of its values rather than the values.
 
-    Modes whose ``std`` is 0 are point masses, used for a variable with few distinct values:
-    the mode alone then encodes the value, exactly, and there is no ``alpha``.
-
-    Build it from data with :meth:`from_values`, or directly from parameters, e.g. means, stds
-    and weights that a federated server aggregated from the sites' statistics.
-
-    Parameters
-    ----------
-    means, stds, weights : array-like of shape (n_modes,)
-        The modes. ``stds`` are all positive, or all 0 (point masses); ``weights`` are positive
-        and are normalised to sum to 1.
+    Durations are, unless they hold at most ``max_modes`` distinct values: those become point
+    masses, which stay on the input scale, where they are exact.
 
     Examples
     --------
-    >>> modes = ModeNormalizer(means=[0.0, 10.0], stds=[1.0, 2.0], weights=[0.5, 0.5])
-    >>> alpha, mode = modes.encode(np.array([1.0, 12.0]))
-    >>> alpha.tolist(), mode.tolist()
-    ([0.25, 0.25], [0, 1])
-    >>> modes.decode(alpha, mode).tolist()
-    [1.0, 12.0]
+    >>> uses_log_scale("duration", 250, max_modes=10), uses_log_scale("duration", 4, max_modes=10)
+    (True, False)
+    >>> uses_log_scale("numeric", 250, max_modes=10)
+    False
+    """
+    return kind == "duration" and n_distinct > max_modes
+
+
+def to_model_scale(values: ArrayLike, log: bool) -> np.ndarray:
+    """``values`` on the scale their modes are modelled on: ``log1p`` when ``log``, else as is.
+
+    Examples
+    --------
+    >>> to_model_scale(np.array([0.0, np.e - 1]), log=True).tolist()
+    [0.0, 1.0]
+    """
+    return np.log1p(values) if log else np.asarray(values)
+
+
+def from_model_scale(values: np.ndarray, log: bool) -> np.ndarray:
+    """Inverse of :func:`to_model_scale`; values too large to come back are ``inf``."""
+    if not log:
+        return values
+    with np.errstate(over="ignore"):
+        return np.expm1(values)
+
+
+@dataclass(frozen=True)
+class NumericModes:
+    """The aggregate statistics a numeric or duration column's transform is built from.
+
+    Parameters
+    ----------
+    modes : ModeNormalizer
+        The mixture of the column's present values, on the modelled scale.
+    log : bool
+        Whether ``modes`` describe ``log1p`` of the values (see :func:`uses_log_scale`).
+    has_missing : bool
+        Whether the column has missing values: its block then ends with a
+        ``[present, missing]`` span.
     """
 
-    def __init__(self, means: ArrayLike, stds: ArrayLike, weights: ArrayLike):
-        means = np.asarray(means, dtype=np.float64).ravel()
-        stds = np.asarray(stds, dtype=np.float64).ravel()
-        weights = np.asarray(weights, dtype=np.float64).ravel()
-        if not (len(means) == len(stds) == len(weights) >= 1):
-            raise ValueError(
-                "means, stds and weights need the same length >= 1, got "
-                f"{len(means)}, {len(stds)} and {len(weights)}"
-            )
-        if not np.isfinite(np.concatenate([means, stds, weights])).all():
-            raise ValueError("means, stds and weights must be finite")
-        if not ((stds > 0).all() or (stds == 0).all()):
-            raise ValueError(f"stds must be all positive or all 0 (point masses), got {stds}")
-        if not (weights > 0).all():
-            raise ValueError(f"weights must be positive, got {weights}")
-        self.means = means
-        self.stds = stds
-        self.weights = weights / weights.sum()
-
-    @classmethod
-    def from_values(
-        cls,
-        values: ArrayLike,
-        *,
-        max_modes: int = 10,
-        weight_threshold: float = 0.005,
-        max_fit_rows: int = 20_000,
-        rng: np.random.Generator | int | None = None,
-    ) -> ModeNormalizer:
-        """Fit the modes of finite ``values``.
-
-        With at most ``max_modes`` distinct values, each is a point mass weighted by its
-        frequency. Otherwise a Dirichlet-process :class:`~sklearn.mixture.BayesianGaussianMixture`
-        with ``max_modes`` components is fitted on at most ``max_fit_rows`` values drawn without
-        replacement, standardised first so that its covariance floor is relative to the spread of
-        the column; modes weighing more than ``weight_threshold`` are kept (the heaviest always).
-
-        Examples
-        --------
-        >>> rng = np.random.default_rng(0)
-        >>> values = np.concatenate([rng.normal(0, 1, 500), rng.normal(20, 1, 500)])
-        >>> ModeNormalizer.from_values(values, rng=0).n_modes > 1
-        True
-        >>> ModeNormalizer.from_values([1, 2, 2, 3]).stds.tolist()
-        [0.0, 0.0, 0.0]
-        """
-        values = np.asarray(values, dtype=np.float64).ravel()
-        if not len(values) or not np.isfinite(values).all():
-            raise ValueError("from_values needs at least one value, all finite")
-        distinct, counts = np.unique(values, return_counts=True)
-        if len(distinct) <= max_modes:
-            return cls(distinct, np.zeros(len(distinct)), counts)
-        rng = np.random.default_rng(rng)
-        if len(values) > max_fit_rows:
-            values = rng.choice(values, size=max_fit_rows, replace=False)
-        center = values.mean()
-        scale = values.std()
-        if not scale > 0:  # a subsample that happens to hold one value
-            scale = 1.0
-        mixture = BayesianGaussianMixture(
-            n_components=min(max_modes, len(values)),
-            weight_concentration_prior_type="dirichlet_process",
-            weight_concentration_prior=1e-3,
-            # In one dimension "diag" is the same model as "full", with faster updates.
-            covariance_type="diag",
-            max_iter=100,
-            random_state=int(rng.integers(2**31 - 1)),
-        )
-        with warnings.catch_warnings():
-            # An unconverged fit still places the modes that carry weight; CTGAN stops at 100
-            # iterations too, and the warning would fire on most clinical columns.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            mixture.fit(((values - center) / scale)[:, None])
-        weights = mixture.weights_
-        keep = weights > weight_threshold
-        keep[np.argmax(weights)] = True
-        means = center + scale * mixture.means_.ravel()[keep]
-        stds = scale * np.sqrt(mixture.covariances_.ravel()[keep])
-        order = np.argsort(means, kind="stable")
-        return cls(means[order], stds[order], weights[keep][order])
-
-    @property
-    def n_modes(self) -> int:
-        """Number of modes."""
-        return len(self.means)
-
-    @property
-    def point_masses(self) -> bool:
-        """Whether the modes are point masses (the mode alone encodes the value)."""
-        return bool((self.stds == 0).all())
-
-    def assign(self, values: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Mode of each value: the most likely one, or one drawn from the posterior with ``rng``.
-
-        Point masses take the nearest mode, whatever ``rng``.
-        """
-        values = np.asarray(values, dtype=np.float64)
-        if self.n_modes == 1:
-            return np.zeros(len(values), dtype=np.int64)
-        if self.point_masses:
-            order = np.argsort(self.means, kind="stable")
-            ordered = self.means[order]
-            right = np.clip(np.searchsorted(ordered, values), 1, self.n_modes - 1)
-            nearer_left = values - ordered[right - 1] <= ordered[right] - values
-            return order[np.where(nearer_left, right - 1, right)]
-        log_prior = np.log(self.weights) - np.log(self.stds)
-        modes = np.empty(len(values), dtype=np.int64)
-        for start in range(0, len(values), _CHUNK):
-            chunk = values[start : start + _CHUNK, None]
-            score = log_prior - 0.5 * ((chunk - self.means) / self.stds) ** 2
-            if rng is not None:  # Gumbel-max: argmax of score + Gumbel noise samples the posterior
-                score += rng.gumbel(size=score.shape)
-            modes[start : start + _CHUNK] = score.argmax(axis=1)
-        return modes
-
-    def encode(
-        self, values: np.ndarray, rng: np.random.Generator | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(alpha, mode)`` of each value; see :meth:`assign` for ``rng``."""
-        modes = self.assign(values, rng)
-        if self.point_masses:
-            return np.zeros(len(modes)), modes
-        alpha = (values - self.means[modes]) / (4.0 * self.stds[modes])
-        return np.clip(alpha, -1.0, 1.0), modes
-
-    def decode(self, alpha: np.ndarray, modes: np.ndarray) -> np.ndarray:
-        """Values from ``alpha`` (clipped to [-1, 1]) and mode indices."""
-        means = self.means[modes]
-        if self.point_masses:
-            return means
-        return means + 4.0 * self.stds[modes] * np.clip(alpha, -1.0, 1.0)
+    modes: ModeNormalizer
+    log: bool
+    has_missing: bool
 
 
 @dataclass
@@ -229,34 +127,90 @@ class ContinuousColumn:
             return None, problems
         missing = np.isnan(numbers)
         present = numbers[~missing]
-        # Point masses stay on the input scale, where they are exact.
-        log = col.kind == "duration" and len(np.unique(present)) > max_modes
+        log = uses_log_scale(col.kind, len(np.unique(present)), max_modes)
         normalizer = ModeNormalizer.from_values(
-            np.log1p(present) if log else present,
+            to_model_scale(present, log),
             max_modes=max_modes,
             weight_threshold=weight_threshold,
             max_fit_rows=max_fit_rows,
             rng=rng,
         )
-        low, high = col.bounds if col.bounds is not None else (present.min(), present.max())
-        dtype = series.dtype
+        column = cls.from_modes(
+            name,
+            col,
+            NumericModes(normalizer, log, bool(missing.any())),
+            bounds=col.bounds if col.bounds is not None else (present.min(), present.max()),
+            dtype=series.dtype,
+            missing_value=missing_value_of(series),
+        )
+        return column, []
+
+    @classmethod
+    def from_modes(
+        cls,
+        name: str,
+        col: ColumnMetadata,
+        statistics: NumericModes,
+        *,
+        bounds: tuple[float, float] | None = None,
+        dtype: Any = None,
+        missing_value: str | None = None,
+    ) -> ContinuousColumn:
+        """Build the transform of column ``name`` from its modes, without its values.
+
+        Parameters
+        ----------
+        name : str
+            The column.
+        col : ColumnMetadata
+            Its metadata: kind, whole numbers, and the bounds and dtype unless given.
+        statistics : NumericModes
+            Its mixture and missingness.
+        bounds : (float, float), optional
+            Range of decoded values; ``col.bounds`` by default.
+        dtype : optional
+            Dtype of decoded values; ``col.dtype`` (``float64`` when unset) by default.
+        missing_value : {"nan", "none", "na"}, optional
+            How an object column writes missing values (NaN by default).
+
+        Raises
+        ------
+        MetadataError
+            When neither ``bounds`` nor ``col.bounds`` is given.
+
+        Examples
+        --------
+        >>> from fedsynth.tabular.metadata import ColumnMetadata
+        >>> col = ColumnMetadata("numeric", bounds=(0.0, 10.0), integer=True)
+        >>> modes = NumericModes(ModeNormalizer([2.0, 7.0], [1.0, 1.0], [1, 1]), False, True)
+        >>> column = ContinuousColumn.from_modes("x", col, modes)
+        >>> column.width, column.whole, column.dtype
+        (5, True, dtype('float64'))
+        """
+        if bounds is None:
+            if col.bounds is None:
+                raise MetadataError(
+                    [Problem(name, "the bounds (low, high) are needed to build it from modes")]
+                )
+            bounds = col.bounds
+        if dtype is None:
+            dtype = pd.api.types.pandas_dtype(col.dtype or "float64")
         whole = (
             bool(col.integer)
             or pd.api.types.is_integer_dtype(dtype)
             or pd.api.types.is_bool_dtype(dtype)
         )
-        column = cls(
+        return cls(
             name=name,
             kind=col.kind,
-            normalizer=normalizer,
-            log=log,
+            normalizer=statistics.modes,
+            log=statistics.log,
             whole=whole,
-            bounds=(float(low), float(high)),
-            has_missing=bool(missing.any()),
+            bounds=(float(bounds[0]), float(bounds[1])),
+            has_missing=statistics.has_missing,
             dtype=dtype,
-            missing_value=missing_value_of(series),
+            missing_value=missing_value,
         )
-        return column, []
 
     @property
     def _value_width(self) -> int:
@@ -301,7 +255,7 @@ class ContinuousColumn:
                 )
             ]
         present = numbers[~missing]
-        alpha, modes = self.normalizer.encode(np.log1p(present) if self.log else present, rng)
+        alpha, modes = self.normalizer.encode(to_model_scale(present, self.log), rng)
         rows = np.flatnonzero(~missing)
         if self._value_width:
             block[rows, 0] = alpha
@@ -325,9 +279,7 @@ class ContinuousColumn:
         else:
             modes = np.zeros(n, dtype=np.int64)
         values = self.normalizer.decode(alpha, modes)
-        if self.log:
-            with np.errstate(over="ignore"):  # inf is clipped to the upper bound just below
-                values = np.expm1(values)
+        values = from_model_scale(values, self.log)  # inf is clipped to the upper bound below
         low, high = self.bounds
         if self.whole:
             # + 0.0 turns the -0.0 that rounding leaves for small negative values into 0.0,
