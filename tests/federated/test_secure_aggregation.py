@@ -11,9 +11,9 @@ import pytest
 
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated import task
+from fedsynth.federated.messages import Payload
 from fedsynth.federated.secure_aggregation import new_weights, split_update
 from fedsynth.federated.settings import RunSettings
-from fedsynth.federated.messages import Payload
 from fedsynth.federated.task import load_model
 
 from .conftest import TINY, read_jsonl, run_in_process, run_on_loopback

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The runtime's own search for the processes of a federation, by a mark in their environment.
-from fedsynth.federated.runtime import _marked_processes
+from fedsynth.federated.processes import marked_processes
 from fedsynth.web.db import Database, RunRecord
 from fedsynth.web.storage import Storage
 
@@ -242,7 +242,7 @@ def _alive(pid: int) -> bool:
 
 def _marked(run_id: str) -> list[int]:
     """Processes started for a run: those whose environment holds :data:`RUN_MARKER`."""
-    return _marked_processes(RUN_MARKER, run_id)
+    return marked_processes(RUN_MARKER, run_id)
 
 
 def _kill_marked(run_id: str) -> None:
