@@ -159,7 +159,6 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         return self
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
-
         settings = resolve_dp(self.dp)
         self._check_training_params()
         if settings is not None and self.early_stopping:
