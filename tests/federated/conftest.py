@@ -20,8 +20,8 @@ import pytest
 import fedsynth
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated import client_app, shared_metadata
-from fedsynth.federated._records import from_records, to_records
 from fedsynth.federated.encoder_stats import SharedSchema
+from fedsynth.federated.messages import from_records, to_records
 from fedsynth.federated.server_app import run_server
 from fedsynth.federated.settings import RunSettings
 

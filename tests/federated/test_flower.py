@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from fedsynth.exceptions import DataWarning
-from fedsynth.federated import runtime, shared_metadata, task
+from fedsynth.federated import processes, shared_metadata, task
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.federated.runtime import LocalFederation
 from fedsynth.federated.settings import RunSettings
@@ -116,7 +116,7 @@ def _federate_under_strace(sites, tmp_path: Path, strategies: list[str], **optio
         assert run.returncode == 0, run.stderr[-3000:]
         assert _no_process_mentions(str(out)), "a Flower process outlived the run"
     finally:
-        runtime._end_processes("FEDSYNTH_TEST_RUN", mark)
+        processes.end_processes("FEDSYNTH_TEST_RUN", mark)
 
     calls = [line for line in trace.read_text().splitlines() if "connect(" in line]
     assert any("127.0.0.1" in line for line in calls), "the trace saw no Flower traffic"

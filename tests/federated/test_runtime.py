@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from fedsynth.federated import runtime
+from fedsynth.federated import processes, runtime
 from fedsynth.federated.settings import RunSettings
 
 
@@ -78,7 +78,7 @@ def test_marked_processes_are_ended_and_nothing_else(tmp_path):
     marked = subprocess.Popen(sleeper, env=env, start_new_session=True)
     other = subprocess.Popen(sleeper)
     try:
-        runtime._end_processes("FEDSYNTH_TEST_MARK", "abc", grace=5)
+        processes.end_processes("FEDSYNTH_TEST_MARK", "abc", grace=5)
         assert marked.wait(timeout=10) != 0
         assert other.poll() is None
     finally:

@@ -11,9 +11,9 @@ import pytest
 
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated import task
+from fedsynth.federated.messages import Payload
 from fedsynth.federated.secure_aggregation import new_weights, split_update
 from fedsynth.federated.settings import RunSettings
-from fedsynth.federated.strategies import Payload
 from fedsynth.federated.task import load_model
 
 from .conftest import TINY, read_jsonl, run_in_process, run_on_loopback
@@ -179,7 +179,7 @@ def test_update_split_and_new_weights_round_trip():
     parts, masked = {}, {}
     for site, end in ends.items():
         masked[site], clear = split_update(start, end, 8.0, site)
-        parts[site] = Payload({"num-examples": sizes[site]}, clear)
+        parts[site] = Payload({}, clear, {"num-examples": sizes[site]})
     average = [sum(masked[s][0] * sizes[s] for s in sizes) / 40]
     weights = new_weights(start, average, parts)
     np.testing.assert_allclose(weights[0], 0.125)

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import fedsynth
+from fedsynth.core.io import model_files_from_bytes
 from fedsynth.federated import FederationError, federate, task
 from fedsynth.federated.encoder_stats import SharedSchema
-from fedsynth.federated.strategies import FedAvg, Payload
+from fedsynth.federated.messages import Payload
+from fedsynth.federated.strategies import FedAvg
 from fedsynth.federated.task import load_model
 
 from .conftest import SIZES, TINY, assert_holds_no_training_row, read_jsonl, run_in_process
@@ -36,15 +38,14 @@ def test_fedavg_and_fedprox_send_weights_and_losses_only(lockstep, two_sites):
     assert encoded_width not in SIZES.values()  # the row-count check below would be void
     train = [(site, reply) for kind, site, reply in transport.replies if kind == "train"]
     assert len(train) == 4
-    for _, reply in train:
+    for site, reply in train:
         assert set(reply) == {"site", *ALL}
         for strategy in ("fedavg", "fedprox"):
             part = reply[strategy]
-            for key, value in part.config.items():
-                assert key in {"num-examples", "has-extra", "extra-config"} or key.startswith(
-                    "loss/"
-                ), key
-                assert not isinstance(value, bytes | list)
+            assert set(part.config) <= {"has-extra", "extra-config"}, part.config
+            assert all(not isinstance(value, bytes | list) for value in part.config.values())
+            assert part.metrics["num-examples"] == SIZES[site]
+            assert all(k == "num-examples" or k.startswith("loss/") for k in part.metrics)
             assert part.arrays, "no weights sent"
             for array in part.arrays.values():
                 assert_holds_no_training_row(array, two_sites, schema)
@@ -56,7 +57,8 @@ def test_synthetic_sharing_sends_only_synthetic_rows(lockstep, two_sites):
         if kind != "train":
             continue
         part = reply["synthetic_sharing"]
-        assert set(part.config) == {"num-examples", "rows"} and not part.arrays
+        assert set(part.config) == {"rows"} and not part.arrays
+        assert part.metrics == {"num-examples": len(two_sites[site])}
         rows = task.table_from_bytes(part.config["rows"])
         real = two_sites[site]
         assert len(rows) == len(real) and list(rows.columns) == schema.columns
@@ -70,15 +72,16 @@ def test_synthetic_sharing_sends_only_synthetic_rows(lockstep, two_sites):
 
 def test_generator_sharing_sends_the_model_without_fingerprints(lockstep, two_sites):
     _, transport, schema = lockstep
-    for kind, _, reply in transport.replies:
+    for kind, site, reply in transport.replies:
         if kind != "train":
             continue
         part = reply["generator_sharing"]
-        assert set(part.config) == {"num-examples", "model"}
-        assert part.arrays["copy_guard_fingerprints"].size == 0
-        config = json.loads(part.config["model"])
+        assert set(part.config) == {"model"} and not part.arrays
+        assert part.metrics == {"num-examples": len(two_sites[site])}
+        config, arrays = model_files_from_bytes(part.config["model"])
         assert config["generator"] == "tvae"
-        for name, array in part.arrays.items():
+        assert arrays["copy_guard_fingerprints"].size == 0
+        for name, array in arrays.items():
             if name != "copy_guard_fingerprints":
                 assert_holds_no_training_row(array, two_sites, schema)
 
@@ -116,7 +119,7 @@ def test_every_round_model_is_saved_and_samples(lockstep):
 
 def _reply(weights, n) -> Payload:
     arrays = {f"w{i:04d}": w for i, w in enumerate(weights)}
-    return Payload({"num-examples": n, "has-extra": False}, arrays)
+    return Payload({"has-extra": False}, arrays, {"num-examples": n})
 
 
 def test_nan_or_misshapen_update_is_rejected_not_averaged(lockstep):
@@ -170,7 +173,7 @@ def test_fedprox_keeps_local_weights_near_the_global_ones(lockstep, two_sites):
     for mu in (0.0, 50.0):
         generator = task.start_generator("tvae", {**TINY, "lr": 0.01}, schema)
         start = generator.get_weights()
-        task.train_local(generator, data, epochs=3, proximal_mu=mu)
+        generator.train_local(data, epochs=3, proximal_mu=mu)
         distances[mu] = sum(
             float(np.sum((w - s) ** 2)) for w, s in zip(generator.get_weights(), start, strict=True)
         )
@@ -301,26 +304,32 @@ def test_averaging_a_model_without_weights_is_refused_before_starting(two_sites)
 
 
 def test_site_mixtures_merge_into_their_union_weighted_by_site_size():
+    from fedsynth.core.federable import ExtraState
     from fedsynth.exceptions import FedsynthWarning
-    from fedsynth.federated import _hooks
+    from fedsynth.tabular.generators.federable import FederableGenerator
 
-    def mixture(k: int, shift: float):
+    def mixture(k: int, shift: float) -> ExtraState:
         arrays = {
             "weights": np.full(k, 1 / k),
             "means": np.full((k, 2), shift),
             "covariances": np.stack([np.eye(2)] * k),
             "log_var": np.full(2, shift),
         }
-        return {}, arrays
+        return ExtraState({}, arrays)
 
-    generator = fedsynth.make("vae_bgm")
-    _, merged = _hooks.merge_extra_states(generator, [mixture(2, 0.0), mixture(4, 1.0)], [30, 10])
+    vae_bgm = type(fedsynth.make("vae_bgm"))
+    _, merged = vae_bgm.merge_extra_states([mixture(2, 0.0), mixture(4, 1.0)], [30, 10])
     np.testing.assert_allclose(merged["weights"], [0.375, 0.375] + [0.0625] * 4)
     assert merged["means"].shape == (6, 2) and merged["covariances"].shape == (6, 2, 2)
     np.testing.assert_allclose(merged["log_var"], 0.25)
-    other = ({"kind": "x"}, {"table": np.zeros(2)}), ({"kind": "y"}, {"table": np.ones(2)})
+    # A generator with extra state but no merge of its own: the largest site's, with a warning.
+    other = ExtraState({"kind": "x"}, {"table": np.zeros(2)}), ExtraState({"kind": "y"}, {})
+
+    class Unmerged(FederableGenerator):
+        has_extra_state = True
+
     with pytest.warns(FedsynthWarning, match="largest site"):
-        assert _hooks.merge_extra_states(generator, other, [1, 5])[0] == {"kind": "y"}
+        assert Unmerged.merge_extra_states(other, [1, 5]).config == {"kind": "y"}
 
 
 def test_ctgan_averages_its_generator_and_discriminator(two_sites, tmp_path):

@@ -4,7 +4,9 @@
   deployment runtime, started on this machine (a SuperLink and one SuperNode per site on
   loopback); :mod:`~fedsynth.federated.runtime` also writes the Flower app for a real deployment.
 * :mod:`~fedsynth.federated.strategies`: ``fedavg``, ``fedprox``, ``synthetic_sharing`` and
-  ``generator_sharing``, each documented with exactly what leaves a site.
+  ``generator_sharing``, each documented with exactly what leaves a site. They reach a generator
+  only through its public API and the federable protocol
+  (:class:`~fedsynth.core.federable.Federable`) that every trainable generator implements.
 * :mod:`~fedsynth.federated.encoder_stats`: the shared encoder, built from aggregate statistics.
 * :mod:`~fedsynth.federated.partition`: sites from a site column, from files, or simulated.
 * :mod:`~fedsynth.experiments.runner`: centralized vs isolated vs each strategy, scored per

@@ -24,11 +24,12 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedsynth.exceptions import DataWarning
-from fedsynth.federated._records import Content, from_records, to_records
 from fedsynth.federated.encoder_stats import SharedSchema, check_site, site_statistics
 from fedsynth.federated.errors import SiteRefusedError
+from fedsynth.federated.messages import Content, Payload, from_records, to_records
 from fedsynth.federated.secure_aggregation import is_secure, masked_reply, secure_mod
-from fedsynth.federated.strategies import STRATEGIES, Payload, Site
+from fedsynth.federated.strategies import STRATEGIES
+from fedsynth.federated.strategy_base import Site
 from fedsynth.federated.task import import_plugins
 from fedsynth.tabular.metadata import Metadata
 

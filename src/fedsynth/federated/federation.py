@@ -19,7 +19,7 @@ from fedsynth.federated.errors import FederationError
 from fedsynth.federated.partition import check_partitions
 from fedsynth.federated.settings import RunSettings
 from fedsynth.federated.strategies import STRATEGIES
-from fedsynth.federated.task import load_model, new_generator
+from fedsynth.federated.task import averages_weights, load_model, new_generator
 from fedsynth.tabular.metadata import Metadata
 
 #: Called with ``(strategy, round, model directory)`` as each round's model is saved.
@@ -219,7 +219,7 @@ def federate(
     partitions = check_partitions(partitions)
     strategies = [strategy] if isinstance(strategy, str) else list(strategy)
     averaging = [s for s in strategies if s in STRATEGIES and STRATEGIES[s].averages_weights]
-    if averaging and not new_generator(model, dict(params or {})).has_weights:
+    if averaging and not averages_weights(new_generator(model, dict(params or {}))):
         raise FederationError(
             f"{model} has no trainable weights, so {', '.join(averaging)} cannot average them; "
             "use synthetic_sharing or generator_sharing"

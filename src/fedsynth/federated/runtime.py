@@ -9,8 +9,11 @@ remote connection such as Flower's "supergrid") is read. Flower's Ray-based simu
 not used: Ray was seen probing non-loopback addresses.
 
 Flower offers no public API to start a run without the ``flwr`` CLI, so this module uses a few
-internal ones (building the app bundle in memory, the Control API client); they are all here,
-and :data:`FLOWER_VERSION` is the version they were written for. Every process started here
+internal ones (building the app bundle in memory, the Control API client); they are all here and
+in :mod:`~fedsynth.federated.flower_app`, whose :data:`FLOWER_VERSION` is the version they were
+written for. The app itself is in :mod:`~fedsynth.federated.flower_app`, certificates and node
+keys in :mod:`~fedsynth.federated.credentials`, process handling in
+:mod:`~fedsynth.federated.processes`. Every process started here
 carries a session marker in its environment, and :meth:`LocalFederation.stop` ends exactly the
 processes that carry it (SuperLink, SuperNodes and the app processes they spawn), even when a
 run fails.
@@ -19,267 +22,49 @@ run fails.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedsynth.federated.credentials import TLSFiles, generate_node_key
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.flower_app import (
+    FLOWER_VERSION,
+    build_fab,
+    check_flower_version,
+    write_app,
+)
+from fedsynth.federated.processes import (
+    LOOPBACK,
+    end_processes,
+    free_port,
+    ignore_gone,
+    import_path,
+    marked_processes,
+    rss_mb,
+)
 from fedsynth.federated.settings import RunSettings
 
-#: The Flower version whose internal APIs this module uses (see the module docstring).
-FLOWER_VERSION = "1.41.0"
-LOOPBACK = "127.0.0.1"
+__all__ = [
+    "FLOWER_VERSION",
+    "LOOPBACK",
+    "LocalFederation",
+    "TLSFiles",
+    "check_flower_version",
+    "generate_node_key",
+    "write_app",
+]
+
 _SESSION = "FEDSYNTH_FLOWER_SESSION"
 _SITE = "FEDSYNTH_FLOWER_SITE"
-
-
-def check_flower_version() -> None:
-    """Fail clearly when the installed Flower is not the version this runtime was written for."""
-    import flwr
-
-    if flwr.__version__ != FLOWER_VERSION:
-        raise FederationError(
-            f"fedsynth's federated runtime needs flwr=={FLOWER_VERSION}, found {flwr.__version__}"
-            f"; install it with: pip install flwr=={FLOWER_VERSION}"
-        )
-
-
-# ---------------------------------------------------------------------- the Flower app
-APP_NAME = "fedsynth-federated"
-
-
-def app_pyproject(settings: RunSettings | None = None) -> str:
-    """The ``pyproject.toml`` of fedsynth's Flower app.
-
-    The app's code is the installed ``fedsynth`` package (``fedsynth.federated.server_app:app``
-    and ``fedsynth.federated.client_app:app``), which every site and the coordinator install
-    beforehand; the bundle sent to the sites holds this file only. ``settings`` become the
-    defaults of ``[tool.flwr.app.config]``.
-    """
-    import tomli_w
-
-    from fedsynth import __version__
-
-    config = settings.to_run_config() if settings is not None else {}
-    document = {
-        "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
-        "project": {
-            "name": APP_NAME,
-            "version": __version__.split("+")[0],
-            "description": "fedsynth: federated training of synthetic-data generators",
-            "dependencies": [f"flwr>={FLOWER_VERSION}", f"fedsynth=={__version__}"],
-        },
-        "tool": {
-            "flwr": {
-                "app": {
-                    "publisher": "fedsynth",
-                    "components": {
-                        "serverapp": "fedsynth.federated.server_app:app",
-                        "clientapp": "fedsynth.federated.client_app:app",
-                    },
-                    "config": config,
-                }
-            }
-        },
-    }
-    return tomli_w.dumps(document)
-
-
-def write_app(directory: str | os.PathLike, settings: RunSettings | None = None) -> Path:
-    """Write the Flower app to ``directory``, for ``flwr run`` at a real deployment.
-
-    ``flwr run`` rewrites the app's ``pyproject.toml``: give it this directory, never a project's
-    own. Returns the directory.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pyproject.toml").write_text(app_pyproject(settings))
-    (directory / "README.md").write_text(_APP_README)
-    return directory
-
-
-_APP_README = """# fedsynth federated app
-
-The ServerApp and ClientApp are in the installed `fedsynth` package
-(`fedsynth.federated.server_app`, `fedsynth.federated.client_app`); install the same fedsynth
-version at the coordinator and at every site.
-"""
-
-
-def _build_fab(settings: RunSettings) -> bytes:
-    from flwr.cli.build import build_fab_from_files
-
-    files = {
-        "pyproject.toml": app_pyproject(settings).encode(),
-        "README.md": _APP_README.encode(),
-    }
-    with warnings.catch_warnings():
-        # Flower 1.41 uses a pattern style that the installed pathspec deprecates.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return build_fab_from_files(files)[0]
-
-
-# ---------------------------------------------------------------------- TLS and node keys
-@dataclass(frozen=True)
-class TLSFiles:
-    """A CA certificate and the SuperLink's certificate and key signed by it (PEM files)."""
-
-    ca_cert: Path
-    server_cert: Path
-    server_key: Path
-
-    @classmethod
-    def generate(cls, directory: str | os.PathLike, *, days: int = 2) -> TLSFiles:
-        """Make a throw-away CA and a server certificate for 127.0.0.1, ::1 and localhost."""
-        import ipaddress
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        now = _dt.datetime.now(_dt.UTC)
-
-        def certificate(subject, issuer, key, signing_key, *, ca: bool, san=None):
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(issuer)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - _dt.timedelta(minutes=5))
-                .not_valid_after(now + _dt.timedelta(days=days))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            )
-            if san is not None:
-                builder = builder.add_extension(san, critical=False)
-            return builder.sign(signing_key, hashes.SHA256())
-
-        ca_key = ec.generate_private_key(ec.SECP384R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedsynth test CA")])
-        ca = certificate(ca_name, ca_name, ca_key, ca_key, ca=True)
-        server_key = ec.generate_private_key(ec.SECP384R1())
-        san = x509.SubjectAlternativeName(
-            [
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("::1")),
-                x509.DNSName("localhost"),
-            ]
-        )
-        server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        server = certificate(server_name, ca_name, server_key, ca_key, ca=False, san=san)
-        files = cls(directory / "ca.crt", directory / "server.pem", directory / "server.key")
-        files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        files.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-        files.server_key.write_bytes(
-            server_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        files.server_key.chmod(0o600)
-        return files
-
-
-def generate_node_key(path: str | os.PathLike) -> bytes:
-    """Write a SuperNode's ECDSA (P-384) private key in OpenSSH format to ``path``; return its
-    public key as PEM (what the SuperLink registers)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP384R1())
-    path = Path(path)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
-# ---------------------------------------------------------------------- processes
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
-def _marked_processes(marker: str, value: str) -> list[int]:
-    """PIDs of the processes whose environment holds ``marker=value``."""
-    wanted = f"{marker}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours to read
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
-def _end_processes(marker: str, value: str, *, grace: float = 5.0) -> None:
-    """SIGTERM the marked processes, then SIGKILL those still alive after ``grace`` seconds."""
-    pids = _marked_processes(marker, value)
-    for pid in pids:
-        with _ignore_gone():
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.1)
-        pids = _marked_processes(marker, value)
-    for pid in pids:
-        with _ignore_gone():
-            os.kill(pid, signal.SIGKILL)
-
-
-class _ignore_gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, traceback) -> bool:
-        return kind is ProcessLookupError
-
-
-def _import_path() -> str:
-    """The caller's import path beyond the interpreter's own, so that the Flower processes import
-    what the caller can (e.g. a module registering a custom generator)."""
-    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    resolved = [str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()]
-    extra = [p for p in resolved if not p.startswith(prefixes)]
-    return os.pathsep.join(dict.fromkeys(extra))
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 @dataclass
@@ -364,7 +149,7 @@ class LocalFederation:
                 "NO_PROXY": "127.0.0.1,localhost,::1",
                 "no_proxy": "127.0.0.1,localhost,::1",
                 "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
-                "PYTHONPATH": _import_path(),
+                "PYTHONPATH": import_path(),
                 "FEDSYNTH_NO_PROGRESS": "1",
                 "OMP_NUM_THREADS": str(self.threads_per_site),
                 "MKL_NUM_THREADS": str(self.threads_per_site),
@@ -403,7 +188,7 @@ class LocalFederation:
             raise
 
     def _start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         superlink = [
             "flower-superlink",
             "--host",
@@ -439,7 +224,7 @@ class LocalFederation:
             "--host",
             LOOPBACK,
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--node-config",
             f"site-name={json.dumps(site)} data-path={json.dumps(str(data))}",
         ]
@@ -519,7 +304,7 @@ class LocalFederation:
         if self._client is not None:
             self._client.close()
             self._client = None
-        _end_processes(_SESSION, self.session)
+        end_processes(_SESSION, self.session)
         for process in self._processes:
             # One that outlives this wait was sent SIGKILL: init reaps it.
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -528,21 +313,21 @@ class LocalFederation:
 
     def kill_site(self, site: str) -> None:
         """Kill a site's SuperNode and the app processes it spawned, as a crash would."""
-        ours = set(_marked_processes(_SESSION, self.session))
-        for pid in _marked_processes(_SITE, site):
+        ours = set(marked_processes(_SESSION, self.session))
+        for pid in marked_processes(_SITE, site):
             if pid in ours:
-                with _ignore_gone():
+                with ignore_gone():
                     os.kill(pid, signal.SIGKILL)
 
     def memory_mb(self) -> dict[str, float]:
         """Resident memory (MB) now, per site and for the coordinator (``"server"``)."""
-        ours = set(_marked_processes(_SESSION, self.session))
+        ours = set(marked_processes(_SESSION, self.session))
         usage = dict.fromkeys([*self.sites, "server"], 0.0)
         for site in self.sites:
-            for pid in set(_marked_processes(_SITE, site)) & ours:
-                usage[site] += _rss_mb(pid)
+            for pid in set(marked_processes(_SITE, site)) & ours:
+                usage[site] += rss_mb(pid)
                 ours.discard(pid)
-        usage["server"] = sum(_rss_mb(pid) for pid in ours)
+        usage["server"] = sum(rss_mb(pid) for pid in ours)
         return usage
 
     def _sample_memory(self) -> None:
@@ -592,7 +377,7 @@ class LocalFederation:
         from flwr.proto.control_pb2 import ListRunsRequest, StartRunRequest, StopRunRequest
         from flwr.supercore.fab import Fab
 
-        fab = _build_fab(settings)
+        fab = build_fab(settings)
         request = StartRunRequest(
             fab=fab_to_proto(Fab(hashlib.sha256(fab).hexdigest(), fab, {})),
             override_config=user_config_to_proto(settings.to_run_config()),

@@ -63,9 +63,10 @@ from flwr.server.strategy import Strategy as _LegacyStrategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
-from fedsynth.federated._records import Content, from_records, to_records
+from fedsynth.federated.averaging import weights_from
 from fedsynth.federated.errors import FederationError
-from fedsynth.federated.strategies import Payload, n_examples, weights_from
+from fedsynth.federated.messages import Content, Payload, from_records, to_records
+from fedsynth.federated.strategy_base import NUM_EXAMPLES, n_examples
 
 #: Clipping range of the masked updates (the update times the site's share of the rows).
 DEFAULT_CLIPPING_RANGE = 8.0
@@ -136,9 +137,10 @@ def masked_reply(content: Mapping[str, Payload], reply: Mapping[str, Payload]) -
     clear.update({k: v for k, v in part.arrays.items() if not k.startswith("w")})
     config = dict(part.config)
     config[_CLEAR_ARRAYS] = _to_npz(clear)
-    records = to_records({"site": reply["site"], name: Payload(config)})
+    records = to_records({"site": reply["site"], name: Payload(config, metrics=part.metrics)})
     records[_FITRES_PARAMETERS] = ArrayRecord(masked)
-    records[_FITRES_NUM_EXAMPLES] = MetricRecord({"num_examples": int(config["num-examples"])})
+    num_examples = int(part.metrics[NUM_EXAMPLES])
+    records[_FITRES_NUM_EXAMPLES] = MetricRecord({"num_examples": num_examples})
     records[_FITRES_METRICS] = ConfigRecord({})
     records[_FITRES_STATUS] = ConfigRecord({"code": 0, "message": "Success"})
     return records
@@ -233,7 +235,7 @@ def clear_part(payload: Payload) -> Payload:
     config = dict(payload.config)
     blob = config.pop(_CLEAR_ARRAYS, None)
     arrays = _from_npz(blob) if isinstance(blob, bytes) else {}
-    return Payload(config, {**payload.arrays, **arrays})
+    return Payload(config, {**payload.arrays, **arrays}, dict(payload.metrics))
 
 
 def secure_average(

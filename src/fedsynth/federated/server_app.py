@@ -43,12 +43,14 @@ import numpy as np
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
-from fedsynth.federated._records import Content, from_records, to_records
+from fedsynth.federated.averaging import FedAvg
 from fedsynth.federated.encoder_stats import SharedSchema, build_schema, check_shared_metadata
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.messages import Content, Payload, from_records, to_records
 from fedsynth.federated.secure_aggregation import SecureResult, new_weights, secure_average
 from fedsynth.federated.settings import RunSettings
-from fedsynth.federated.strategies import FedAvg, Payload, RoundLog, Strategy, make_strategy
+from fedsynth.federated.strategies import make_strategy
+from fedsynth.federated.strategy_base import RoundLog, Strategy
 from fedsynth.tabular.metadata import Metadata
 
 
@@ -123,6 +125,7 @@ class _Output:
                     k: {"shape": list(v.shape), "dtype": str(v.dtype)}
                     for k, v in payload.arrays.items()
                 },
+                "metrics": dict(payload.metrics),
             }
             if not self.audit:
                 continue
@@ -136,6 +139,9 @@ class _Output:
                 else:
                     config[key] = value
             (folder / f"{part}.json").write_text(json.dumps(config, indent=2) + "\n")
+            if payload.metrics:
+                metrics = json.dumps(payload.metrics, indent=2)
+                (folder / f"{part}.metrics.json").write_text(metrics + "\n")
             np.savez(folder / f"{part}.npz", **{_safe(k): v for k, v in payload.arrays.items()})
         self.append("audit.jsonl", {"phase": phase, "round": round, "site": site, "parts": summary})
 

@@ -9,12 +9,10 @@ their inputs and outputs between processes.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedsynth.core.federable import Federable
 from fedsynth.exceptions import FedsynthError
-from fedsynth.federated import _hooks
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator, load, make
-
-#: Name of the copy-guard array in saved model files (see ``BaseGenerator.save``).
-_GUARD_ARRAY = "copy_guard_fingerprints"
 
 
 def import_plugins(plugins: str | Sequence[str]) -> None:
@@ -51,58 +46,31 @@ def new_generator(model: str, params: Mapping[str, Any]) -> BaseGenerator:
     return generator
 
 
+def averages_weights(generator: object) -> bool:
+    """Whether weight averaging can train ``generator``: it implements the
+    :class:`~fedsynth.core.federable.Federable` protocol and has trainable weights."""
+    return isinstance(generator, Federable) and bool(generator.has_weights)
+
+
 # ---------------------------------------------------------------------- weight averaging
 def start_generator(
     model: str, params: Mapping[str, Any], schema: SharedSchema, *, n_fits: int = 0
-) -> BaseGenerator:
-    """A neural generator on the shared encoder, untrained (:func:`_hooks.initialize`)."""
+) -> Federable:
+    """A federable generator on the shared schema, untrained
+    (:meth:`~fedsynth.core.federable.Federable.init_from_schema`).
+
+    Raises
+    ------
+    FedsynthError
+        When the generator has no weights to average.
+    """
     generator = new_generator(model, params)
-    if not generator.has_weights:
+    if not averages_weights(generator):
         raise FedsynthError(
             f"{model} has no trainable weights to average; federate it with the "
             "synthetic_sharing or generator_sharing strategy instead"
         )
-    return _hooks.initialize(generator, schema, n_fits=n_fits)
-
-
-def train_local(
-    generator: BaseGenerator,
-    data: pd.DataFrame,
-    *,
-    epochs: int,
-    proximal_mu: float = 0.0,
-    post_training: bool = True,
-) -> dict[str, float]:
-    """Train a neural generator on a site's rows for ``epochs`` more epochs.
-
-    With ``proximal_mu > 0`` the loss gets FedProx's proximal term towards the weights the
-    generator holds when this is called (the global weights just received). With
-    ``post_training=False`` what the generator derives from its rows after training (VAE-BGM's
-    latent mixture) is not computed: weights that are only sent to be averaged do not need it.
-
-    Returns
-    -------
-    dict
-        The losses of the last epoch.
-    """
-    done = len(generator.history_)
-    skip = contextlib.nullcontext() if post_training else _hooks.without_post_training(generator)
-    with _hooks.proximal_term(generator, proximal_mu), skip:
-        generator.fit(data, epochs=epochs, warm_start=True)
-    history = generator.history_[done:]
-    if not history:
-        return {}
-    return {k: float(v) for k, v in history[-1].items() if k != "epoch"}
-
-
-def refresh_extra_state(generator: BaseGenerator, data: pd.DataFrame) -> _hooks.ExtraState:
-    """The data-derived state of ``generator``'s current weights, computed on ``data``.
-
-    ``fit(data, epochs=0, warm_start=True)`` trains nothing and redoes what the generator learns
-    after training (VAE-BGM's latent mixture); most generators have no such state.
-    """
-    generator.fit(data, epochs=0, warm_start=True)
-    return _hooks.extra_state(generator)
+    return generator.init_from_schema(schema, n_fits=n_fits)
 
 
 def privacy_spent(generator: BaseGenerator) -> dict[str, float]:
@@ -176,51 +144,27 @@ def fit_local(
 ) -> BaseGenerator:
     """A site's own generator, trained ``epochs`` more epochs on its rows.
 
-    A neural generator is built on the shared encoder (so that no site-specific encoder, with
-    modes fitted on one site's values, ever leaves the site) and trained further each round; any
-    other generator is fitted once on the shared metadata and then kept as it is.
+    A federable generator with weights is built on the shared schema (so that no
+    site-specific encoder, with modes fitted on one site's values, ever leaves the site) and
+    trained further each round; any other generator is fitted once on the shared metadata and
+    then kept as it is.
     """
-    if previous is not None and not previous.has_weights:
-        return previous
     generator = previous
     if generator is None:
         generator = new_generator(model, params)
-        if not generator.has_weights:
+        if not averages_weights(generator):
             return generator.fit(data, metadata=schema.metadata)
-        _hooks.initialize(generator, schema, n_fits=n_fits)
-    generator.fit(data, epochs=epochs, warm_start=True)
+        generator.init_from_schema(schema, n_fits=n_fits)
+    elif not averages_weights(generator):
+        return generator
+    generator.train_local(data, epochs=epochs)
     return generator
 
 
-def model_to_payload(
-    generator: BaseGenerator, *, keep_guard: bool
-) -> tuple[str, dict[str, np.ndarray]]:
-    """A generator as its saved files (``model.json`` text and arrays), for a message.
-
-    Parameters
-    ----------
-    keep_guard : bool
-        Keep the copy guard's fingerprints of the training rows. Leave them out of anything
-        that leaves a site: they tell whoever holds a patient's full row whether it was trained
-        on.
-    """
-    with tempfile.TemporaryDirectory(prefix="fedsynth-model-") as tmp:
-        generator.save(tmp)
-        text = (Path(tmp) / "model.json").read_text()
-        with np.load(Path(tmp) / "arrays.npz", allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    if not keep_guard:
-        arrays[_GUARD_ARRAY] = np.empty(0, dtype=np.uint64)
-    return text, arrays
-
-
-def model_from_payload(text: str, arrays: Mapping[str, np.ndarray]) -> BaseGenerator:
-    """Inverse of :func:`model_to_payload` (through :func:`fedsynth.load`, no pickle)."""
-    with tempfile.TemporaryDirectory(prefix="fedsynth-model-") as tmp:
-        (Path(tmp) / "model.json").write_text(text)
-        with open(Path(tmp) / "arrays.npz", "wb") as fh:
-            np.savez(fh, **dict(arrays))
-        return load(tmp)
+def model_from_bytes(data: bytes) -> BaseGenerator:
+    """A generator from :meth:`~fedsynth.core.federable.Federable.to_bytes` (any generator's
+    ``to_bytes``; no pickle)."""
+    return BaseGenerator.from_bytes(data)
 
 
 def table_to_bytes(table: pd.DataFrame) -> bytes:

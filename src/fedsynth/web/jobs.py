@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The runtime's own search for the processes of a federation, by a mark in their environment.
+from fedsynth.federated.processes import marked_processes
 from fedsynth.web.db import Database, RunRecord
 from fedsynth.web.storage import Storage
 
@@ -240,18 +242,7 @@ def _alive(pid: int) -> bool:
 
 def _marked(run_id: str) -> list[int]:
     """Processes started for a run: those whose environment holds :data:`RUN_MARKER`."""
-    wanted = f"{RUN_MARKER}={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone, or not ours to read
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+    return marked_processes(RUN_MARKER, run_id)
 
 
 def _kill_marked(run_id: str) -> None:

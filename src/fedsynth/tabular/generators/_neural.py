@@ -43,6 +43,7 @@ from fedsynth.tabular.generators._neural_private import (
     _training_spend,
 )
 from fedsynth.tabular.generators.base import BaseGenerator
+from fedsynth.tabular.generators.federable import FederableGenerator
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.privacy.dp_statistics import (
     released_view,
@@ -79,7 +80,7 @@ def _torch_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**62))
 
 
-class NeuralGenerator(PrivateFitting, BaseGenerator):
+class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
     """Base class of the PyTorch generators (see the module docstring)."""
 
     has_weights = True
@@ -158,8 +159,6 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
         return self
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
-        import torch
-
         settings = resolve_dp(self.dp)
         self._check_training_params()
         if settings is not None and self.early_stopping:
@@ -171,16 +170,25 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
             self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
         else:
             data, plan, proxy = self._fit_private(data, metadata, rng, settings)
+        self._build_untrained(self.encoder_, rng)
+        if proxy is not None:
+            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
+        self._train(self.encoder_.transform(data), rng, plan)
+
+    def _build_untrained(self, encoder: TableEncoder, rng: np.random.Generator) -> None:
+        """The modules on ``encoder``, untrained, seeded from ``rng``, with no training done:
+        what :meth:`_fit` trains, and what a federated model starts from
+        (:meth:`~fedsynth.tabular.generators.federable.FederableGenerator.init_from_schema`)."""
+        import torch
+
+        self.encoder_ = encoder
         self.n_fits_ = 0
         self.history_: list[dict[str, float]] = []
         # Module initialisation draws from torch's global generator: seed it inside a fork so
         # that the caller's own torch random state is left as it was.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_torch_seed(rng))
-            self._build(self.encoder_)
-        if proxy is not None:
-            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
-        self._train(self.encoder_.transform(data), rng, plan)
+            self._build(encoder)
 
     def _epochs_of_this_fit(self) -> int:
         return int(self.epochs if self._epochs_this_fit is None else self._epochs_this_fit)
@@ -284,6 +292,8 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
         if pretraining:
             return
         self.n_fits_ += 1
+        if self._skip_after_training:  # federated weights that are only averaged
+            return
         with torch.no_grad():
             self._after_training(torch.from_numpy(np.asarray(matrix, dtype=np.float32)), rng)
 

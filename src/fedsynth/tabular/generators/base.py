@@ -26,7 +26,12 @@ import numpy as np
 import pandas as pd
 
 from fedsynth._version import __version__
-from fedsynth.core.io import load_model_files, save_model_files
+from fedsynth.core.io import (
+    load_model_files,
+    model_files_from_bytes,
+    model_files_to_bytes,
+    save_model_files,
+)
 from fedsynth.exceptions import (
     ConditionError,
     ConditionWarning,
@@ -41,7 +46,8 @@ from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.tabular.privacy.guards import CopyGuard
 
 Conditions = Mapping[str, Any]
-_GUARD_ARRAY = "copy_guard_fingerprints"
+#: Name of the copy guard's fingerprints among a saved model's arrays.
+GUARD_ARRAY = "copy_guard_fingerprints"
 
 
 class BaseGenerator:
@@ -146,17 +152,42 @@ class BaseGenerator:
         rng = np.random.default_rng(self.seed)
         self._fit(data[learned], metadata, rng)
         continuous = [c for c in learned if metadata.columns[c].is_continuous]
-        self.guard_ = CopyGuard.from_training(data, learned, continuous)
-        self.metadata_ = metadata
-        self.columns_ = columns
-        self.learned_columns_ = learned
-        self.constants_ = constants
-        self.dtypes_ = {c: str(data[c].dtype) for c in columns}
-        self.n_rows_ = len(data)
-        self.fitted_at_ = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        self.fedsynth_version_ = __version__
-        self._reset_sample_stream()
+        self._set_fitted_state(
+            metadata,
+            columns=columns,
+            learned_columns=learned,
+            constants=constants,
+            dtypes={c: str(data[c].dtype) for c in columns},
+            n_rows=len(data),
+            guard=CopyGuard.from_training(data, learned, continuous),
+        )
         return self
+
+    def _set_fitted_state(
+        self,
+        metadata: Metadata,
+        *,
+        columns: list[str],
+        learned_columns: list[str],
+        constants: dict[str, Any],
+        dtypes: dict[str, str],
+        n_rows: int,
+        guard: CopyGuard,
+        fitted_at: str | None = None,
+        fedsynth_version: str = __version__,
+    ) -> None:
+        """Set what every fitted generator holds besides its model; the one place that does,
+        for :meth:`fit`, :func:`load` and a federated model built on a shared schema."""
+        self.metadata_ = metadata
+        self.columns_ = list(columns)
+        self.learned_columns_ = list(learned_columns)
+        self.constants_ = dict(constants)
+        self.dtypes_ = dict(dtypes)
+        self.n_rows_ = int(n_rows)
+        self.guard_ = guard
+        self.fitted_at_ = fitted_at or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        self.fedsynth_version_ = fedsynth_version
+        self._reset_sample_stream()
 
     @staticmethod
     def _metadata_for(data: pd.DataFrame, metadata) -> Metadata:
@@ -328,6 +359,46 @@ class BaseGenerator:
         The files carry the fedsynth version, the hyperparameters, the metadata and the fitted
         state; :func:`fedsynth.load` restores a generator that samples identically.
         """
+        return save_model_files(path, *self._model_files())
+
+    def to_bytes(self, *, keep_guard: bool = True) -> bytes:
+        """The files of :meth:`save` as bytes (a ZIP archive made in memory, no pickle).
+
+        Parameters
+        ----------
+        keep_guard : bool, default True
+            Keep the copy guard's fingerprints of the training rows. Leave them out of anything
+            that leaves a site: they tell whoever holds a patient's full row whether it was
+            trained on.
+
+        Examples
+        --------
+        >>> same = type(gen).from_bytes(gen.to_bytes())  # doctest: +SKIP
+        """
+        config, arrays = self._model_files()
+        if not keep_guard:
+            arrays[GUARD_ARRAY] = np.empty(0, dtype=np.uint64)
+        return model_files_to_bytes(config, arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BaseGenerator:
+        """The generator that :meth:`to_bytes` wrote; on ``BaseGenerator``, of any registered
+        class.
+
+        Raises
+        ------
+        ModelFileError
+            When ``data`` holds no model, or one of another class than ``cls``.
+        """
+        config, arrays = model_files_from_bytes(data)
+        generator = _from_model_files(config, arrays, "the model bytes")
+        if not isinstance(generator, cls):
+            problem = f"the model bytes hold a {config['generator']}, not a {cls.name}"
+            raise ModelFileError([Problem(None, problem)])
+        return generator
+
+    def _model_files(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``model.json``'s content and the arrays, with the copy guard's fingerprints."""
         self._check_is_fitted()
         state, arrays = self._get_state()
         config = {
@@ -352,9 +423,9 @@ class BaseGenerator:
         }
         if getattr(self, "site_mix_", None) is not None:
             config["site_mix"] = self.site_mix_.to_dict()
-        if _GUARD_ARRAY in arrays:
-            raise FedsynthError(f"{self.name} state uses the reserved array name {_GUARD_ARRAY}")
-        return save_model_files(path, config, {**arrays, _GUARD_ARRAY: self.guard_.fingerprints})
+        if GUARD_ARRAY in arrays:
+            raise FedsynthError(f"{self.name} state uses the reserved array name {GUARD_ARRAY}")
+        return config, {**arrays, GUARD_ARRAY: self.guard_.fingerprints}
 
     def get_info(self) -> dict[str, Any]:
         """What was fitted, when, on how many rows, with which fedsynth version."""
@@ -373,22 +444,23 @@ class BaseGenerator:
     @classmethod
     def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseGenerator:
         gen = cls(**config["params"])
-        gen.metadata_ = Metadata.from_dict(config["metadata"])
-        gen.columns_ = list(config["columns"])
-        gen.learned_columns_ = list(config["learned_columns"])
-        gen.constants_ = {k: (np.nan if v is None else v) for k, v in config["constants"].items()}
-        gen.dtypes_ = dict(config["dtypes"])
-        gen.n_rows_ = int(config["n_rows"])
-        gen.fitted_at_ = config["fitted_at"]
-        gen.fedsynth_version_ = config["fedsynth_version"]
         guard = config["copy_guard"]
-        gen.guard_ = CopyGuard(
-            guard["columns"], guard["numeric"], guard["key"], arrays.pop(_GUARD_ARRAY)
+        gen._set_fitted_state(
+            Metadata.from_dict(config["metadata"]),
+            columns=config["columns"],
+            learned_columns=config["learned_columns"],
+            constants={k: (np.nan if v is None else v) for k, v in config["constants"].items()},
+            dtypes=config["dtypes"],
+            n_rows=config["n_rows"],
+            guard=CopyGuard(
+                guard["columns"], guard["numeric"], guard["key"], arrays.pop(GUARD_ARRAY)
+            ),
+            fitted_at=config["fitted_at"],
+            fedsynth_version=config["fedsynth_version"],
         )
         gen._set_state(config["state"], arrays)
         if config.get("site_mix") is not None:
             gen.site_mix_ = SiteMix.from_dict(config["site_mix"])
-        gen._reset_sample_stream()
         return gen
 
     # ------------------------------------------------------------------ subclass hooks
@@ -412,17 +484,23 @@ def load(path: str | os.PathLike) -> BaseGenerator:
     --------
     >>> gen = fedsynth.load("model/")  # doctest: +SKIP
     """
+    return _from_model_files(*load_model_files(path), repr(str(path)))
+
+
+def _from_model_files(
+    config: dict[str, Any], arrays: dict[str, np.ndarray], source: str
+) -> BaseGenerator:
+    """The generator of a model file's content; ``source`` names where it was read."""
     from fedsynth.core.registry import get_generator_class
 
-    config, arrays = load_model_files(path)
     if config.get("format") != "fedsynth-model":
-        raise ModelFileError([Problem(None, f"{str(path)!r} does not hold a fedsynth model")])
+        raise ModelFileError([Problem(None, f"{source} does not hold a fedsynth model")])
     if int(config.get("format_version", 0)) > 1:
         raise ModelFileError(
             [
                 Problem(
                     None,
-                    f"{str(path)!r} was saved by fedsynth {config.get('fedsynth_version')} in a "
+                    f"{source} was saved by fedsynth {config.get('fedsynth_version')} in a "
                     f"newer format; upgrade fedsynth (this is {__version__})",
                 )
             ]

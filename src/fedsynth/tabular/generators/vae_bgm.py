@@ -4,12 +4,15 @@ fitted on the training rows' latent means (Apellániz et al.), fedsynth's defaul
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fedsynth.core.federable import ExtraState
 from fedsynth.core.registry import register
 from fedsynth.tabular.generators._vae import VAEGenerator
+from fedsynth.tabular.generators.federable import union_of_mixtures
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +85,14 @@ class VAEBGM(VAEGenerator):
     >>> gen = fedsynth.make("vae_bgm", epochs=50, seed=0).fit(real)  # doctest: +SKIP
     >>> synthetic = gen.sample(500)  # doctest: +SKIP
     """
+
+    has_extra_state = True
+
+    @classmethod
+    def merge_extra_states(cls, states: Sequence[ExtraState], sizes: Sequence[float]) -> ExtraState:
+        """The sites' latent mixtures for averaged weights as one: every site's components,
+        weighted by its share of the rows, and the size-weighted mean log-variance."""
+        return union_of_mixtures(states, sizes)
 
     def _after_training(self, data: torch.Tensor, rng: np.random.Generator) -> None:
         from sklearn.exceptions import ConvergenceWarning
