@@ -34,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.core.privacy.accounting import PrivacyLedger
-from fedsynth.core.privacy.config import resolve_dp
-from fedsynth.exceptions import FedsynthError, InvalidDataError, Problem
+from fedsynth.core.privacy.config import DPSettings
+from fedsynth.exceptions import FedsynthError
 from fedsynth.tabular.generators._neural_private import (
     _EARLY_STOPPING_UNDER_DP,
     PrivateFitting,
@@ -44,9 +43,7 @@ from fedsynth.tabular.generators._neural_private import (
 )
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import (
-    released_view,
-)
+from fedsynth.tabular.privacy.dp_statistics import released_view
 from fedsynth.tabular.transforms import TableEncoder
 
 if TYPE_CHECKING:
@@ -83,6 +80,8 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
     """Base class of the PyTorch generators (see the module docstring)."""
 
     has_weights = True
+    privacy_parts = "domains, proxy or encoder statistics, dp-sgd"
+    _warm_start = False
     #: The DP-SGD plan of the training run in progress; ``None`` outside private training.
     _dp_plan: PrivateTraining | None = None
 
@@ -136,13 +135,21 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
                 f"got {epochs!r}"
             )
         self._epochs_this_fit = epochs
-        if not (warm_start and self.is_fitted):
-            return super().fit(data, metadata)
-        if not isinstance(data, pd.DataFrame):
-            raise InvalidDataError(
-                [Problem(None, f"expected a pandas DataFrame, got {type(data).__name__}")]
-            )
-        ledger, plan = self._continued_privacy(len(data), epochs)
+        self._warm_start = warm_start
+        return super().fit(data, metadata)
+
+    def _check_params(self, settings: DPSettings | None) -> None:
+        self._check_training_params()
+        resolve_device(self.device)  # a device that is not there fails before any work
+        if settings is not None and self.early_stopping:
+            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+
+    def _continues_training(self) -> bool:
+        return self._warm_start and self.is_fitted
+
+    def _fit_more(self, data: pd.DataFrame, settings: DPSettings | None) -> None:
+        """A warm start: this call's epochs on ``data`` with the fitted encoder and metadata."""
+        ledger, plan = self._continued_privacy(len(data), self._epochs_this_fit, settings)
         if ledger is not None:
             data = released_view(data, self._released_domains(data.columns))
         self.metadata_.check(data)
@@ -155,22 +162,24 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
         self.guard_.add(data)
         self.n_rows_ = len(data)
         self._reset_sample_stream()
-        return self
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
+        self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        self._start_training(data, rng)
+
+    def _start_training(
+        self,
+        data: pd.DataFrame,
+        rng: np.random.Generator,
+        plan: PrivateTraining | None = None,
+        proxy: pd.DataFrame | None = None,
+        pretrain_epochs: int = 0,
+    ) -> None:
+        """Build the modules on ``encoder_``, pretrain on ``proxy`` if any, train on ``data``
+        (under DP-SGD with ``plan``)."""
         import torch
 
-        settings = resolve_dp(self.dp)
-        self._check_training_params()
-        if settings is not None and self.early_stopping:
-            raise ValueError(_EARLY_STOPPING_UNDER_DP)
         self.device_ = resolve_device(self.device)
-        plan = proxy = None
-        if settings is None:
-            self.privacy_spent_ = None
-            self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
-        else:
-            data, plan, proxy = self._fit_private(data, metadata, rng, settings)
         self.n_fits_ = 0
         self.history_: list[dict[str, float]] = []
         # Module initialisation draws from torch's global generator: seed it inside a fork so
@@ -179,7 +188,7 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
             torch.manual_seed(_torch_seed(rng))
             self._build(self.encoder_)
         if proxy is not None:
-            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
+            self._pretrain(self.encoder_.transform(proxy), rng, pretrain_epochs)
         self._train(self.encoder_.transform(data), rng, plan)
 
     def _epochs_of_this_fit(self) -> int:
@@ -411,9 +420,6 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
             "n_fits": self.n_fits_,
             "extra": extra_config,
         }
-        ledger = getattr(self, "privacy_spent_", None)  # absent on a federated initial model
-        if ledger is not None:
-            state["privacy"] = ledger.to_dict()
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -422,8 +428,6 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
         def part(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
-        privacy = state.get("privacy")
-        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
         self.device_ = resolve_device(self.device)
         self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
         self.history_ = list(state["history"])
