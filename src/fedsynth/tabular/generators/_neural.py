@@ -24,10 +24,8 @@ and ``_train_epoch`` takes each step with
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +39,7 @@ from fedsynth.tabular.generators._neural_private import (
     PrivateFitting,
     _training_spend,
 )
+from fedsynth.tabular.generators._progress import training_progress
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.privacy.dp_statistics import released_view
@@ -256,7 +255,7 @@ class NeuralGenerator(PrivateFitting, BaseGenerator):
         self._dp_plan = plan
         try:
             title = f"{'Pretraining' if pretraining else 'Training'} {type(self).__name__}"
-            with _progress(self.verbose, title, epochs) as advance:
+            with training_progress(self.verbose, title, epochs) as advance:
                 for epoch in range(epochs):
                     for module in self._modules().values():
                         module.train()
@@ -486,36 +485,3 @@ class ShuffledBatches:
 
         order = torch.randperm(self.n, generator=self.generator)
         return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, title: str, epochs: int):
-    """Yield ``advance(epoch, losses)``; a rich progress bar with the losses when enabled."""
-    if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
-        yield lambda epoch, losses: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
-    )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(title, total=epochs, losses="")
-
-        def advance(epoch: int, losses: dict[str, float]) -> None:
-            text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
-            progress.update(task, completed=epoch, losses=text)
-
-        yield advance
