@@ -165,3 +165,14 @@ def test_tuple_hyperparameters_survive_save_and_load(table, tmp_path):
     loaded = fedsynth.load(gen.save(tmp_path / "m"))
     assert loaded.hidden_dims == (32, 16)
     assert repr(loaded) == repr(gen)
+
+
+def test_warm_start_checks_its_input_as_a_first_fit_does(table):
+    from fedsynth.exceptions import InvalidDataError
+
+    gen = fedsynth.make("tvae", seed=0, **FAST).fit(table)
+    with pytest.raises(InvalidDataError, match="expected a pandas DataFrame, got ndarray"):
+        gen.fit(table.to_numpy(), epochs=1, warm_start=True)
+    with pytest.raises(InvalidDataError, match="'sex'"):
+        gen.fit(table.assign(sex=5.5), epochs=1, warm_start=True)
+    assert gen.n_fits_ == 1 and gen.privacy_spent_ is None

@@ -1,4 +1,5 @@
-"""Conversions between category values and integer codes, shared by the statistical generators."""
+"""Conversions between column values and the integer codes or floats that the statistical
+generators count."""
 
 from __future__ import annotations
 
@@ -36,3 +37,22 @@ def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
     table[: len(categories)] = list(categories)
     table[-1] = np.nan
     return pd.Series(table[codes])
+
+
+def category_states(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
+    """State of each value as a discrete model counts it: its category's index, and
+    ``len(categories)`` (the missing state) for a missing value or one of no category.
+
+    Examples
+    --------
+    >>> category_states(pd.Series(["b", None, "a", "z"]), ["a", "b"]).tolist()
+    [1, 2, 0, 2]
+    """
+    codes = to_codes(values, categories)
+    codes[codes < 0] = len(categories)
+    return codes
+
+
+def numeric_values(values: pd.Series) -> np.ndarray:
+    """A numeric column as floats, missing (or unreadable) values as NaN."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)

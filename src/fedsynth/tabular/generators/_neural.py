@@ -24,30 +24,26 @@ and ``_train_epoch`` takes each step with
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fedsynth.core.privacy.accounting import PrivacyLedger
-from fedsynth.core.privacy.config import resolve_dp
-from fedsynth.exceptions import FedsynthError, InvalidDataError, Problem
+from fedsynth.core.privacy.config import DPSettings
+from fedsynth.exceptions import FedsynthError
 from fedsynth.tabular.generators._neural_private import (
     _EARLY_STOPPING_UNDER_DP,
     PrivateFitting,
     _training_spend,
 )
+from fedsynth.tabular.generators._progress import training_progress
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.generators.federable import FederableGenerator
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import (
-    released_view,
-)
+from fedsynth.tabular.privacy.dp_statistics import released_view
 from fedsynth.tabular.transforms import TableEncoder
 
 if TYPE_CHECKING:
@@ -84,6 +80,8 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
     """Base class of the PyTorch generators (see the module docstring)."""
 
     has_weights = True
+    privacy_parts = "domains, proxy or encoder statistics, dp-sgd"
+    _warm_start = False
     #: The DP-SGD plan of the training run in progress; ``None`` outside private training.
     _dp_plan: PrivateTraining | None = None
 
@@ -137,13 +135,21 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
                 f"got {epochs!r}"
             )
         self._epochs_this_fit = epochs
-        if not (warm_start and self.is_fitted):
-            return super().fit(data, metadata)
-        if not isinstance(data, pd.DataFrame):
-            raise InvalidDataError(
-                [Problem(None, f"expected a pandas DataFrame, got {type(data).__name__}")]
-            )
-        ledger, plan = self._continued_privacy(len(data), epochs)
+        self._warm_start = warm_start
+        return super().fit(data, metadata)
+
+    def _check_params(self, settings: DPSettings | None) -> None:
+        self._check_training_params()
+        resolve_device(self.device)  # a device that is not there fails before any work
+        if settings is not None and self.early_stopping:
+            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+
+    def _continues_training(self) -> bool:
+        return self._warm_start and self.is_fitted
+
+    def _fit_more(self, data: pd.DataFrame, settings: DPSettings | None) -> None:
+        """A warm start: this call's epochs on ``data`` with the fitted encoder and metadata."""
+        ledger, plan = self._continued_privacy(len(data), self._epochs_this_fit, settings)
         if ledger is not None:
             data = released_view(data, self._released_domains(data.columns))
         self.metadata_.check(data)
@@ -156,28 +162,30 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         self.guard_.add(data)
         self.n_rows_ = len(data)
         self._reset_sample_stream()
-        return self
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
-        settings = resolve_dp(self.dp)
-        self._check_training_params()
-        if settings is not None and self.early_stopping:
-            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+        self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
+        self._start_training(data, rng)
+
+    def _start_training(
+        self,
+        data: pd.DataFrame,
+        rng: np.random.Generator,
+        plan: PrivateTraining | None = None,
+        proxy: pd.DataFrame | None = None,
+        pretrain_epochs: int = 0,
+    ) -> None:
+        """Build the modules on ``encoder_``, pretrain on ``proxy`` if any, train on ``data``
+        (under DP-SGD with ``plan``)."""
         self.device_ = resolve_device(self.device)
-        plan = proxy = None
-        if settings is None:
-            self.privacy_spent_ = None
-            self.encoder_ = TableEncoder(seed=self.seed).fit(data, metadata)
-        else:
-            data, plan, proxy = self._fit_private(data, metadata, rng, settings)
         self._build_untrained(self.encoder_, rng)
         if proxy is not None:
-            self._pretrain(self.encoder_.transform(proxy), rng, settings.pretrain_epochs)
+            self._pretrain(self.encoder_.transform(proxy), rng, pretrain_epochs)
         self._train(self.encoder_.transform(data), rng, plan)
 
     def _build_untrained(self, encoder: TableEncoder, rng: np.random.Generator) -> None:
         """The modules on ``encoder``, untrained, seeded from ``rng``, with no training done:
-        what :meth:`_fit` trains, and what a federated model starts from
+        what :meth:`_start_training` trains, and what a federated model starts from
         (:meth:`~fedsynth.tabular.generators.federable.FederableGenerator.init_from_schema`)."""
         import torch
 
@@ -255,7 +263,7 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         self._dp_plan = plan
         try:
             title = f"{'Pretraining' if pretraining else 'Training'} {type(self).__name__}"
-            with _progress(self.verbose, title, epochs) as advance:
+            with training_progress(self.verbose, title, epochs) as advance:
                 for epoch in range(epochs):
                     for module in self._modules().values():
                         module.train()
@@ -421,9 +429,6 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
             "n_fits": self.n_fits_,
             "extra": extra_config,
         }
-        ledger = getattr(self, "privacy_spent_", None)  # absent on a federated initial model
-        if ledger is not None:
-            state["privacy"] = ledger.to_dict()
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -432,8 +437,6 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         def part(prefix: str) -> dict[str, np.ndarray]:
             return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
-        privacy = state.get("privacy")
-        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
         self.device_ = resolve_device(self.device)
         self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
         self.history_ = list(state["history"])
@@ -492,36 +495,3 @@ class ShuffledBatches:
 
         order = torch.randperm(self.n, generator=self.generator)
         return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool, title: str, epochs: int):
-    """Yield ``advance(epoch, losses)``; a rich progress bar with the losses when enabled."""
-    if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
-        yield lambda epoch, losses: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
-    )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(title, total=epochs, losses="")
-
-        def advance(epoch: int, losses: dict[str, float]) -> None:
-            text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
-            progress.update(task, completed=epoch, losses=text)
-
-        yield advance

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.core.privacy.accounting import PrivacyLedger, Spend
-from fedsynth.core.privacy.config import DPSettings, resolve_dp
+from fedsynth.core.privacy.config import DPSettings
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.privacy.dp_statistics import (
     ColumnDomain,
@@ -63,10 +63,24 @@ class PrivateFitting:
         metadata: Metadata,
         rng: np.random.Generator,
         settings: DPSettings,
+        ledger: PrivacyLedger,
+    ) -> None:
+        """The fit under DP (the hook the base class calls): the statistics below, then the
+        pretraining on the proxy if any and DP-SGD on the rows."""
+        released, plan, proxy = self._private_statistics(data, metadata, rng, settings, ledger)
+        self._start_training(released, rng, plan, proxy, settings.pretrain_epochs)
+
+    def _private_statistics(
+        self,
+        data: pd.DataFrame,
+        metadata: Metadata,
+        rng: np.random.Generator,
+        settings: DPSettings,
+        ledger: PrivacyLedger,
     ) -> tuple[pd.DataFrame, PrivateTraining, pd.DataFrame | None]:
         """What a fit under DP shares across the neural generators, before training.
 
-        In this order, each spend recorded in ``privacy_spent_``:
+        In this order, each spend recorded in ``ledger``:
 
         1. the domains not declared public, from ``domain_fraction`` of epsilon and delta
            (:func:`~fedsynth.tabular.privacy.dp_statistics.private_domains`), published into the
@@ -88,10 +102,6 @@ class PrivateFitting:
         """
         from fedsynth.core.privacy.dp_sgd import PrivateTraining
 
-        ledger = PrivacyLedger(settings.max_epsilon)
-        ledger.check(
-            f"{self.name} fit", "domains, proxy or encoder statistics, dp-sgd", settings.epsilon
-        )
         # Survival columns come without a missing state (see private_domains): the encoder
         # gets none for them, so no missing time or event is ever generated.
         domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
@@ -139,7 +149,6 @@ class PrivateFitting:
             max_grad_norm=settings.max_grad_norm,
             accountant=settings.accountant,
         )
-        self.privacy_spent_ = ledger
         return released, plan, proxy
 
     def _pretraining_proxy(
@@ -187,19 +196,18 @@ class PrivateFitting:
             self._epochs_this_fit = kept
 
     def _continued_privacy(
-        self, n_rows: int, epochs: int | None
+        self, n_rows: int, epochs: int | None, settings: DPSettings | None
     ) -> tuple[PrivacyLedger | None, PrivateTraining | None]:
         """The ledger and DP-SGD plan of a warm start (``None`` for a model without DP).
 
         A model trained under DP goes on at the noise of its last DP-SGD run. A model with
         ``dp`` but no ledger yet (built on a shared encoder, as federated training does)
-        starts one, calibrated to ``dp``'s target for these epochs. ``epochs=0`` trains
-        nothing and plans nothing.
+        starts one, calibrated to ``dp``'s target (``settings``) for these epochs. ``epochs=0``
+        trains nothing and plans nothing.
         """
         from fedsynth.core.privacy.dp_sgd import PrivateTraining
 
         ledger = getattr(self, "privacy_spent_", None)
-        settings = resolve_dp(self.dp)
         if ledger is None and settings is None:
             return None, None
         if self.early_stopping:

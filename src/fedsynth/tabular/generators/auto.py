@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.core.io import load_model_files
+from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError
 from fedsynth.core.registry import get_generator_class, make, register
 from fedsynth.exceptions import (
     DataWarning,
@@ -189,16 +190,16 @@ class AutoGenerator(BaseGenerator):
         params.setdefault("seed", self.seed)
         return make(name, **params)
 
-    def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
-        if self.dp is not None:
-            from fedsynth.core.privacy import PrivacyConfigError
-
+    def _check_params(self, settings: DPSettings | None) -> None:
+        if settings is not None:
             raise PrivacyConfigError(
                 "auto does not support dp: choosing a candidate by its score on the private "
                 "rows is a release that no candidate's guarantee covers. Pick the generator and "
                 "give it dp= directly, e.g. fedsynth.make('vae_bgm', dp=...) (DP-SGD) or "
                 "fedsynth.make('bayesian_network', dp=...) (PrivBayes)"
             )
+
+    def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
         fraction = self.validation_fraction
         if not isinstance(fraction, (float, int)) or not 0.05 <= fraction <= 0.5:
             raise ValueError(f"validation_fraction must be in [0.05, 0.5], got {fraction!r}")

@@ -6,43 +6,65 @@ network is grown greedily as in PrivBayes: each step adds the (column, parent se
 best score among the columns not yet placed and the parent sets of at most ``max_parents`` placed
 columns. Conditionals are normalised counts.
 
-The two places where a differentially private mode plugs in are explicit: structure selection is
-a score function plus a selection rule (:func:`learn_structure` takes both; the exponential
-mechanism replaces :func:`select_best`), and every conditional is computed from a table of counts
-(:func:`family_counts`), to which noise can be added before :func:`conditional_from_counts`.
-With ``dp=`` the generator is PrivBayes (Zhang et al. 2017): the structure is chosen by the
-exponential mechanism on :func:`independence_distance`, and the counts get Laplace noise.
+The scores, the greedy structure and the conditionals from counts live in
+:mod:`~fedsynth.tabular.generators._bayesian_structure` (and are importable from here). With
+``dp=`` the generator is PrivBayes (Zhang et al. 2017,
+:mod:`~fedsynth.tabular.generators._privbayes`): the structure is chosen by the exponential
+mechanism on :func:`independence_distance`, and the counts get Laplace noise.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import xlogy
 
 from fedsynth.core.privacy.accounting import PrivacyLedger
-from fedsynth.core.privacy.config import DPConfig, DPSettings, resolve_dp
-from fedsynth.core.privacy.mechanisms import exponential_mechanism, laplace_mechanism
+from fedsynth.core.privacy.config import DPConfig
 from fedsynth.core.registry import register
 from fedsynth.exceptions import ConditionError, ConditionWarning
-from fedsynth.tabular.generators._discrete import from_codes, to_codes
-from fedsynth.tabular.generators._discretize import Bins, public_bins, quantile_bins
-from fedsynth.tabular.generators.base import BaseGenerator
-from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import (
-    ColumnDomain,
-    release_domains,
+from fedsynth.tabular.generators._bayesian_structure import (
+    INDEPENDENCE_DISTANCE_SENSITIVITY,
+    ScoreFunction,
+    SelectionRule,
+    conditional_from_counts,
+    family_counts,
+    independence_distance,
+    learn_structure,
+    mutual_information,
+    parent_index,
+    penalised_mutual_information,
+    select_best,
 )
+from fedsynth.tabular.generators._discrete import (
+    category_states,
+    from_codes,
+    numeric_values,
+    to_codes,
+)
+from fedsynth.tabular.generators._discretize import Bins, public_bins, quantile_bins
+from fedsynth.tabular.generators._privbayes import private_network
+from fedsynth.tabular.generators.statistical import StatisticalGenerator, is_int, is_number
+from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.privacy.dp_statistics import ColumnDomain
 
-#: ``score(codes, n_states, parents, children)``: one score per child for one parent set.
-ScoreFunction = Callable[[np.ndarray, np.ndarray, tuple[int, ...], np.ndarray], np.ndarray]
-#: ``select(scores, rng)``: index of the chosen candidate in a flat array of scores.
-SelectionRule = Callable[[np.ndarray, np.random.Generator], int]
+__all__ = [
+    "INDEPENDENCE_DISTANCE_SENSITIVITY",
+    "BayesianNetwork",
+    "ScoreFunction",
+    "SelectionRule",
+    "conditional_from_counts",
+    "family_counts",
+    "independence_distance",
+    "learn_structure",
+    "mutual_information",
+    "parent_index",
+    "penalised_mutual_information",
+    "select_best",
+]
 
 # Conditioned rows are drawn in chunks, each from its own importance pool of ancestor draws; a
 # pool whose weights concentrate (effective size below a tenth of the chunk) is drawn once more,
@@ -50,219 +72,10 @@ SelectionRule = Callable[[np.ndarray, np.random.Generator], int]
 _CONDITIONED_CHUNK = 2_000
 _POOL_SIZE = 20_000
 _LARGE_POOL_SIZE = 200_000
-#: Add/remove sensitivity of :func:`independence_distance` (proved in its docstring).
-INDEPENDENCE_DISTANCE_SENSITIVITY = 2.0
-# PrivBayes's usefulness: a conditional table is worth releasing when its cells hold on average
-# at least this many times the noise scale (Zhang et al. 2017 take theta = 4).
-_THETA = 4.0
-# Share of the budget (after the domain) spent on the noisy row count that the usefulness rule
-# needs: small, since a count has sensitivity 1.
-_COUNT_SHARE = 0.01
 
 
-# ---------------------------------------------------------------------- structure
-def parent_index(codes: np.ndarray, n_states: np.ndarray, parents: Sequence[int]) -> np.ndarray:
-    """Index of each row's parent configuration (mixed radix over ``parents``, in order)."""
-    index = np.zeros(len(codes), dtype=np.int64)
-    for p in parents:
-        index = index * int(n_states[p]) + codes[:, p]
-    return index
-
-
-def _entropies(counts: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
-    """Entropy (nats) of each segment of ``counts`` beginning at ``starts``; each sums to ``n``."""
-    return math.log(n) - np.add.reduceat(xlogy(counts, counts), starts) / n
-
-
-def mutual_information(
-    codes: np.ndarray, n_states: np.ndarray, parents: tuple[int, ...], children: np.ndarray
-) -> np.ndarray:
-    """Plug-in mutual information I(child; parents), in nats, of each child with one parent set.
-
-    All children are counted in one ``np.bincount`` over offset joint codes, a table of
-    ``prod(parent states) * sum(child states)`` cells.
-    """
-    children = np.asarray(children, dtype=np.int64)
-    if not parents:
-        return np.zeros(len(children))
-    n = len(codes)
-    pa = parent_index(codes, n_states, parents)
-    n_pa = math.prod(int(n_states[p]) for p in parents)
-    states = n_states[children]
-    child_codes = codes[:, children]
-    sizes = n_pa * states
-    joint_starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    joint = np.bincount(
-        (pa[:, None] * states + child_codes + joint_starts).ravel(), minlength=int(sizes.sum())
-    )
-    child_starts = np.concatenate(([0], np.cumsum(states)[:-1]))
-    marginal = np.bincount((child_codes + child_starts).ravel(), minlength=int(states.sum()))
-    h_parents = _entropies(np.bincount(pa, minlength=n_pa), np.array([0]), n)
-    return _entropies(marginal, child_starts, n) + h_parents - _entropies(joint, joint_starts, n)
-
-
-def penalised_mutual_information(
-    codes: np.ndarray, n_states: np.ndarray, parents: tuple[int, ...], children: np.ndarray
-) -> np.ndarray:
-    """Mutual information less its expected value under independence.
-
-    The plug-in estimate is biased upwards by about ``(r_child - 1)(r_parents - 1) / (2n)``
-    (Miller-Madow), which would make a pair of 20-bin parents look informative for any child.
-    The correction uses the domain sizes, not the data, so it leaves the score's sensitivity
-    unchanged for a private mode.
-    """
-    children = np.asarray(children, dtype=np.int64)
-    n_parent_states = math.prod(int(n_states[p]) for p in parents)
-    bias = (n_states[children] - 1) * (n_parent_states - 1) / (2 * len(codes))
-    return mutual_information(codes, n_states, parents, children) - bias
-
-
-def independence_distance(
-    codes: np.ndarray, n_states: np.ndarray, parents: tuple[int, ...], children: np.ndarray
-) -> np.ndarray:
-    """Rows that would have to move to make each child independent of the parents.
-
-    ``Q = 1/2 sum |c(x, p) - c(x) c(p) / n|`` over child states ``x`` and parent configurations
-    ``p``: ``n`` times the R score of PrivBayes (Zhang et al. 2017, section 4.3), the L1
-    distance between the joint distribution and the product of its marginals. It is the score of
-    the private mode because its sensitivity is small and does not depend on ``n``: adding one
-    row changes one joint count by 1 and the products ``c(x) c(p) / n`` by less than 3 in total
-    (they rise by 1 overall, and what falls, ``(n - c(x0))(n - c(p0)) / (n (n + 1))``, is below
-    1), so ``Q`` changes by less than ``(1 + 3) / 2 = 2``; removing a row is the same step
-    backwards. The empty parent set scores 0.
-    """
-    children = np.asarray(children, dtype=np.int64)
-    if not parents:
-        return np.zeros(len(children))
-    n = len(codes)
-    pa = parent_index(codes, n_states, parents)
-    n_pa = math.prod(int(n_states[p]) for p in parents)
-    parent_counts = np.bincount(pa, minlength=n_pa).astype(float)
-    out = np.empty(len(children))
-    for i, child in enumerate(children):
-        k = int(n_states[child])
-        joint = np.bincount(pa * k + codes[:, child], minlength=n_pa * k).reshape(n_pa, k)
-        expected = np.outer(parent_counts, joint.sum(axis=0)) / n
-        out[i] = 0.5 * np.abs(joint - expected).sum()
-    return out
-
-
-def select_best(scores: np.ndarray, rng: np.random.Generator) -> int:
-    """The selection rule without privacy: the highest score (the first one on ties)."""
-    return int(np.argmax(scores))
-
-
-def learn_structure(
-    codes: np.ndarray,
-    n_states: np.ndarray,
-    max_parents: int,
-    rng: np.random.Generator,
-    *,
-    score: ScoreFunction = penalised_mutual_information,
-    select: SelectionRule = select_best,
-    max_cells: float | None = None,
-) -> tuple[list[int], dict[int, tuple[int, ...]]]:
-    """Greedy network construction of PrivBayes (Zhang et al., 2017, algorithm 4).
-
-    The first variable is drawn at random; then each step scores every pair of a variable not yet
-    placed and a parent set of at most ``max_parents`` placed variables (the empty set scores 0)
-    and adds the pair chosen by ``select``. A score depends only on its pair, so each parent set
-    is scored once, when its last member is placed, against the variables still unplaced: the
-    work is about ``C(d, max_parents + 1)`` scores instead of that times ``d``. Parent sets with
-    more configurations than rows are left out: their conditional tables would be mostly empty
-    and grow as the product of the parents' domains. With ``max_cells`` the limit is on the
-    conditional table instead (parent configurations times child states), and uses no count
-    of rows: the private mode's rule.
-
-    Parameters
-    ----------
-    codes : ndarray of int, shape (n, d)
-        State of each variable in each row.
-    n_states : ndarray of int, shape (d,)
-        Number of states of each variable.
-    max_parents : int
-        Largest parent set.
-    rng : Generator
-        Draws the first variable (and is passed to ``select``).
-    score, select
-        The score of a (child, parent set) pair and the rule choosing among the scores.
-    max_cells : float, optional
-        Largest conditional table a (child, parent set) pair may have.
-
-    Returns
-    -------
-    order : list of int
-        Variables in the order they were placed (a topological order).
-    parents : dict of int to tuple of int
-        Parent set of each variable.
-    """
-    d = codes.shape[1]
-    root = int(rng.integers(d))
-    order, parents = [root], {root: ()}
-    unplaced = np.ones(d, dtype=bool)
-    unplaced[root] = False
-    candidate_sets: list[tuple[int, ...]] = [()]
-    set_scores: list[np.ndarray] = [np.zeros(d)]
-
-    def add_sets_ending_with(variable: int) -> None:
-        children = np.flatnonzero(unplaced)
-        for subset in [s for s in candidate_sets if len(s) < max_parents]:
-            new = (*subset, variable)
-            configurations = math.prod(int(n_states[p]) for p in new)
-            if max_cells is None:
-                allowed = children if configurations <= len(codes) else children[:0]
-            else:
-                allowed = children[configurations * n_states[children] <= max_cells]
-            if not len(allowed):
-                continue
-            row = np.full(d, -np.inf)
-            row[allowed] = score(codes, n_states, new, allowed)
-            candidate_sets.append(new)
-            set_scores.append(row)
-
-    if unplaced.any():
-        add_sets_ending_with(root)
-    while unplaced.any():
-        children = np.flatnonzero(unplaced)
-        table = np.vstack(set_scores)[:, children]
-        chosen_set, chosen_child = divmod(select(table.ravel(), rng), len(children))
-        child = int(children[chosen_child])
-        parents[child] = candidate_sets[chosen_set]
-        order.append(child)
-        unplaced[child] = False
-        if unplaced.any():
-            add_sets_ending_with(child)
-    return order, parents
-
-
-# ---------------------------------------------------------------------- conditionals
-def family_counts(
-    codes: np.ndarray, n_states: np.ndarray, child: int, parents: Sequence[int]
-) -> np.ndarray:
-    """Counts of (parent configuration, child state), shape ``(prod(parent states), states)``."""
-    n_child = int(n_states[child])
-    n_pa = math.prod(int(n_states[p]) for p in parents)
-    keys = parent_index(codes, n_states, parents) * n_child + codes[:, child]
-    return np.bincount(keys, minlength=n_pa * n_child).reshape(n_pa, n_child).astype(float)
-
-
-def conditional_from_counts(counts: np.ndarray, smoothing: float) -> np.ndarray:
-    """P(child | parents) from family counts, smoothed towards the child's marginal.
-
-    Each parent configuration gets ``smoothing`` pseudo-rows spread as the child's marginal, so
-    a configuration seen rarely (or never) falls back on the marginal rather than on a uniform
-    guess, and a state never seen has probability 0 everywhere.
-    """
-    marginal = counts.sum(axis=0)
-    prior = marginal / marginal.sum()
-    smoothed = counts + smoothing * prior
-    totals = smoothed.sum(axis=1, keepdims=True)
-    return np.where(totals > 0, smoothed / np.where(totals > 0, totals, 1.0), prior)
-
-
-# ---------------------------------------------------------------------- generator
 @register("bayesian_network")
-class BayesianNetwork(BaseGenerator):
+class BayesianNetwork(StatisticalGenerator):
     """Bayesian network over discretised columns, structure learned greedily as in PrivBayes.
 
     Discrete columns (categorical, binary, event, site) use their categories as states; numeric
@@ -359,7 +172,7 @@ class BayesianNetwork(BaseGenerator):
     1.0
     """
 
-    native_conditioning = True
+    privacy_parts = "domain, count, structure, conditionals"
 
     def __init__(
         self,
@@ -379,30 +192,21 @@ class BayesianNetwork(BaseGenerator):
         self.seed = seed
 
     # ------------------------------------------------------------------ fitting
-    def _check_params(self) -> DPSettings | None:
+    def _param_problems(self) -> list[str]:
         problems = []
-        if not _is_int(self.max_parents) or self.max_parents < 0:
+        if not is_int(self.max_parents) or self.max_parents < 0:
             problems.append(f"max_parents must be an integer >= 0, got {self.max_parents!r}")
-        if not _is_int(self.n_bins) or self.n_bins < 2:
+        if not is_int(self.n_bins) or self.n_bins < 2:
             problems.append(f"n_bins must be an integer >= 2, got {self.n_bins!r}")
-        if not _is_number(self.smoothing) or self.smoothing < 0:
+        if not is_number(self.smoothing) or self.smoothing < 0:
             problems.append(f"smoothing must be a finite number >= 0, got {self.smoothing!r}")
-        if not _is_number(self.structure_fraction) or not 0 < self.structure_fraction < 1:
+        if not is_number(self.structure_fraction) or not 0 < self.structure_fraction < 1:
             problems.append(
                 f"structure_fraction must be a number in (0, 1), got {self.structure_fraction!r}"
             )
-        if problems:
-            raise ValueError(
-                f"invalid {type(self).__name__} parameters:\n  - " + "\n  - ".join(problems)
-            )
-        return resolve_dp(self.dp)
+        return problems
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
-        settings = self._check_params()
-        if settings is not None:
-            self._fit_private(data, metadata, rng, settings)
-            return
-        self.privacy_spent_ = None
         columns = list(data.columns)
         bins: dict[str, Bins] = {}
         codes = np.empty((len(data), len(columns)), dtype=np.int64)
@@ -410,16 +214,13 @@ class BayesianNetwork(BaseGenerator):
         for i, name in enumerate(columns):
             col = metadata.columns[name]
             if col.is_continuous:
-                values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+                values = numeric_values(data[name])
                 bins[name] = quantile_bins(values, int(self.n_bins), integer=bool(col.integer))
                 codes[:, i] = bins[name].codes(values)
                 n_states[i] = bins[name].n_states
             else:
-                found = to_codes(data[name], col.categories)
-                missing = found < 0
-                found[missing] = len(col.categories)
-                codes[:, i] = found
-                n_states[i] = len(col.categories) + int(missing.any())
+                codes[:, i] = category_states(data[name], col.categories)
+                n_states[i] = len(col.categories) + int((codes[:, i] == len(col.categories)).any())
         order, parents = learn_structure(codes, n_states, int(self.max_parents), rng)
         conditionals = {
             columns[v]: conditional_from_counts(
@@ -436,79 +237,35 @@ class BayesianNetwork(BaseGenerator):
             categories={c: metadata.columns[c].categories for c in columns if c not in bins},
         )
 
-    def _fit_private(
+    def _fit_released(
         self,
         data: pd.DataFrame,
         metadata: Metadata,
+        domains: dict[str, ColumnDomain],
+        epsilon: float,
+        delta: float,
+        ledger: PrivacyLedger,
         rng: np.random.Generator,
-        settings: DPSettings,
     ) -> None:
-        """PrivBayes: the budget spent as the class docstring lists."""
-        ledger = PrivacyLedger(settings.max_epsilon)
-        ledger.check("PrivBayes fit", "domain, count, structure, conditionals", settings.epsilon)
-        epsilon, columns, d = settings.epsilon, list(data.columns), data.shape[1]
-        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
+        """PrivBayes: the budget spent as the class docstring lists (no delta beyond the
+        domains: Laplace and exponential mechanisms only)."""
+        columns = list(data.columns)
         codes, n_states, bins = self._private_codes(data, metadata, domains)
-
-        remaining = (1.0 - share) * epsilon
-        epsilon_count = _COUNT_SHARE * remaining
-        ledger.charge("row count", "laplace", epsilon_count, sensitivity=1.0)
-        n_noisy = float(
-            laplace_mechanism(len(data), sensitivity=1.0, epsilon=epsilon_count, rng=rng)
+        order, parents, conditionals = private_network(
+            codes,
+            n_states,
+            epsilon=epsilon,
+            max_parents=int(self.max_parents),
+            structure_fraction=float(self.structure_fraction),
+            smoothing=float(self.smoothing),
+            ledger=ledger,
+            rng=rng,
         )
-        epsilon_structure = float(self.structure_fraction) * (remaining - epsilon_count)
-        epsilon_tables = remaining - epsilon_count - epsilon_structure
-        max_cells = max(n_noisy, 0.0) * epsilon_tables / (_THETA * d)
-        smallest_families = np.sort(n_states)[:2]
-        if self.max_parents == 0 or d < 2 or smallest_families.prod() > max_cells:
-            # No parent set can be useful: the structure is data-independent (no parents, a
-            # random order), so its share goes to the tables.
-            epsilon_tables += epsilon_structure
-            epsilon_structure = 0.0
-            order = [int(v) for v in rng.permutation(d)]
-            parents: dict[int, tuple[int, ...]] = {v: () for v in order}
-        else:
-            step = epsilon_structure / (d - 1)
-            ledger.charge(
-                "structure",
-                "exponential",
-                epsilon_structure,
-                selections=d - 1,
-                epsilon_each=step,
-                score="independence_distance",
-                sensitivity=INDEPENDENCE_DISTANCE_SENSITIVITY,
-                max_cells=max_cells,
-            )
-
-            def select(scores: np.ndarray, rng: np.random.Generator) -> int:
-                return exponential_mechanism(
-                    scores, sensitivity=INDEPENDENCE_DISTANCE_SENSITIVITY, epsilon=step, rng=rng
-                )
-
-            order, parents = learn_structure(
-                codes,
-                n_states,
-                int(self.max_parents),
-                rng,
-                score=independence_distance,
-                select=select,
-                max_cells=max_cells,
-            )
-        scale = d / epsilon_tables
-        ledger.charge("conditional tables", "laplace", epsilon_tables, tables=d, noise_scale=scale)
-        conditionals = {}
-        for v in order:
-            counts = family_counts(codes, n_states, v, parents[v])
-            noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon_tables / d, rng=rng)
-            conditionals[columns[v]] = conditional_from_counts(
-                np.maximum(noisy, 0.0) + scale, float(self.smoothing)
-            )
-        self.privacy_spent_ = ledger
         self._set_network(
             columns,
             [columns[v] for v in order],
             {columns[v]: [columns[p] for p in parents[v]] for v in order},
-            conditionals,
+            {columns[v]: conditionals[v] for v in order},
             bins,
             categories={c: domains[c].categories for c in columns if c not in bins},
         )
@@ -523,7 +280,7 @@ class BayesianNetwork(BaseGenerator):
         for i, name in enumerate(data.columns):
             col, domain = metadata.columns[name], domains[name]
             if domain.bounds is not None:
-                values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+                values = numeric_values(data[name])
                 bins[name] = public_bins(
                     *domain.bounds,
                     int(self.n_bins),
@@ -534,11 +291,9 @@ class BayesianNetwork(BaseGenerator):
                 codes[:, i] = bins[name].codes(values)
                 n_states[i] = bins[name].n_states
             else:
-                found = to_codes(data[name], domain.categories)
                 # Missing values, and values of categories that were not released, take the
                 # missing state (which a column with released categories always has).
-                found[found < 0] = len(domain.categories)
-                codes[:, i] = found
+                codes[:, i] = category_states(data[name], domain.categories)
                 n_states[i] = len(domain.categories) + int(domain.missing)
         return codes, n_states, bins
 
@@ -567,7 +322,7 @@ class BayesianNetwork(BaseGenerator):
         self._integer_labels = {
             c: np.array(labels, dtype=np.int64)
             for c, labels in categories.items()
-            if conditionals[c].shape[1] == len(labels) and all(_is_int(label) for label in labels)
+            if conditionals[c].shape[1] == len(labels) and all(is_int(label) for label in labels)
         }
         # The CDF of each column without its last entry (always 1), one row per state, so that
         # sampling gathers one contiguous row per state: a row's state is the number of CDF
@@ -735,13 +490,9 @@ class BayesianNetwork(BaseGenerator):
                 for name, b in self.bins_.items()
             },
         }
-        if self.privacy_spent_ is not None:
-            state["privacy"] = self.privacy_spent_.to_dict()
         return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        privacy = state.get("privacy")
-        self.privacy_spent_ = None if privacy is None else PrivacyLedger.from_dict(privacy)
         columns = list(state["columns"])
         bins = {
             name: Bins(
@@ -760,15 +511,3 @@ class BayesianNetwork(BaseGenerator):
             bins,
             categories={c: self.metadata_.columns[c].categories for c in columns if c not in bins},
         )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )

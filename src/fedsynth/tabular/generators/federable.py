@@ -94,6 +94,7 @@ class FederableGenerator:
             n_rows=schema.n_rows,
             guard=CopyGuard(schema.learned_columns, continuous),
         )
+        self._stamp()
         return self
 
     def train_local(

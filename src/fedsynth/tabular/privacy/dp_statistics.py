@@ -1,5 +1,8 @@
 """Differentially private statistics of columns: their domain, and histograms over it.
 
+What the generators under ``dp=`` use, from :mod:`~fedsynth.tabular.privacy.dp_domains` (the
+domains) and :mod:`~fedsynth.tabular.privacy.dp_histograms` (histograms and proxy tables).
+
 Public knowledge
 ----------------
 A generator under ``dp=`` must not take a column's domain from the data: the largest value, or
@@ -19,499 +22,60 @@ powers of two that hold a thresholded noisy count of values. A category or range
 patients is then left out; declare the domain to keep it.
 """
 
-from __future__ import annotations
-
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from fedsynth.core.privacy.accounting import PrivacyLedger
-from fedsynth.core.privacy.config import DPSettings
-from fedsynth.core.privacy.mechanisms import laplace_mechanism
-from fedsynth.exceptions import FedsynthError, MetadataError, Problem
-from fedsynth.tabular.metadata import ColumnMetadata, Metadata
-from fedsynth.tabular.metadata.inference import sorted_categories
-
-#: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
-PUBLIC = "public"
-#: Column kinds that never hold a missing value (the metadata checks refuse one).
-SURVIVAL_KINDS = frozenset({"duration", "event"})
-# Bounds are found among the signed powers of two 2**k, k in this range (1e-9 to 1e18).
-_LOWEST_POWER, _HIGHEST_POWER = -30, 60
-
-
-class PrivateDomainError(FedsynthError, ValueError):
-    """A column's domain cannot be released with the budget given to it."""
-
-
-@dataclass(frozen=True)
-class ColumnDomain:
-    """The domain of one column under DP.
-
-    Parameters
-    ----------
-    name : str
-        The column.
-    categories : list or None
-        States of a discrete column (``None`` for a continuous one).
-    bounds : tuple of float or None
-        ``(low, high)`` of a continuous column (``None`` for a discrete one).
-    missing : bool
-        Whether the column gets a "missing" state: its dtype can hold missing values and it is
-        not a survival column (the metadata refuses missing survival values), or its categories
-        were released with DP (values of the categories left out become missing).
-    estimated : bool
-        Whether the domain was released with DP rather than declared public.
-    """
-
-    name: str
-    categories: list[Any] | None
-    bounds: tuple[float, float] | None
-    missing: bool
-    estimated: bool
-
-
-# ---------------------------------------------------------------------- public knowledge
-def declare_public(
-    metadata: Metadata,
-    *,
-    bounds: Mapping[str, tuple[float, float]] | None = None,
-    categories: Mapping[str, Sequence[Any]] | None = None,
-) -> Metadata:
-    """Set domain facts known from outside the data, and mark them public; returns ``metadata``.
-
-    Examples
-    --------
-    >>> md = Metadata({"age": "numeric", "sex": "categorical"})
-    >>> md = declare_public(md, bounds={"age": (18, 100)}, categories={"sex": ["F", "M"]})
-    >>> md.columns["age"].extra
-    {'public': ['bounds']}
-    """
-    for fact, given in (("bounds", bounds or {}), ("categories", categories or {})):
-        for column, value in given.items():
-            if column not in metadata.columns:
-                raise MetadataError([Problem(column, "not in the metadata")])
-            col = metadata.columns[column]
-            marked = sorted({*col.extra.get(PUBLIC, []), fact})
-            value = (float(value[0]), float(value[1])) if fact == "bounds" else list(value)
-            metadata.update_column(column, **{fact: value, "extra": {**col.extra, PUBLIC: marked}})
-    return metadata
-
-
-def public_categories(col: ColumnMetadata) -> list[Any] | None:
-    """The categories of ``col`` when they are public knowledge, else ``None``."""
-    if col.categories is None:
-        return None
-    if PUBLIC in col.extra and "categories" in col.extra[PUBLIC]:
-        return list(col.categories)
-    fixed = [[0, 1], [False, True]]
-    if col.kind == "event" or (col.kind == "binary" and list(col.categories) in fixed):
-        return list(col.categories)
-    return None
-
-
-def public_bounds(col: ColumnMetadata) -> tuple[float, float] | None:
-    """The bounds of ``col`` when they are public knowledge, else ``None``."""
-    if col.bounds is not None and "bounds" in (col.extra.get(PUBLIC) or []):
-        return float(col.bounds[0]), float(col.bounds[1])
-    return None
-
-
-def can_be_missing(dtype: str) -> bool:
-    """Whether a column of pandas ``dtype`` can hold missing values (schema, so public)."""
-    return not (dtype.startswith(("int", "uint")) or dtype == "bool")
-
-
-# ---------------------------------------------------------------------- released domains
-def private_columns(metadata: Metadata, columns: Iterable[str]) -> list[str]:
-    """The columns whose domain (bounds or categories) is not public knowledge."""
-    return [
-        name
-        for name in columns
-        if (
-            public_categories(metadata.columns[name])
-            if metadata.columns[name].is_discrete
-            else public_bounds(metadata.columns[name])
-        )
-        is None
-    ]
-
-
-def partition_threshold(epsilon: float, delta: float) -> float:
-    """Noisy count above which a key seen in the data may be released.
-
-    With Laplace noise of scale ``1 / epsilon`` on the count of every key present, a key held by
-    a single patient (count 1, absent from the neighbour) passes ``1 + ln(1 / (2 delta)) /
-    epsilon`` with probability ``delta``: the release is (epsilon, delta)-DP (Korolova et al.
-    2009; Wilson et al. 2020, "partition selection").
-    """
-    return 1.0 + math.log(1.0 / (2.0 * delta)) / epsilon
-
-
-def release_keys(
-    keys: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """The keys (one per row) whose noisy count passes :func:`partition_threshold`.
-
-    Returns
-    -------
-    kept : ndarray
-        Released keys, sorted.
-    counts : ndarray of float
-        Their noisy counts.
-    """
-    distinct, counts = np.unique(keys, return_counts=True)
-    noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon, rng=rng)
-    kept = noisy > partition_threshold(epsilon, delta)
-    return distinct[kept], noisy[kept]
-
-
-def dp_categories(
-    values: pd.Series, *, epsilon: float, delta: float, rng: np.random.Generator
-) -> list[Any]:
-    """Categories of ``values`` (missing values left aside) released by partition selection.
-
-    Examples
-    --------
-    >>> values = pd.Series(["a"] * 300 + ["b"] * 200 + ["rare"])
-    >>> dp_categories(values, epsilon=1.0, delta=1e-6, rng=np.random.default_rng(0))
-    ['a', 'b']
-    """
-    present = values.dropna()
-    order = sorted_categories(present)
-    codes = pd.Categorical(present, categories=order).codes
-    kept, _ = release_keys(np.asarray(codes), epsilon=epsilon, delta=delta, rng=rng)
-    return [order[i] for i in kept]
-
-
-def dp_bounds(
-    values: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator
-) -> tuple[float, float] | None:
-    """Bounds of ``values`` (NaN left aside) within a factor of two, by partition selection.
-
-    Each value falls in a signed power-of-two bucket (``[2**k, 2**(k+1))``, its mirror, or 0);
-    the buckets released by :func:`release_keys` give the bounds: from the lowest released
-    bucket's lower edge to the highest one's upper edge. ``None`` when no bucket is released.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> dp_bounds(rng.uniform(20, 90, 2000), epsilon=1.0, delta=1e-6, rng=rng)
-    (16.0, 128.0)
-    """
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    magnitude = np.abs(values)
-    power = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
-    power = np.clip(power, _LOWEST_POWER, _HIGHEST_POWER).astype(np.int64)
-    # Keys ordered along the number line: negatives (larger magnitude first), zero, positives.
-    offset = _HIGHEST_POWER - _LOWEST_POWER + 2
-    keys = np.where(values > 0, offset + power, np.where(values < 0, -offset - power, 0))
-    kept, _ = release_keys(keys, epsilon=epsilon, delta=delta, rng=rng)
-    if not len(kept):
-        return None
-
-    def edges(key: int) -> tuple[float, float]:
-        if key == 0:
-            return 0.0, 0.0
-        k = abs(int(key)) - offset
-        low, high = 2.0**k, 2.0 ** (k + 1)
-        return (low, high) if key > 0 else (-high, -low)
-
-    return edges(kept.min())[0], edges(kept.max())[1]
-
-
-def private_domains(
-    data: pd.DataFrame,
-    metadata: Metadata,
-    *,
-    epsilon: float,
-    delta: float,
-    ledger: PrivacyLedger,
-    rng: np.random.Generator,
-) -> dict[str, ColumnDomain]:
-    """The domain of every column of ``data``: declared facts, the others released with DP.
-
-    The columns whose domain is not public share ``epsilon`` and ``delta`` equally (basic
-    composition), each recorded in ``ledger``; nothing is spent when every domain is public.
-
-    Raises
-    ------
-    PrivateDomainError
-        When nothing of a column could be released (too few rows for its share of the budget);
-        the message says to declare its domain or to give the domain more budget.
-    """
-    private = private_columns(metadata, data.columns)
-    share_epsilon = epsilon / max(len(private), 1)
-    share_delta = delta / max(len(private), 1)
-    domains: dict[str, ColumnDomain] = {}
-    failed = []
-    for name in data.columns:
-        col = metadata.columns[name]
-        # Survival columns never hold missing values (the metadata checks refuse them): a
-        # schema rule, so public, and a missing state would only let noise emit missing times.
-        missing = can_be_missing(str(data[name].dtype)) and col.kind not in SURVIVAL_KINDS
-        if name not in private:
-            domains[name] = ColumnDomain(
-                name,
-                public_categories(col) if col.is_discrete else None,
-                None if col.is_discrete else public_bounds(col),
-                missing,
-                estimated=False,
-            )
-            continue
-        what = "categories" if col.is_discrete else "bounds"
-        ledger.charge(
-            f"domain of {name!r} ({what})",
-            "laplace partition selection",
-            share_epsilon,
-            share_delta,
-            threshold=partition_threshold(share_epsilon, share_delta),
-        )
-        if col.is_discrete:
-            categories = dp_categories(
-                data[name], epsilon=share_epsilon, delta=share_delta, rng=rng
-            )
-            if not categories:
-                failed.append(name)
-            domains[name] = ColumnDomain(name, categories, None, True, estimated=True)
-        else:
-            values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
-            bounds = dp_bounds(values, epsilon=share_epsilon, delta=share_delta, rng=rng)
-            if bounds is None:
-                failed.append(name)
-            elif col.integer:
-                bounds = (float(math.floor(bounds[0])), float(math.ceil(bounds[1])))
-            domains[name] = ColumnDomain(name, None, bounds, missing, estimated=True)
-    if failed:
-        threshold = partition_threshold(share_epsilon, share_delta)
-        raise PrivateDomainError(
-            f"dp: no value of column(s) {failed} could be released with epsilon={share_epsilon:.3g}"
-            f" each (a value needs a noisy count above {threshold:.0f} rows); declare their "
-            "domain as public knowledge with fedsynth.tabular.privacy.declare_public, or raise "
-            "epsilon or domain_fraction"
-        )
-    return domains
-
-
-def release_domains(
-    data: pd.DataFrame,
-    metadata: Metadata,
-    settings: DPSettings,
-    *,
-    ledger: PrivacyLedger,
-    rng: np.random.Generator,
-) -> tuple[dict[str, ColumnDomain], float]:
-    """The domains of ``data``'s columns under a ``dp=`` setting, published into ``metadata``.
-
-    ``settings.domain_fraction`` of epsilon and delta is spent by :func:`private_domains` when
-    some domain is not public knowledge, nothing otherwise. Returns the domains and the share
-    of the budget spent on them (``domain_fraction`` or 0), which the caller's other parts of
-    the budget leave out.
-    """
-    share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
-    domains = private_domains(
-        data,
-        metadata,
-        epsilon=share * settings.epsilon,
-        delta=share * settings.delta,
-        ledger=ledger,
-        rng=rng,
-    )
-    publish_domains(metadata, domains)
-    return domains, share
-
-
-def publish_domains(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> None:
-    """Replace the domain facts of ``metadata`` by the released ones, in place.
-
-    A generator calls it on the metadata it was fitted with, so that the model it saves, the
-    bounds it clips to and the categories it accepts in conditions hold no fact taken from the
-    data outside DP.
-    """
-    for name, domain in domains.items():
-        col = metadata.columns[name]
-        if domain.categories is not None:
-            metadata.columns[name] = replace(col, categories=list(domain.categories))
-        elif domain.bounds is not None:
-            metadata.columns[name] = replace(col, bounds=domain.bounds)
-
-
-# ---------------------------------------------------------------------- histograms
-def grid_edges(
-    low: float, high: float, n_cells: int, *, integer: bool, log: bool = False
-) -> np.ndarray:
-    """Edges of ``n_cells`` cells covering ``[low, high]`` (public, so free of privacy cost).
-
-    Whole-number columns whose range has at most ``n_cells`` values get one cell per value
-    (edges half-way between them). ``log`` spaces the cells evenly in ``log1p`` (for durations
-    and other non-negative, skewed values).
-
-    Examples
-    --------
-    >>> grid_edges(0, 4, 10, integer=True).tolist()
-    [-0.5, 0.5, 1.5, 2.5, 3.5, 4.5]
-    """
-    if high <= low:
-        return np.array([low - 0.5, high + 0.5]) if integer else np.array([low, low + 1.0])
-    if integer and high - low + 1 <= n_cells:
-        return np.arange(math.floor(low), math.floor(high) + 2) - 0.5
-    if log and low >= 0:
-        return np.expm1(np.linspace(np.log1p(low), np.log1p(high), n_cells + 1))
-    return np.linspace(low, high, n_cells + 1)
-
-
-def noisy_counts(
-    cells: np.ndarray, n_cells: int, *, epsilon: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Laplace-noised count of each cell (one cell per row: sensitivity 1), as floats."""
-    counts = np.bincount(cells, minlength=n_cells).astype(float)
-    return laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon, rng=rng)
-
-
-def to_proportions(noisy: np.ndarray, pseudo_count: float) -> np.ndarray:
-    """Proportions from noisy counts: negatives set to 0, ``pseudo_count`` added to each cell.
-
-    Post-processing that costs no privacy. Taking the pseudo-count equal to the noise scale
-    makes the estimate fall back on the uniform distribution exactly when the noise drowns the
-    counts (tiny epsilon) and leaves it close to the counts when it does not.
-    """
-    cleaned = np.maximum(noisy, 0.0) + pseudo_count
-    return cleaned / cleaned.sum(axis=-1, keepdims=True)
-
-
-def proxy_table(
-    data: pd.DataFrame,
-    metadata: Metadata,
-    domains: Mapping[str, ColumnDomain],
-    *,
-    epsilon: float,
-    n_cells: int,
-    n_rows: int,
-    ledger: PrivacyLedger,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """A table whose columns are drawn independently from DP histograms of ``data``'s columns.
-
-    What a neural generator fits its encoder on under DP (the mixtures of numeric columns, the
-    category frequencies): post-processing of the histograms, so it costs ``epsilon`` in all,
-    whatever is fitted on it. Each histogram (categories, or ``n_cells`` cells over the bounds,
-    in ``log1p`` for durations, plus a missing cell where the domain has one) gets Laplace noise
-    of scale ``m / epsilon`` for ``m`` columns (one row adds 1 to one cell of each). A numeric
-    value is drawn uniformly in its cell. The first rows hold a missing value in each column
-    that may be missing and each category once, so that the encoder gets every state whatever
-    the noise.
-    """
-    scale = data.shape[1] / epsilon
-    ledger.charge(
-        "encoder statistics (marginal histograms)",
-        "laplace",
-        epsilon,
-        columns=data.shape[1],
-        noise_scale=scale,
-    )
-    out = {}
-    for name in data.columns:
-        col, domain = metadata.columns[name], domains[name]
-        if domain.categories is not None:
-            k = len(domain.categories)
-            codes = _category_codes(data[name], domain.categories)
-            cells = np.where(codes < 0, k, codes)
-            noisy = noisy_counts(cells, k + 1, epsilon=1.0 / scale, rng=rng)
-            shares = to_proportions(noisy[: k + int(domain.missing)], scale)
-            drawn = rng.choice(len(shares), size=n_rows, p=shares)
-            forced = list(range(len(shares)))
-            drawn[: len(forced)] = forced
-            labels = np.empty(len(shares), dtype=object)
-            labels[:k] = list(domain.categories)
-            if domain.missing:
-                labels[k] = np.nan
-            out[name] = _like(pd.Series(labels[drawn], dtype=object), data[name], domain)
-            continue
-        values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
-        integer = bool(col.integer)
-        edges = grid_edges(*domain.bounds, n_cells, integer=integer, log=col.kind == "duration")
-        cells_count = len(edges) - 1
-        inside = np.clip(values, edges[0], edges[-1])
-        cells = np.where(
-            np.isnan(values),
-            cells_count,
-            np.clip(np.searchsorted(edges, inside) - 1, 0, cells_count - 1),
-        )
-        noisy = noisy_counts(cells, cells_count + 1, epsilon=1.0 / scale, rng=rng)
-        shares = to_proportions(noisy[: cells_count + int(domain.missing)], scale)
-        drawn = rng.choice(len(shares), size=n_rows, p=shares)
-        if domain.missing:
-            drawn[0] = cells_count
-        low = np.append(edges[:-1], np.nan)[drawn]
-        high = np.append(edges[1:], np.nan)[drawn]
-        numbers = low + rng.random(n_rows) * (high - low)
-        if integer:
-            numbers = np.clip(np.round(numbers), *domain.bounds)
-        out[name] = _like(pd.Series(numbers), data[name], domain)
-    return pd.DataFrame(out)
-
-
-def cover_domains(
-    frame: pd.DataFrame, domains: Mapping[str, ColumnDomain], rng: np.random.Generator
-) -> pd.DataFrame:
-    """``frame`` (rows drawn from a DP model) in which every category of every discrete column
-    and a missing value in every column whose domain has a missing state show up at least once.
-
-    Each state is written into a row drawn at random for that column (a different draw per
-    column, so that no artificial combination of states repeats across columns). An encoder
-    fitted on the result knows every state the real rows can take, whatever the noise left out
-    of the draw; the domains are public or DP-released, so this costs nothing. ``frame`` needs
-    at least as many rows as the largest number of states.
-    """
-    out = frame.copy()
-    for name, domain in domains.items():
-        states = [*(domain.categories or []), *([np.nan] if domain.missing else [])]
-        if not states:
-            continue
-        rows = rng.choice(len(out), size=len(states), replace=False)
-        if domain.categories is None:  # numeric: a missing value, in a float column
-            out.iloc[rows, out.columns.get_loc(name)] = np.nan
-            continue
-        values = out[name].astype(object)
-        values.iloc[rows] = states
-        out[name] = _like(values, frame[name], domain)
-    return out
-
-
-def _like(values: pd.Series, original: pd.Series, domain: ColumnDomain) -> pd.Series:
-    """``values`` in the dtype of the real column where it holds them (numbers, flags)."""
-    dtype = original.dtype
-    if domain.missing or not (
-        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-    ):
-        return values
-    return values.astype(dtype)
-
-
-def _category_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
-    """Index of each value in ``categories``; -1 for missing values and for other values."""
-    lookup = {c: i for i, c in enumerate(categories)}
-    return values.map(lambda v: lookup.get(v, -1) if not pd.isna(v) else -1).to_numpy(np.int64)
-
-
-def released_view(data: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
-    """``data`` with the values of categories that were not released made missing.
-
-    What a model trained under DP sees of a column whose categories were released with DP
-    (such a column always has a missing state); ``data`` itself is not modified. Such a column
-    always comes back as objects, whether or not a row held a category left out: a model that
-    reads a missing state from the dtype (an integer column cannot hold one) must not learn
-    from the dtype whether the rows hold such a category.
-    """
-    out = data.copy()
-    for name, domain in domains.items():
-        if domain.categories is None or not domain.estimated:
-            continue
-        unreleased = _category_codes(data[name], domain.categories) < 0
-        out[name] = data[name].astype(object).where(~unreleased, np.nan)
-    return out
+from fedsynth.tabular.privacy.dp_domains import (
+    PUBLIC,
+    SURVIVAL_KINDS,
+    ColumnDomain,
+    PrivateDomainError,
+    can_be_missing,
+    category_codes,
+    declare_public,
+    dp_bounds,
+    dp_categories,
+    partition_threshold,
+    private_columns,
+    private_domains,
+    public_bounds,
+    public_categories,
+    publish_domains,
+    release_domains,
+    release_keys,
+    released_view,
+)
+from fedsynth.tabular.privacy.dp_histograms import (
+    cover_domains,
+    grid_cells,
+    grid_edges,
+    noisy_counts,
+    noisy_histogram,
+    proxy_table,
+    to_proportions,
+)
+
+__all__ = [
+    "PUBLIC",
+    "SURVIVAL_KINDS",
+    "ColumnDomain",
+    "PrivateDomainError",
+    "can_be_missing",
+    "category_codes",
+    "cover_domains",
+    "declare_public",
+    "dp_bounds",
+    "dp_categories",
+    "grid_cells",
+    "grid_edges",
+    "noisy_counts",
+    "noisy_histogram",
+    "partition_threshold",
+    "private_columns",
+    "private_domains",
+    "proxy_table",
+    "public_bounds",
+    "public_categories",
+    "publish_domains",
+    "release_domains",
+    "release_keys",
+    "released_view",
+    "to_proportions",
+]

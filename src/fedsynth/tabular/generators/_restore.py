@@ -1,0 +1,55 @@
+"""Generated values back to the input's dtypes, bounds and whole numbers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.tabular.metadata import ColumnMetadata
+
+
+def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Series:
+    """Cast generated values back to the input dtype, within bounds and whole where needed."""
+    if col.is_continuous:
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        if col.bounds is not None:
+            numbers = numbers.clip(col.bounds[0], col.bounds[1])
+        if col.integer:
+            numbers = numbers.round()
+        elif col.decimals is not None:
+            numbers = numbers.round(col.decimals)
+        return _cast(numbers, dtype)
+    if dtype == "category":
+        return values.astype(pd.CategoricalDtype(col.categories))
+    return _cast(values, dtype)
+
+
+def _cast(values: pd.Series, dtype: str) -> pd.Series:
+    has_missing = bool(values.isna().any())
+    if dtype.startswith(("int", "uint")) and has_missing:
+        # A column with no missing values in training can only get NaN here by a generator
+        # fault; keep the rows and move to the nullable integer type rather than fail.
+        return values.astype(dtype.replace("int", "Int").replace("uInt", "UInt"))
+    if dtype == "bool" and has_missing:
+        return values.astype("boolean")
+    if dtype in {"object", "str", "string"}:
+        return values.astype(object).where(values.notna(), np.nan)
+    return values.astype(dtype)
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else unchanged."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def json_value(value: Any) -> Any:
+    """A constant column's value as JSON holds it (NaN as ``None``)."""
+    value = plain(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

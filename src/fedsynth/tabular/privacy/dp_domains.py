@@ -1,0 +1,365 @@
+"""The domain of each column under DP: public knowledge, or released with DP.
+
+Public knowledge
+----------------
+A generator under ``dp=`` must not take a column's domain from the data: the largest value, or
+a category held by one patient, would be released exactly. A domain fact is *public* when
+
+* the column's metadata marks it so: ``extra={"public": ["bounds", "categories"]}``, which
+  :func:`declare_public` writes. Declare it from outside the data (a data dictionary, clinical
+  ranges, a code list): fedsynth cannot check where it came from;
+* or the kind fixes it: an event column's ``[0, 1]``, a binary column whose values are
+  ``[0, 1]`` or ``[False, True]``;
+* or it is schema: the column names, kinds and dtypes. A column whose dtype cannot hold a
+  missing value (``int64``, ``bool``) is taken to have none; any other column may be missing.
+
+Every other bounds or category list is released with DP by :func:`private_domains`, from a share
+of the budget (``domain_fraction``): categories by a thresholded noisy histogram, bounds as the
+powers of two that hold a thresholded noisy count of values. A category or range held by a few
+patients is then left out; declare the domain to keep it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.core.privacy.accounting import PrivacyLedger
+from fedsynth.core.privacy.config import DPSettings
+from fedsynth.core.privacy.mechanisms import laplace_mechanism
+from fedsynth.exceptions import FedsynthError, MetadataError, Problem
+from fedsynth.tabular.metadata import ColumnMetadata, Metadata
+from fedsynth.tabular.metadata.inference import sorted_categories
+
+#: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
+PUBLIC = "public"
+#: Column kinds that never hold a missing value (the metadata checks refuse one).
+SURVIVAL_KINDS = frozenset({"duration", "event"})
+# Bounds are found among the signed powers of two 2**k, k in this range (1e-9 to 1e18).
+_LOWEST_POWER, _HIGHEST_POWER = -30, 60
+
+
+class PrivateDomainError(FedsynthError, ValueError):
+    """A column's domain cannot be released with the budget given to it."""
+
+
+@dataclass(frozen=True)
+class ColumnDomain:
+    """The domain of one column under DP.
+
+    Parameters
+    ----------
+    name : str
+        The column.
+    categories : list or None
+        States of a discrete column (``None`` for a continuous one).
+    bounds : tuple of float or None
+        ``(low, high)`` of a continuous column (``None`` for a discrete one).
+    missing : bool
+        Whether the column gets a "missing" state: its dtype can hold missing values and it is
+        not a survival column (the metadata refuses missing survival values), or its categories
+        were released with DP (values of the categories left out become missing).
+    estimated : bool
+        Whether the domain was released with DP rather than declared public.
+    """
+
+    name: str
+    categories: list[Any] | None
+    bounds: tuple[float, float] | None
+    missing: bool
+    estimated: bool
+
+
+# ---------------------------------------------------------------------- public knowledge
+def declare_public(
+    metadata: Metadata,
+    *,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    categories: Mapping[str, Sequence[Any]] | None = None,
+) -> Metadata:
+    """Set domain facts known from outside the data, and mark them public; returns ``metadata``.
+
+    Examples
+    --------
+    >>> md = Metadata({"age": "numeric", "sex": "categorical"})
+    >>> md = declare_public(md, bounds={"age": (18, 100)}, categories={"sex": ["F", "M"]})
+    >>> md.columns["age"].extra
+    {'public': ['bounds']}
+    """
+    for fact, given in (("bounds", bounds or {}), ("categories", categories or {})):
+        for column, value in given.items():
+            if column not in metadata.columns:
+                raise MetadataError([Problem(column, "not in the metadata")])
+            col = metadata.columns[column]
+            marked = sorted({*col.extra.get(PUBLIC, []), fact})
+            value = (float(value[0]), float(value[1])) if fact == "bounds" else list(value)
+            metadata.update_column(column, **{fact: value, "extra": {**col.extra, PUBLIC: marked}})
+    return metadata
+
+
+def public_categories(col: ColumnMetadata) -> list[Any] | None:
+    """The categories of ``col`` when they are public knowledge, else ``None``."""
+    if col.categories is None:
+        return None
+    if PUBLIC in col.extra and "categories" in col.extra[PUBLIC]:
+        return list(col.categories)
+    fixed = [[0, 1], [False, True]]
+    if col.kind == "event" or (col.kind == "binary" and list(col.categories) in fixed):
+        return list(col.categories)
+    return None
+
+
+def public_bounds(col: ColumnMetadata) -> tuple[float, float] | None:
+    """The bounds of ``col`` when they are public knowledge, else ``None``."""
+    if col.bounds is not None and "bounds" in (col.extra.get(PUBLIC) or []):
+        return float(col.bounds[0]), float(col.bounds[1])
+    return None
+
+
+def can_be_missing(dtype: str) -> bool:
+    """Whether a column of pandas ``dtype`` can hold missing values (schema, so public)."""
+    return not (dtype.startswith(("int", "uint")) or dtype == "bool")
+
+
+# ---------------------------------------------------------------------- released domains
+def private_columns(metadata: Metadata, columns: Iterable[str]) -> list[str]:
+    """The columns whose domain (bounds or categories) is not public knowledge."""
+    return [
+        name
+        for name in columns
+        if (
+            public_categories(metadata.columns[name])
+            if metadata.columns[name].is_discrete
+            else public_bounds(metadata.columns[name])
+        )
+        is None
+    ]
+
+
+def partition_threshold(epsilon: float, delta: float) -> float:
+    """Noisy count above which a key seen in the data may be released.
+
+    With Laplace noise of scale ``1 / epsilon`` on the count of every key present, a key held by
+    a single patient (count 1, absent from the neighbour) passes ``1 + ln(1 / (2 delta)) /
+    epsilon`` with probability ``delta``: the release is (epsilon, delta)-DP (Korolova et al.
+    2009; Wilson et al. 2020, "partition selection").
+    """
+    return 1.0 + math.log(1.0 / (2.0 * delta)) / epsilon
+
+
+def release_keys(
+    keys: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The keys (one per row) whose noisy count passes :func:`partition_threshold`.
+
+    Returns
+    -------
+    kept : ndarray
+        Released keys, sorted.
+    counts : ndarray of float
+        Their noisy counts.
+    """
+    distinct, counts = np.unique(keys, return_counts=True)
+    noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon, rng=rng)
+    kept = noisy > partition_threshold(epsilon, delta)
+    return distinct[kept], noisy[kept]
+
+
+def dp_categories(
+    values: pd.Series, *, epsilon: float, delta: float, rng: np.random.Generator
+) -> list[Any]:
+    """Categories of ``values`` (missing values left aside) released by partition selection.
+
+    Examples
+    --------
+    >>> values = pd.Series(["a"] * 300 + ["b"] * 200 + ["rare"])
+    >>> dp_categories(values, epsilon=1.0, delta=1e-6, rng=np.random.default_rng(0))
+    ['a', 'b']
+    """
+    present = values.dropna()
+    order = sorted_categories(present)
+    codes = pd.Categorical(present, categories=order).codes
+    kept, _ = release_keys(np.asarray(codes), epsilon=epsilon, delta=delta, rng=rng)
+    return [order[i] for i in kept]
+
+
+def dp_bounds(
+    values: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator
+) -> tuple[float, float] | None:
+    """Bounds of ``values`` (NaN left aside) within a factor of two, by partition selection.
+
+    Each value falls in a signed power-of-two bucket (``[2**k, 2**(k+1))``, its mirror, or 0);
+    the buckets released by :func:`release_keys` give the bounds: from the lowest released
+    bucket's lower edge to the highest one's upper edge. ``None`` when no bucket is released.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> dp_bounds(rng.uniform(20, 90, 2000), epsilon=1.0, delta=1e-6, rng=rng)
+    (16.0, 128.0)
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    magnitude = np.abs(values)
+    power = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+    power = np.clip(power, _LOWEST_POWER, _HIGHEST_POWER).astype(np.int64)
+    # Keys ordered along the number line: negatives (larger magnitude first), zero, positives.
+    offset = _HIGHEST_POWER - _LOWEST_POWER + 2
+    keys = np.where(values > 0, offset + power, np.where(values < 0, -offset - power, 0))
+    kept, _ = release_keys(keys, epsilon=epsilon, delta=delta, rng=rng)
+    if not len(kept):
+        return None
+
+    def edges(key: int) -> tuple[float, float]:
+        if key == 0:
+            return 0.0, 0.0
+        k = abs(int(key)) - offset
+        low, high = 2.0**k, 2.0 ** (k + 1)
+        return (low, high) if key > 0 else (-high, -low)
+
+    return edges(kept.min())[0], edges(kept.max())[1]
+
+
+def private_domains(
+    data: pd.DataFrame,
+    metadata: Metadata,
+    *,
+    epsilon: float,
+    delta: float,
+    ledger: PrivacyLedger,
+    rng: np.random.Generator,
+) -> dict[str, ColumnDomain]:
+    """The domain of every column of ``data``: declared facts, the others released with DP.
+
+    The columns whose domain is not public share ``epsilon`` and ``delta`` equally (basic
+    composition), each recorded in ``ledger``; nothing is spent when every domain is public.
+
+    Raises
+    ------
+    PrivateDomainError
+        When nothing of a column could be released (too few rows for its share of the budget);
+        the message says to declare its domain or to give the domain more budget.
+    """
+    private = private_columns(metadata, data.columns)
+    share_epsilon = epsilon / max(len(private), 1)
+    share_delta = delta / max(len(private), 1)
+    domains: dict[str, ColumnDomain] = {}
+    failed = []
+    for name in data.columns:
+        col = metadata.columns[name]
+        # Survival columns never hold missing values (the metadata checks refuse them): a
+        # schema rule, so public, and a missing state would only let noise emit missing times.
+        missing = can_be_missing(str(data[name].dtype)) and col.kind not in SURVIVAL_KINDS
+        if name not in private:
+            domains[name] = ColumnDomain(
+                name,
+                public_categories(col) if col.is_discrete else None,
+                None if col.is_discrete else public_bounds(col),
+                missing,
+                estimated=False,
+            )
+            continue
+        what = "categories" if col.is_discrete else "bounds"
+        ledger.charge(
+            f"domain of {name!r} ({what})",
+            "laplace partition selection",
+            share_epsilon,
+            share_delta,
+            threshold=partition_threshold(share_epsilon, share_delta),
+        )
+        if col.is_discrete:
+            categories = dp_categories(
+                data[name], epsilon=share_epsilon, delta=share_delta, rng=rng
+            )
+            if not categories:
+                failed.append(name)
+            domains[name] = ColumnDomain(name, categories, None, True, estimated=True)
+        else:
+            values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+            bounds = dp_bounds(values, epsilon=share_epsilon, delta=share_delta, rng=rng)
+            if bounds is None:
+                failed.append(name)
+            elif col.integer:
+                bounds = (float(math.floor(bounds[0])), float(math.ceil(bounds[1])))
+            domains[name] = ColumnDomain(name, None, bounds, missing, estimated=True)
+    if failed:
+        threshold = partition_threshold(share_epsilon, share_delta)
+        raise PrivateDomainError(
+            f"dp: no value of column(s) {failed} could be released with epsilon={share_epsilon:.3g}"
+            f" each (a value needs a noisy count above {threshold:.0f} rows); declare their "
+            "domain as public knowledge with fedsynth.tabular.privacy.declare_public, or raise "
+            "epsilon or domain_fraction"
+        )
+    return domains
+
+
+def release_domains(
+    data: pd.DataFrame,
+    metadata: Metadata,
+    settings: DPSettings,
+    *,
+    ledger: PrivacyLedger,
+    rng: np.random.Generator,
+) -> tuple[dict[str, ColumnDomain], float]:
+    """The domains of ``data``'s columns under a ``dp=`` setting, published into ``metadata``.
+
+    ``settings.domain_fraction`` of epsilon and delta is spent by :func:`private_domains` when
+    some domain is not public knowledge, nothing otherwise. Returns the domains and the share
+    of the budget spent on them (``domain_fraction`` or 0), which the caller's other parts of
+    the budget leave out.
+    """
+    share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
+    domains = private_domains(
+        data,
+        metadata,
+        epsilon=share * settings.epsilon,
+        delta=share * settings.delta,
+        ledger=ledger,
+        rng=rng,
+    )
+    publish_domains(metadata, domains)
+    return domains, share
+
+
+def publish_domains(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> None:
+    """Replace the domain facts of ``metadata`` by the released ones, in place.
+
+    A generator calls it on the metadata it was fitted with, so that the model it saves, the
+    bounds it clips to and the categories it accepts in conditions hold no fact taken from the
+    data outside DP.
+    """
+    for name, domain in domains.items():
+        col = metadata.columns[name]
+        if domain.categories is not None:
+            metadata.columns[name] = replace(col, categories=list(domain.categories))
+        elif domain.bounds is not None:
+            metadata.columns[name] = replace(col, bounds=domain.bounds)
+
+
+def category_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
+    """Index of each value in ``categories``; -1 for missing values and for other values."""
+    lookup = {c: i for i, c in enumerate(categories)}
+    return values.map(lambda v: lookup.get(v, -1) if not pd.isna(v) else -1).to_numpy(np.int64)
+
+
+def released_view(data: pd.DataFrame, domains: Mapping[str, ColumnDomain]) -> pd.DataFrame:
+    """``data`` with the values of categories that were not released made missing.
+
+    What a model trained under DP sees of a column whose categories were released with DP
+    (such a column always has a missing state); ``data`` itself is not modified. Such a column
+    always comes back as objects, whether or not a row held a category left out: a model that
+    reads a missing state from the dtype (an integer column cannot hold one) must not learn
+    from the dtype whether the rows hold such a category.
+    """
+    out = data.copy()
+    for name, domain in domains.items():
+        if domain.categories is None or not domain.estimated:
+            continue
+        unreleased = category_codes(data[name], domain.categories) < 0
+        out[name] = data[name].astype(object).where(~unreleased, np.nan)
+    return out
