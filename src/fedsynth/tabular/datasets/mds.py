@@ -150,7 +150,7 @@ class MDSGroundTruth:
             "ipssm_score": {"kind": "numeric", "dtype": "float64", "integer": False},
             "ipssm_risk": {
                 "kind": "categorical",
-                "dtype": "category",
+                "dtype": "category[ordered]",
                 "categories": list(RISK_CATEGORIES),
             },
             "os_months": {"kind": "duration", "dtype": "float64", "integer": False},

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.tabular.metadata import ColumnMetadata
+from fedsynth.tabular.metadata.columns import ORDERED_CATEGORY
 
 
 def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Series:
@@ -22,8 +23,8 @@ def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
         elif col.decimals is not None:
             numbers = numbers.round(col.decimals)
         return _cast(numbers, dtype)
-    if dtype == "category":
-        return values.astype(pd.CategoricalDtype(col.categories))
+    if dtype in ("category", ORDERED_CATEGORY):
+        return values.astype(pd.CategoricalDtype(col.categories, ordered=dtype == ORDERED_CATEGORY))
     return _cast(values, dtype)
 
 

@@ -38,6 +38,7 @@ from fedsynth.tabular.generators._conditions import (
 from fedsynth.tabular.generators._restore import json_value, plain, restore_column
 from fedsynth.tabular.generators.site_mix import SiteMix
 from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.metadata.columns import dtype_name
 from fedsynth.tabular.privacy.guards import CopyGuard
 
 __all__ = [
@@ -122,7 +123,7 @@ class BaseGenerator(BaseEstimator):
             columns=columns,
             learned_columns=learned,
             constants=constants,
-            dtypes={c: str(data[c].dtype) for c in columns},
+            dtypes={c: dtype_name(data[c]) for c in columns},
             n_rows=len(data),
             guard=CopyGuard.from_training(data, learned, continuous),
         )

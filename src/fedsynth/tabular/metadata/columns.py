@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 #: The column kinds, in the order they are documented.
 KINDS: tuple[str, ...] = (
     "numeric",  # float or integer measurement, with bounds
@@ -20,6 +22,26 @@ KINDS: tuple[str, ...] = (
 DISCRETE_KINDS: frozenset[str] = frozenset({"categorical", "binary", "event", "site"})
 #: Kinds whose values are numbers on a continuous scale.
 CONTINUOUS_KINDS: frozenset[str] = frozenset({"numeric", "duration"})
+
+
+#: How an ordered categorical's dtype is named in metadata and a generator's column dtypes
+#: (``str(dtype)`` says only ``"category"``, which would lose the order).
+ORDERED_CATEGORY = "category[ordered]"
+
+
+def dtype_name(series: pd.Series) -> str:
+    """The name fedsynth records for a column's dtype: ``str(dtype)``, except that an ordered
+    categorical keeps its order (:data:`ORDERED_CATEGORY`).
+
+    Examples
+    --------
+    >>> dtype_name(pd.Series(["a"], dtype=pd.CategoricalDtype(["a", "b"], ordered=True)))
+    'category[ordered]'
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
+        return ORDERED_CATEGORY
+    return str(dtype)
 
 
 @dataclass

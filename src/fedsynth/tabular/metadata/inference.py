@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import Problem
-from fedsynth.tabular.metadata.columns import ColumnMetadata
+from fedsynth.tabular.metadata.columns import ColumnMetadata, dtype_name
 
 # Name tokens that mark personal data on their own, whatever the values look like (but only with
 # many distinct values: "drug_name" with five levels is a category, not a person's name).
@@ -184,7 +184,7 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
 
     Survival pairs and sites are recognised by :func:`infer_roles`, which sees all columns.
     """
-    dtype = str(series.dtype)
+    dtype = dtype_name(series)
     if is_identifier(name, series):
         return ColumnMetadata(kind="identifier", dtype=dtype)
     values = series.dropna()

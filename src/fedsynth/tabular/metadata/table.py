@@ -14,7 +14,7 @@ import pandas as pd
 
 from fedsynth.exceptions import DataWarning, InvalidDataError, MetadataError, Problem
 from fedsynth.tabular.metadata.checks import check_metadata, check_table
-from fedsynth.tabular.metadata.columns import KINDS, ColumnMetadata
+from fedsynth.tabular.metadata.columns import KINDS, ColumnMetadata, dtype_name
 from fedsynth.tabular.metadata.inference import (
     event_labels,
     gene_symbol,
@@ -375,7 +375,7 @@ class Metadata:
 
 def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
     """Describe ``series`` as a column of the given kind (facts taken from its values)."""
-    dtype = str(series.dtype)
+    dtype = dtype_name(series)
     if kind in {"numeric", "duration"}:
         numbers = numeric_view(series)
         if numbers is None:  # text: leave facts unset, the checks report the column

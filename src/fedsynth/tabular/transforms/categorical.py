@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 
 from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata
+from fedsynth.tabular.metadata.columns import ORDERED_CATEGORY
 from fedsynth.tabular.transforms.base import Span, choose_slots
 from fedsynth.tabular.transforms.dtypes import (
     MISSING_VALUES,
@@ -277,8 +278,8 @@ class CategoricalColumn:
 
 def _metadata_dtype(dtype: str | None, categories: list[Any]) -> Any:
     """The dtype a metadata names, a ``"category"`` one over the metadata's categories."""
-    if dtype == "category":
-        return pd.CategoricalDtype(categories, ordered=False)
+    if dtype in ("category", ORDERED_CATEGORY):
+        return pd.CategoricalDtype(categories, ordered=dtype == ORDERED_CATEGORY)
     return pd.api.types.pandas_dtype(dtype or "object")
 
 
