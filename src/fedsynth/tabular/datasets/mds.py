@@ -142,7 +142,7 @@ class MDSGroundTruth:
             "bm_blasts": {"kind": "numeric", "dtype": "float64", "integer": False},
             "cyto_ipssr": {
                 "kind": "categorical",
-                "dtype": "category",
+                "dtype": "category[ordered]",
                 "categories": list(CYTO_CATEGORIES),
             },
             "complex_karyotype": binary,
