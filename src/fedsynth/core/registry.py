@@ -28,6 +28,9 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "vae_bgm": "fedsynth.tabular.generators.vae_bgm",
         "auto": "fedsynth.tabular.generators.auto",
     },
+    "text": {
+        "dp_icl": "fedsynth.text.dp_icl",
+    },
 }
 
 _REGISTRY: dict[str, type[BaseEstimator]] = {}

@@ -13,6 +13,9 @@
 * :mod:`~fedsynth.text.esa`: embedding space aggregation (Wu et al., ICLR 2024): disjoint
   private prompts, a noisy sum of their answers' embeddings, release of the nearest public
   candidate, and its accounting;
+* :mod:`~fedsynth.text.dp_icl`: the generator of notes built on it,
+  ``fedsynth.make("dp_icl", dp=...)``, with its public instructions in
+  :mod:`~fedsynth.text.prompts` (a patient row's facts, for notes that agree with the row);
 * :mod:`~fedsynth.text.metrics` and :mod:`~fedsynth.text.leakage`: text validation (embedding
   fidelity, surface statistics, utility, consistency; verbatim copies, membership inference).
 

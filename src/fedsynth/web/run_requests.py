@@ -143,7 +143,7 @@ def _federation_problems(
         sources.append(_source(other, unique_site(other.name, names)))
         names.append(sources[-1]["site"])
     if averaging and not get_generator_class(request.generator).has_weights:
-        neural = [n for n in available_generators() if get_generator_class(n).has_weights]
+        neural = [n for n in available_generators("tabular") if get_generator_class(n).has_weights]
         others = [name for name in STRATEGIES if name not in WEIGHT_STRATEGIES]
         problems.append(
             f"{request.generator} has no trainable weights to average "
@@ -175,7 +175,7 @@ def _generator_problems(request: RunIn) -> list[str]:
     params = _parameters(request.generator)
     problems = []
     if request.epochs is not None and "epochs" not in params:
-        neural = [n for n in available_generators() if "epochs" in _parameters(n)]
+        neural = [n for n in available_generators("tabular") if "epochs" in _parameters(n)]
         problems.append(
             f"{request.generator} is not trained in epochs: leave epochs empty, or choose one "
             f"of {', '.join(neural)}"
@@ -183,7 +183,7 @@ def _generator_problems(request: RunIn) -> list[str]:
     if request.public_domain and request.epsilon is None:
         problems.append("public_domain only matters with differential privacy: set epsilon")
     if request.epsilon is not None and "dp" not in params:
-        private = [n for n in available_generators() if "dp" in _parameters(n)]
+        private = [n for n in available_generators("tabular") if "dp" in _parameters(n)]
         problems.append(
             f"{request.generator} has no differential privacy: leave epsilon empty, or choose "
             f"one of {', '.join(private)}"

@@ -15,7 +15,7 @@ from fedsynth.web.storage import ID_PATTERN
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 Family = Literal[FAMILIES]  # type: ignore[valid-type]
 StrategyName = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
-GeneratorName = Literal[tuple(available_generators())]  # type: ignore[valid-type]
+GeneratorName = Literal[tuple(available_generators("tabular"))]  # type: ignore[valid-type]
 ResourceId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 #: Run states (see :mod:`fedsynth.web.db`).

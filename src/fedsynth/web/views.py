@@ -21,7 +21,7 @@ from fedsynth.web.schemas import (
 def generators() -> list[GeneratorOut]:
     """Every generator and the options it takes."""
     out = []
-    for name in available_generators():
+    for name in available_generators("tabular"):
         cls = get_generator_class(name)
         params = cls().get_params()  # a generator's defaults are cheap to build
         out.append(
