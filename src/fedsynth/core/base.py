@@ -29,10 +29,12 @@ import numpy as np
 
 from fedsynth._version import __version__
 from fedsynth.core.io import (
+    check_config,
     load_model_files,
     model_files_from_bytes,
     model_files_to_bytes,
     save_model_files,
+    verify_checksums,
 )
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
@@ -310,9 +312,8 @@ def from_model_files(
     """The estimator of a model file's content; ``source`` names where it was read."""
     from fedsynth.core.registry import get_generator_class
 
-    if config.get("format") != "fedsynth-model":
-        raise ModelFileError([Problem(None, f"{source} does not hold a fedsynth model")])
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+    check_config(config, source)
+    if config["format_version"] > FORMAT_VERSION:
         raise ModelFileError(
             [
                 Problem(
@@ -322,5 +323,27 @@ def from_model_files(
                 )
             ]
         )
-    cls = get_generator_class(config["generator"])
-    return cls._from_saved(config, arrays)
+    verify_checksums(config, arrays, source)
+    try:
+        cls = get_generator_class(config["generator"])
+    except FedsynthError as exc:
+        problem = f"{source}: model.json names an unknown generator: {exc}"
+        raise ModelFileError([Problem(None, problem)]) from exc
+    try:
+        cls(**config["params"])
+    except (TypeError, ValueError) as exc:  # the message names the parameter
+        problem = f"{source}: model.json has parameters that {cls.__name__} rejects: {exc}"
+        raise ModelFileError([Problem(None, problem)]) from exc
+    try:
+        return cls._from_saved(config, dict(arrays))
+    except ModelFileError as exc:
+        raise ModelFileError([f"{source}: {p}" for p in exc.problems]) from exc
+    except (FedsynthError, KeyError, ValueError, IndexError, TypeError, AttributeError) as exc:
+        # A damaged state (a missing key, an array of the wrong shape, a torch state dict that
+        # does not fit the network) must read as a damaged file, not as a bug.
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        problem = (
+            f"{source}: model.json/arrays.npz of a {cls.name} do not match its parameters "
+            f"(damaged or edited?): {reason}"
+        )
+        raise ModelFileError([Problem(None, problem)]) from exc
