@@ -145,8 +145,7 @@ def check_config(config: Any, source: str) -> None:
             problems.append(f"{where}: entry {key!r} is missing")
         elif not isinstance(config[key], kind) or isinstance(config[key], bool):
             problems.append(
-                f"{where}: entry {key!r} is a {type(config[key]).__name__}, "
-                f"not a {kind.__name__}"
+                f"{where}: entry {key!r} is a {type(config[key]).__name__}, not a {kind.__name__}"
             )
     if problems:
         raise ModelFileError(problems)
