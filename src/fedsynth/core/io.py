@@ -138,7 +138,7 @@ def check_config(config: Any, source: str) -> None:
         problem = f"{where} holds a {type(config).__name__}, not an object"
         raise ModelFileError([Problem(None, problem)])
     if config.get("format") != "fedsynth-model":
-        raise ModelFileError([Problem(None, f"{source} does not hold a fedsynth model")])
+        raise ModelFileError([Problem(None, f"{where} does not hold a fedsynth model")])
     problems = []
     for key, kind in _CONFIG_ENTRIES.items():
         if key not in config:
