@@ -29,10 +29,12 @@ import numpy as np
 
 from fedsynth._version import __version__
 from fedsynth.core.io import (
+    check_config,
     load_model_files,
     model_files_from_bytes,
     model_files_to_bytes,
     save_model_files,
+    verify_checksums,
 )
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
@@ -310,17 +312,83 @@ def from_model_files(
     """The estimator of a model file's content; ``source`` names where it was read."""
     from fedsynth.core.registry import get_generator_class
 
-    if config.get("format") != "fedsynth-model":
-        raise ModelFileError([Problem(None, f"{source} does not hold a fedsynth model")])
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+    check_config(config, source)
+    if config["format_version"] > FORMAT_VERSION:
         raise ModelFileError(
             [
                 Problem(
                     None,
-                    f"{source} was saved by fedsynth {config.get('fedsynth_version')} in a "
+                    f"{source}: model.json was saved by fedsynth "
+                    f"{config['fedsynth_version']} in a "
                     f"newer format; upgrade fedsynth (this is {__version__})",
                 )
             ]
         )
-    cls = get_generator_class(config["generator"])
-    return cls._from_saved(config, arrays)
+    verify_checksums(config, arrays, source)
+    try:
+        cls = get_generator_class(config["generator"])
+    except FedsynthError as exc:
+        problem = f"{source}: model.json names an unknown generator: {exc}"
+        raise ModelFileError([Problem(None, problem)]) from exc
+    try:
+        cls(**config["params"])
+    except (TypeError, ValueError) as exc:  # the message names the parameter
+        problem = f"{source}: model.json has parameters that {cls.__name__} rejects: {exc}"
+        raise ModelFileError([Problem(None, problem)]) from exc
+    mistyped = _mistyped_params(cls, config["params"])
+    if mistyped:
+        raise ModelFileError([f"{source}: model.json: {problem}" for problem in mistyped])
+    try:
+        return cls._from_saved(config, dict(arrays))
+    except ModelFileError as exc:
+        raise ModelFileError([f"{source}: {p}" for p in exc.problems]) from exc
+    except (
+        FedsynthError,
+        KeyError,
+        ValueError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        RuntimeError,  # torch's load_state_dict on tensors of another shape
+    ) as exc:
+        # A damaged state (a missing key, an array of the wrong shape, a torch state dict that
+        # does not fit the network) must read as a damaged file, not as a bug.
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        problem = (
+            f"{source}: model.json/arrays.npz of a {cls.name} do not match its parameters "
+            f"(damaged or edited?): {reason}"
+        )
+        raise ModelFileError([Problem(None, problem)]) from exc
+
+
+def _mistyped_params(cls: type[BaseEstimator], params: dict[str, Any]) -> list[str]:
+    """The saved parameters whose JSON type cannot be that of the constructor's default.
+
+    Constructors store parameters unchecked, so an edited ``"epochs": "ten"`` would only fail
+    in the middle of sampling; ``None`` passes (many parameters are optional).
+    """
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }
+    problems = []
+    for name, value in params.items():
+        default = defaults.get(name)
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool):
+            allowed: tuple[type, ...] = (bool,)
+        elif isinstance(default, int | float):
+            allowed = (int, float)
+        elif isinstance(default, str):
+            allowed = (str,)
+        elif isinstance(default, list | tuple):
+            allowed = (list,)
+        else:
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            problems.append(
+                f"parameter {name!r} is {value!r}, of another type than its default {default!r}"
+            )
+    return problems

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.core.federable import Federable
-from fedsynth.exceptions import FedsynthError
+from fedsynth.exceptions import FedsynthError, ModelFileError, Problem
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator, load, make
 
@@ -232,6 +232,12 @@ def load_model(path: str | os.PathLike) -> BaseGenerator | GeneratorMixture:
     listing = path / "mixture.json"
     if not listing.is_file():
         return load(path)
-    parts = json.loads(listing.read_text())["parts"]
-    generators = {p["name"]: load(path / f"part_{i}") for i, p in enumerate(parts)}
-    return GeneratorMixture(generators, {p["name"]: p["weight"] for p in parts})
+    try:
+        parts = json.loads(listing.read_text())["parts"]
+        names = [p["name"] for p in parts]
+        weights = {p["name"]: float(p["weight"]) for p in parts}
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        problem = f"{str(listing)!r} is damaged: {type(exc).__name__}: {exc}"
+        raise ModelFileError([Problem(None, problem)]) from exc
+    generators = {name: load(path / f"part_{i}") for i, name in enumerate(names)}
+    return GeneratorMixture(generators, weights)

@@ -28,7 +28,13 @@ import pandas as pd
 from fedsynth.core.base import BaseEstimator, load
 from fedsynth.core.io import model_files_to_bytes
 from fedsynth.core.privacy.config import DPSettings
-from fedsynth.exceptions import ConditionError, FedsynthError, InvalidDataError, Problem
+from fedsynth.exceptions import (
+    ConditionError,
+    FedsynthError,
+    InvalidDataError,
+    ModelFileError,
+    Problem,
+)
 from fedsynth.tabular.generators._conditions import (
     Conditions,
     check_conditions,
@@ -302,8 +308,10 @@ class BaseGenerator(BaseEstimator):
 
     def _load_schema(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         guard = config["copy_guard"]
+        metadata = Metadata.from_dict(config["metadata"])
+        _check_saved_columns(config, metadata)
         self._set_fitted_state(
-            Metadata.from_dict(config["metadata"]),
+            metadata,
             columns=config["columns"],
             learned_columns=config["learned_columns"],
             constants={k: (np.nan if v is None else v) for k, v in config["constants"].items()},
@@ -336,3 +344,22 @@ class BaseGenerator(BaseEstimator):
 
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
         raise NotImplementedError
+
+
+def _check_saved_columns(config: dict[str, Any], metadata: Metadata) -> None:
+    """Check that the column lists of ``model.json`` agree with its metadata (a column renamed
+    in one place only would otherwise fail deep inside sampling)."""
+    columns = config["columns"]
+    problems = [
+        f"model.json: column {name!r} of 'columns' is not in the metadata"
+        for name in columns
+        if name not in metadata.columns
+    ]
+    for entry in ("learned_columns", "constants", "dtypes"):
+        problems += [
+            f"model.json: column {name!r} of {entry!r} is not in 'columns'"
+            for name in config[entry]
+            if name not in columns
+        ]
+    if problems:
+        raise ModelFileError(problems)

@@ -340,6 +340,11 @@ class GaussianCopula(StatisticalGenerator):
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.correlation_ = arrays["correlation"]
         self.latent_names_ = list(state["latent_names"])
+        k = len(self.latent_names_)
+        if self.correlation_.shape != (k, k):  # checked here: sampling would fail far later
+            raise ValueError(
+                f"array 'correlation' has shape {self.correlation_.shape}, not ({k}, {k})"
+            )
         self.marginals_ = []
         for i, spec in enumerate(state["marginals"]):
             self.marginals_.append(
@@ -354,3 +359,6 @@ class GaussianCopula(StatisticalGenerator):
                     quantiles=arrays.get(f"quantiles_{i}"),
                 )
             )
+            order, cumulative = arrays.get(f"order_{i}"), arrays.get(f"cumulative_{i}")
+            if order is not None and (cumulative is None or len(order) != len(cumulative)):
+                raise ValueError(f"arrays 'order_{i}' and 'cumulative_{i}' differ in length")
