@@ -32,7 +32,10 @@ def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
         for c in categories
     )
     if numeric and len(categories) and (len(codes) == 0 or codes.min() >= 0):
-        return pd.Series(np.asarray(list(categories))[codes])
+        typed = np.asarray(list(categories))
+        # Integer codes beyond 2**53 (or beyond int64) would become floats: keep them exact.
+        if typed.tolist() == list(categories):
+            return pd.Series(typed[codes])
     table = np.empty(len(categories) + 1, dtype=object)
     table[: len(categories)] = list(categories)
     table[-1] = np.nan

@@ -29,6 +29,8 @@ def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
 
 
 def _cast(values: pd.Series, dtype: str) -> pd.Series:
+    if dtype.lower().startswith(("int", "uint")) and pd.api.types.is_float_dtype(values):
+        values = _within_integer_range(values, np.dtype(dtype.lower()))
     has_missing = bool(values.isna().any())
     if dtype.startswith(("int", "uint")) and has_missing:
         # A column with no missing values in training can only get NaN here by a generator
@@ -39,6 +41,18 @@ def _cast(values: pd.Series, dtype: str) -> pd.Series:
     if dtype in {"object", "str", "string"}:
         return values.astype(object).where(values.notna(), np.nan)
     return values.astype(dtype)
+
+
+def _within_integer_range(values: pd.Series, dtype: np.dtype) -> pd.Series:
+    """Floats clipped into what ``dtype`` holds, so a cast never wraps (uint64 of -1 is 2**64-1).
+
+    The top of int64/uint64 is not a float (2**63, 2**64 round up past it): clip to the
+    largest float below it instead.
+    """
+    info = np.iinfo(dtype)
+    low = float(info.min)
+    high = float(np.nextafter(float(info.max) + 1.0, -np.inf))
+    return values.clip(low, high)
 
 
 def plain(value: Any) -> Any:

@@ -322,7 +322,8 @@ class BayesianNetwork(StatisticalGenerator):
         self._integer_labels = {
             c: np.array(labels, dtype=np.int64)
             for c, labels in categories.items()
-            if conditionals[c].shape[1] == len(labels) and all(is_int(label) for label in labels)
+            if conditionals[c].shape[1] == len(labels)
+            and all(is_int(label) and -(2**63) <= label < 2**63 for label in labels)
         }
         # The CDF of each column without its last entry (always 1), one row per state, so that
         # sampling gathers one contiguous row per state: a row's state is the number of CDF

@@ -9,7 +9,7 @@ import pandas as pd
 
 from fedsynth.exceptions import Problem
 from fedsynth.tabular.metadata.columns import KINDS
-from fedsynth.tabular.metadata.inference import numeric_view
+from fedsynth.tabular.metadata.inference import EXACT_FLOAT_INTEGER, big_integers, numeric_view
 
 if TYPE_CHECKING:
     from fedsynth.tabular.metadata.table import Metadata
@@ -147,6 +147,19 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                     name,
                     f"expected numbers for a {col.kind} column, found {len(text)} text value(s) "
                     f"such as {_examples(text.unique())}; make them missing or fix them",
+                )
+            )
+            return problems, warnings
+        big = big_integers(series)
+        if big is not None:
+            largest = max(big, key=abs)
+            problems.append(
+                Problem(
+                    name,
+                    f"integers too large to model exactly (largest {largest}, {len(big)} "
+                    f"distinct); float64 holds integers exactly only up to 2**53 "
+                    f"({EXACT_FLOAT_INTEGER}); declare the column categorical if it is a code, "
+                    "or rescale it",
                 )
             )
             return problems, warnings

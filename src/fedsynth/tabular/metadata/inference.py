@@ -66,6 +66,11 @@ KNOWN_GENES = frozenset(
     TP53 U2AF1 U2AF2 WT1 ZRSR2 ZBTB33 BCL2 BCL6 APC SMAD4 ARID1A CTNNB1 ERBB2 FGFR3 HRAS MET
     """.split()
 )
+#: Largest integer float64 holds exactly: beyond it neighbouring integers share one float.
+EXACT_FLOAT_INTEGER = 2**53
+#: An integer column beyond :data:`EXACT_FLOAT_INTEGER` with at most this many distinct values
+#: is taken for codes (categories, kept exactly); with more it is refused by the checks.
+MAX_BIG_INTEGER_CODES = 50
 _GENE_AFFIXES = re.compile(r"^(mut|mutation|gene)[_\-.]|[_\-.](mut|mutated|mutation|status)$", re.I)
 
 
@@ -95,6 +100,29 @@ def numeric_view(series: pd.Series) -> pd.Series | None:
         ):
             return pd.to_numeric(series, errors="coerce").astype("float64")
     return None
+
+
+def big_integers(series: pd.Series) -> list[int] | None:
+    """The distinct values, as Python ints, of an integer column (int/uint/Int dtypes or
+    Python ints in an object column) holding any value beyond ±2**53, else ``None``.
+
+    Such values cannot pass through float64 unchanged, so they are modelled as categories
+    (few distinct) or refused (:func:`~fedsynth.tabular.metadata.checks.check_table`).
+    """
+    values = series.dropna()
+    if not len(values) or pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_integer_dtype(series):
+        distinct = [int(v) for v in pd.unique(values)]
+    elif series.dtype == object and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values
+    ):
+        distinct = list({int(v) for v in values})
+    else:
+        return None
+    if max(abs(v) for v in distinct) <= EXACT_FLOAT_INTEGER:
+        return None
+    return distinct
 
 
 def is_identifier(name: str, series: pd.Series) -> bool:
@@ -145,12 +173,14 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
 
 
 def _is_random_code(values: pd.Series) -> bool:
-    numbers = values.to_numpy(dtype="int64")
-    digits = pd.Series(np.char.str_len(np.abs(numbers).astype(str)))
+    # Python ints: uint64 beyond int64's range would overflow a cast to int64.
+    numbers = np.array([abs(int(v)) for v in values], dtype=object)
+    digits = pd.Series([len(str(v)) for v in numbers])
     if (digits >= 4).mean() < 0.95 or digits.value_counts(normalize=True).iloc[0] < 0.85:
         return False
     # Codes sorted with the rows (a running number with gaps, a date stamp) are left alone.
-    order = pd.Series(np.arange(len(numbers))).corr(pd.Series(numbers).rank(), method="pearson")
+    ranks = pd.Series(values.to_numpy()).rank()
+    order = pd.Series(np.arange(len(numbers))).corr(ranks, method="pearson")
     return bool(abs(order) < 0.5)
 
 
@@ -188,6 +218,10 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     if is_identifier(name, series):
         return ColumnMetadata(kind="identifier", dtype=dtype)
     values = series.dropna()
+    big = big_integers(series)
+    if big is not None and len(big) <= MAX_BIG_INTEGER_CODES:
+        # Codes beyond float64's exact integers: categories keep every digit.
+        return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted(big))
     as_numbers = numeric_view(series)
     if as_numbers is not None:
         distinct = set(np.unique(as_numbers.dropna().to_numpy()))

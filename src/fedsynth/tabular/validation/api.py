@@ -26,7 +26,7 @@ from fedsynth.tabular.validation.scores import (
     compute_scores,
     overall_status,
 )
-from fedsynth.tabular.validation.worst_columns import ColumnGap, worst_columns
+from fedsynth.tabular.validation.worst_columns import ColumnGap, unseen_values, worst_columns
 
 #: The metrics of each family, in report order.
 METRICS: dict[str, tuple[Metric, ...]] = {
@@ -254,7 +254,7 @@ def validate(
                     results[metric.name] = metric.compute(data)
         timings[family] = round(time.perf_counter() - family_start, 3)
     scores, parts = compute_scores(results, data)
-    flags = compute_flags(scores, results, parts)
+    flags = compute_flags(scores, results, parts, unseen_values(data))
     info = {
         "rows": {
             "real": len(data.real),

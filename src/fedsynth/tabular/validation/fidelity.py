@@ -68,6 +68,10 @@ MAX_PLOTTED_CATEGORIES = 20
 
 
 # ---------------------------------------------------------------------- shared computations
+#: Unseen synthetic values named per column (most frequent first).
+MAX_UNSEEN_SHOWN = 3
+
+
 def marginal_statistics(data: ValidationData) -> dict[str, dict]:
     """Per-column statistics of every marginal metric (computed once per validation)."""
     return data.cached("marginals", lambda: _marginal_statistics(data))
@@ -124,6 +128,9 @@ def _discrete_statistics(real: pd.Series, synthetic: pd.Series, categories: list
         return {"kind": "discrete", "empty": True}
     unseen = sorted(set(s.unique()) - set(categories))
     index = categories + unseen
+    # Values the real column never holds: counted against the whole synthetic column (missing
+    # rows included), most frequent first, so that the report can name a few of them.
+    unseen_rows = s[s.isin(unseen)]
     p = r.value_counts().reindex(index, fill_value=0).to_numpy(dtype=float)
     q = s.value_counts().reindex(index, fill_value=0).to_numpy(dtype=float)
     p_freq, q_freq = p / p.sum(), q / q.sum()
@@ -134,6 +141,8 @@ def _discrete_statistics(real: pd.Series, synthetic: pd.Series, categories: list
         "hellinger": float(np.sqrt(0.5 * ((np.sqrt(p_freq) - np.sqrt(q_freq)) ** 2).sum())),
         "kl": _kl(p, q),
         "unseen_categories": len(unseen),
+        "unseen_share": float(len(unseen_rows) / len(synthetic)),
+        "unseen_values": unseen_rows.value_counts().index[:MAX_UNSEEN_SHOWN].tolist(),
         "frequencies": {
             "categories": [index[i] for i in shown],
             "real": p_freq[shown],

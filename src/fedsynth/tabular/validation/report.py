@@ -141,7 +141,12 @@ def _scores_section(report: ValidationReport) -> str:
     return f"<h2>Scores</h2>{_figure(plots.scores(report), 'Headline scores')}{table}"
 
 
-_MEASURES = {"tvd": "total variation", "ks": "KS statistic", "missing": "|Δ missing rate|"}
+_MEASURES = {
+    "tvd": "total variation",
+    "ks": "KS statistic",
+    "missing": "|Δ missing rate|",
+    "unseen": "share of unseen categories",
+}
 
 
 def _worst_columns_section(report: ValidationReport) -> str:

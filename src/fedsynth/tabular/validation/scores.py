@@ -49,6 +49,9 @@ SCORE_DEFINITIONS: dict[str, str] = {
 #: beyond 0.10. Two real samples of 600 MDS patients differ by at most 0.055 (TVD), 0.041 (KS)
 #: and 0.008 (missing rate) over their columns; KS's sampling spread is the widest at small sizes
 #: (its 5 % critical value is 0.136 for two tables of 200 rows), hence its wider margin.
+#: ``unseen_categories`` passes only when no synthetic value lies outside a discrete column's
+#: real categories, warns up to 1 % of its rows and fails beyond: a generator cannot invent a
+#: category, so any is a coding fault (issue #24).
 SCORE_THRESHOLDS: dict[str, tuple[float, float]] = {
     "csf": (0.85, 0.70),
     "gsf": (0.85, 0.70),
@@ -58,6 +61,7 @@ SCORE_THRESHOLDS: dict[str, tuple[float, float]] = {
     "worst_discrete_column": (0.90, 0.80),
     "worst_numeric_column": (0.85, 0.70),
     "worst_missing_rate": (0.95, 0.90),
+    "unseen_categories": (1.0, 0.99),
 }
 
 #: (warn at or above, fail at or above) for privacy checks where lower is better.
@@ -144,10 +148,13 @@ def compute_flags(
     scores: dict[str, float | None],
     results: dict[str, MetricResult],
     parts: dict[str, dict[str, float | None]] | None = None,
+    unseen: dict[str, list] | None = None,
 ) -> list[Flag]:
     """Pass/warn/fail verdicts on the scores and on the privacy checks.
 
-    ``parts`` (from :func:`compute_scores`) lets a worst-column flag name its column.
+    ``parts`` (from :func:`compute_scores`) lets a worst-column flag name its column, and
+    ``unseen`` (from :func:`~fedsynth.tabular.validation.worst_columns.unseen_values`) lets the
+    ``unseen_categories`` flag name a few of that column's unseen values.
     """
     flags = []
     for name, (pass_at, warn_at) in SCORE_THRESHOLDS.items():
@@ -158,6 +165,9 @@ def compute_flags(
         if name in WORST_COLUMN_CHECKS and parts and parts.get(name):
             (column,) = parts[name]
             rule = f"column {column!r}: {rule}"
+            if name == "unseen_categories" and unseen and unseen.get(column):
+                shown = ", ".join(repr(v) for v in unseen[column])
+                rule = f"{rule}; synthetic values absent from the real data: {shown}"
         flags.append(Flag(name, _level(value, pass_at, warn_at), value, rule))
     copies = results.get("exact_copies")
     if copies is not None and copies.skipped is None:

@@ -13,7 +13,13 @@ check                            distance (largest over the columns)
 ``worst_discrete_column``        total variation distance of a discrete column's categories
 ``worst_numeric_column``         two-sample Kolmogorov–Smirnov statistic of a numeric column
 ``worst_missing_rate``           |missing share real − synthetic| of any column
+``unseen_categories``            share of a discrete column's synthetic rows holding a value
+                                 that is none of its real categories (metadata's or seen)
 ================================ ===============================================================
+
+A generator only emits the categories it learnt, so an unseen value means the synthetic table
+was coded differently or made wrongly: any share of them is flagged, and the flag names a few
+of the values (taken from the synthetic table, so no real row is shown).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ WORST_COLUMN_CHECKS: dict[str, tuple[str, str]] = {
     "worst_discrete_column": ("largest total variation distance over discrete columns", "tvd"),
     "worst_numeric_column": ("largest KS statistic over numeric columns", "ks"),
     "worst_missing_rate": ("largest missing-rate difference over columns", "missing"),
+    "unseen_categories": (
+        "largest share of a discrete column's synthetic rows with a value absent from the real "
+        "categories",
+        "unseen",
+    ),
 }
 #: Columns listed at the top of the report: the worst ones by their distance.
 N_WORST_LISTED = 5
@@ -42,7 +53,7 @@ class ColumnGap:
     ----------
     column : str
     measure : str
-        ``"tvd"``, ``"ks"`` or ``"missing"``.
+        ``"tvd"``, ``"ks"``, ``"missing"`` or ``"unseen"``.
     distance : float
         In [0, 1], 0 when the column matches.
     """
@@ -59,9 +70,9 @@ class ColumnGap:
 def column_gaps(data: ValidationData) -> list[ColumnGap]:
     """Every column's distance by each measure that applies to it, the largest first."""
     gaps = [
-        ColumnGap(column, key, float(stats[key]))
+        ColumnGap(column, measure, float(stats[key]))
         for column, stats in marginal_statistics(data).items()
-        for key in ("tvd", "ks")
+        for key, measure in (("tvd", "tvd"), ("ks", "ks"), ("unseen_share", "unseen"))
         if key in stats
     ]
     gaps += [
@@ -91,6 +102,22 @@ def worst_column_scores(
         scores[name] = None if worst is None else 1.0 - worst.distance
         parts[name] = {} if worst is None else {worst.column: 1.0 - worst.distance}
     return scores, parts
+
+
+def unseen_values(data: ValidationData) -> dict[str, list]:
+    """A few synthetic values of each discrete column that none of its real categories holds
+    (most frequent first); columns without any are left out.
+
+    Examples
+    --------
+    >>> unseen_values(data)  # doctest: +SKIP
+    {'stage': ['IV']}
+    """
+    return {
+        column: stats["unseen_values"]
+        for column, stats in marginal_statistics(data).items()
+        if stats.get("unseen_values")
+    }
 
 
 def worst_columns(data: ValidationData, n: int = N_WORST_LISTED) -> list[ColumnGap]:
