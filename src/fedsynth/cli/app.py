@@ -17,7 +17,7 @@ from fedsynth.cli.progress import (
     error_console,
     fitting,
     make_generator,
-    sample_with_progress,
+    sample_blocks_with_progress,
     step,
 )
 from fedsynth.cli.release import release_app
@@ -161,22 +161,25 @@ def fit(
 def sample(
     model_dir: Annotated[Path, typer.Argument(help="Directory of a saved model.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.csv or .parquet).")],
-    rows: Annotated[int, typer.Option("--rows", "-n", min=0, help="Number of rows.")] = 1000,
+    rows: Annotated[
+        int, typer.Option("--rows", "-n", min=1, help="Number of rows (at least 1).")
+    ] = 1000,
     condition: Annotated[
         list[str] | None,
         typer.Option("--condition", "-c", help="Condition COLUMN=VALUE (repeatable)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the draw.")] = None,
 ) -> None:
-    """Sample synthetic rows from a saved model."""
+    """Sample synthetic rows from a saved model, written block by block (any number of rows in
+    bounded memory; the file appears only once complete)."""
     import fedsynth
-    from fedsynth.tabular.io import write_table
+    from fedsynth.tabular.io import write_table_blocks
 
     conditions = {k: str(v) for k, v in _parse_pairs(condition or [], "--condition").items()}
     generator = fedsynth.load(model_dir)
-    table = sample_with_progress(generator, rows, conditions=conditions, seed=seed)
-    write_table(table, out)
-    console.print(f"{len(table):,} synthetic rows written to [bold]{out}[/]")
+    blocks = sample_blocks_with_progress(generator, rows, conditions=conditions, seed=seed)
+    written = write_table_blocks(blocks, out)
+    console.print(f"{written:,} synthetic rows written to [bold]{out}[/]")
 
 
 app.command("evaluate")(_evaluate)

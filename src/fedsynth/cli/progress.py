@@ -8,10 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from fedsynth.core.progress import ExperimentStarted, ProgressCallback, ProgressEvent, StepDone
 
@@ -94,27 +100,33 @@ def following(description: str, total: int | None = None) -> Iterator[ProgressCa
         yield show
 
 
-def sample_with_progress(
+def sample_blocks_with_progress(
     generator: Any, n: int, *, conditions: dict[str, Any] | None = None, seed: int | None = None
-) -> pd.DataFrame:
-    """``generator.sample`` in chunks with a progress bar; the same seed gives the same rows."""
-    chunks = [SAMPLE_CHUNK] * (n // SAMPLE_CHUNK) + ([n % SAMPLE_CHUNK] if n % SAMPLE_CHUNK else [])
-    seeds = (
-        np.random.default_rng(seed).integers(2**62, size=len(chunks)) if seed is not None else None
+) -> Iterator[pd.DataFrame]:
+    """``generator.sample_blocks`` of :data:`SAMPLE_CHUNK` rows under a progress bar of the rows
+    drawn; the same seed gives the same rows. The bar lasts while the blocks are consumed."""
+    blocks = generator.sample_blocks(
+        n, block_size=SAMPLE_CHUNK, conditions=conditions or None, seed=seed
     )
-    parts = []
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("Sampling rows", total=n)
-        for i, size in enumerate(chunks):
-            chunk_seed = None if seeds is None else int(seeds[i])
-            parts.append(generator.sample(size, conditions=conditions or None, seed=chunk_seed))
-            progress.advance(task, size)
+        for block in blocks:
+            yield block
+            progress.advance(task, len(block))
+
+
+def sample_with_progress(
+    generator: Any, n: int, *, conditions: dict[str, Any] | None = None, seed: int | None = None
+) -> pd.DataFrame:
+    """:func:`sample_blocks_with_progress` gathered into one table (for tables that fit)."""
+    parts = list(sample_blocks_with_progress(generator, n, conditions=conditions, seed=seed))
     if not parts:
         return generator.sample(0)
     return pd.concat(parts, ignore_index=True)

@@ -19,7 +19,7 @@ read them there.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,8 +49,11 @@ from fedsynth.tabular.privacy.guards import CopyGuard
 
 __all__ = [
     "GUARD_ARRAY",
+    "SAMPLE_BLOCK_ROWS",
+    "SAMPLE_MEMORY_LIMIT",
     "BaseGenerator",
     "Conditions",
+    "SampleTooLargeError",
     "load",
     "rejection_sample",
     "restore_column",
@@ -58,6 +61,18 @@ __all__ = [
 
 #: Name of the copy guard's fingerprints among a saved model's arrays.
 GUARD_ARRAY = "copy_guard_fingerprints"
+
+#: Largest output :meth:`BaseGenerator.sample` draws in one table, in bytes at 8 bytes per cell
+#: (float64-equivalent; generators hold intermediate arrays of the same order). Read at each
+#: call, so it can be overridden: ``fedsynth.tabular.generators.base.SAMPLE_MEMORY_LIMIT = ...``.
+SAMPLE_MEMORY_LIMIT = 2 * 1024**3
+
+#: Rows per block of :meth:`BaseGenerator.sample_blocks` unless told otherwise.
+SAMPLE_BLOCK_ROWS = 50_000
+
+
+class SampleTooLargeError(FedsynthError, ValueError):
+    """``sample(n)`` would need more memory than :data:`SAMPLE_MEMORY_LIMIT`; stream instead."""
 
 
 class BaseGenerator(BaseEstimator):
@@ -194,6 +209,12 @@ class BaseGenerator(BaseEstimator):
             Seed of this draw: the same seed gives the same rows. Without it, successive calls
             continue one random stream.
 
+        Raises
+        ------
+        SampleTooLargeError
+            When ``n`` rows x the columns at 8 bytes a cell exceed :data:`SAMPLE_MEMORY_LIMIT`
+            (checked before anything is drawn): use :meth:`sample_blocks` instead.
+
         Examples
         --------
         >>> import fedsynth
@@ -202,12 +223,91 @@ class BaseGenerator(BaseEstimator):
         >>> gen.sample(3, conditions={"sex": "F"})["sex"].tolist()  # doctest: +SKIP
         ['F', 'F', 'F']
         """
+        n = self._check_n(n)
+        estimate = n * len(self.columns_) * 8
+        if estimate > SAMPLE_MEMORY_LIMIT:
+            raise SampleTooLargeError(
+                f"sample({n:,}) would hold {n:,} rows x {len(self.columns_)} columns, about "
+                f"{estimate / 1024**3:.1f} GiB, above the limit of "
+                f"{SAMPLE_MEMORY_LIMIT / 1024**3:.1f} GiB (SAMPLE_MEMORY_LIMIT in "
+                f"{__name__}); draw it in blocks with sample_blocks(n) or write it to a file "
+                "with `fedsynth sample MODEL --rows N --out FILE`"
+            )
+        rng = self._sample_rng if seed is None else np.random.default_rng(seed)
+        return self._draw(n, self._checked_conditions(conditions), rng)
+
+    def sample_blocks(
+        self,
+        n: int,
+        block_size: int = SAMPLE_BLOCK_ROWS,
+        conditions: Conditions | None = None,
+        seed: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Draw ``n`` synthetic rows as successive tables of at most ``block_size`` rows, so that
+        any number of rows can be written out in bounded memory.
+
+        Each block is drawn like ``sample(k, seed=s)`` with its own seed ``s``, drawn in turn
+        from one stream seeded by ``seed``: the same ``seed`` and ``block_size`` give the same
+        rows, but not those of ``sample(n, seed=seed)``. Each block passes the copy guard
+        separately, and conditions hold in every block. Without ``seed``, the blocks continue
+        the generator's random stream, like successive seedless ``sample`` calls.
+
+        Parameters
+        ----------
+        n : int
+            Number of rows in all (the blocks' lengths add up to exactly this).
+        block_size : int, default SAMPLE_BLOCK_ROWS
+            Most rows per block.
+        conditions : dict, optional
+            ``{column: value}`` that every row must satisfy, as in :meth:`sample`.
+        seed : int, optional
+            Seed of the whole draw.
+
+        Yields
+        ------
+        DataFrame
+            The next block, indexed from 0.
+
+        Examples
+        --------
+        >>> for block in gen.sample_blocks(10**7, seed=0):  # doctest: +SKIP
+        ...     block.to_csv(handle, header=False, index=False)
+        """
+        n = self._check_n(n)
+        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        checked = self._checked_conditions(conditions)
+        # Checked before the first block is asked for, so bad input fails at the call.
+        return self._blocks(n, int(block_size), checked, seed)
+
+    def _blocks(
+        self, n: int, block_size: int, checked: dict[str, Any], seed: int | None
+    ) -> Iterator[pd.DataFrame]:
+        # One seed per block, drawn lazily, so a billion rows need no list of seeds up front.
+        seeder = None if seed is None else np.random.default_rng(seed)
+        done = 0
+        while done < n:
+            size = min(block_size, n - done)
+            if seeder is None:
+                rng = self._sample_rng
+            else:
+                rng = np.random.default_rng(int(seeder.integers(2**62)))
+            yield self._draw(size, checked, rng)
+            done += size
+
+    def _check_n(self, n: Any) -> int:
         self._check_is_fitted()
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        n = int(n)
-        rng = self._sample_rng if seed is None else np.random.default_rng(seed)
-        checked = check_conditions(conditions or {}, self.metadata_, self.columns_, self.constants_)
+        return int(n)
+
+    def _checked_conditions(self, conditions: Conditions | None) -> dict[str, Any]:
+        return check_conditions(conditions or {}, self.metadata_, self.columns_, self.constants_)
+
+    def _draw(self, n: int, checked: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
+        """``n`` rows satisfying the checked conditions, past the copy guard."""
         learned_conditions = {c: v for c, v in checked.items() if c not in self.constants_}
         # A federated model samples each site's share with the site as a condition (site_mix).
         mix: SiteMix | None = getattr(self, "site_mix_", None)
