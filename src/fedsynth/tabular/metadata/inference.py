@@ -305,8 +305,11 @@ def infer_roles(
             or (_only_survival_words(c) and competing_codes(df[c]) is not None)
         )
     ]
+    # A 0..K event column is numeric and may be named like a duration ("os_status").
     duration_candidates = [
-        c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
+        c
+        for c, m in columns.items()
+        if m.kind == "numeric" and not m.group and _names_duration(c) and c not in event_candidates
     ]
     if len(event_candidates) > 1:
         # "NodalStatus" is a clinical variable: keep names made only of survival words.
