@@ -80,7 +80,7 @@ def test_aalen_johansen_recovers_the_known_incidence(real):
     [
         ("gaussian_copula", {}),
         ("bayesian_network", {}),
-        ("tvae", {"epochs": 60, "latent_dim": 8, "hidden_dims": (32, 32)}),
+        ("tvae", {"epochs": 15, "latent_dim": 8, "hidden_dims": (32, 32)}),
     ],
 )  # fmt: skip
 def test_generators_keep_the_causes(real, metadata, name, options):
