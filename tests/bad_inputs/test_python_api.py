@@ -141,7 +141,7 @@ def test_an_event_coded_0_1_2_is_taken_as_competing_risks_with_a_warning():
     assert metadata.survival == ("os_months", "os_status")
     (message,) = [m for m in messages if "os_status" in m]
     assert "competing-risks event with 2 causes [1, 2] (0 = censored)" in message
-    assert "overrides={'os_status': 'categorical'}" in message
+    assert "overrides={'os_status': 'categorical', 'os_months': 'numeric'}" in message
 
 
 def _codes(n: int, seed: int = 1) -> np.ndarray:

@@ -200,6 +200,8 @@ def competing_codes(series: pd.Series) -> list[int] | None:
 
 def competing_notes(columns: dict[str, ColumnMetadata]) -> list[Problem]:
     """A note for an event column with several causes: it was taken as competing risks."""
+    durations = [c for c, m in columns.items() if m.kind == "duration"]
+    duration = durations[0] if durations else None
     notes = []
     for name, col in columns.items():
         if col.kind != "event" or len(col.categories or ()) <= 2:
@@ -212,8 +214,8 @@ def competing_notes(columns: dict[str, ColumnMetadata]) -> list[Problem]:
                 f"({col.categories[0]!r} = censored); it is generated as one column and "
                 "validated with per-cause cumulative incidence (Aalen-Johansen). For a single "
                 f"event make a 0/1 column, e.g. (df[{name!r}] == {causes[0]!r}).astype(int), "
-                f"and declare it with event=...; to keep {name!r} as a plain column, "
-                f"override its kind: overrides={{{name!r}: 'categorical'}}",
+                f"and declare it with event=...; for no survival pair, override both kinds: "
+                f"overrides={{{name!r}: 'categorical', {duration!r}: 'numeric'}}",
             )
         )
     return notes
