@@ -3,6 +3,7 @@ generators and validated with per-cause cumulative incidence (Aalen-Johansen).""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_generators_keep_the_causes(real, metadata, name, options):
     assert cif.value < 0.1, cif.columns
 
 
-def test_swapped_causes_score_worse_than_a_faithful_table(real, metadata):
+def test_swapped_causes_score_worse_than_a_faithful_table(real, metadata, tmp_path):
     faithful = competing_table(1500, seed=1)
     swapped = faithful.assign(os_status=faithful["os_status"].map({0: 0, 1: 2, 2: 1}))
     good = validate(real, faithful, metadata=metadata, metrics=["cif_gap", "km_gap"])
@@ -104,3 +105,7 @@ def test_swapped_causes_score_worse_than_a_faithful_table(real, metadata):
     assert bad.results["cif_gap"].value > 0.1
     assert bad.results["cif_gap"].score < good.results["cif_gap"].score - 0.1
     assert good.results["km_gap"].value is None  # replaced by the incidence gap
+    assert good.scores["survival"] == pytest.approx(good.results["cif_gap"].score)
+    html = good.to_html(tmp_path / "report.html").read_text()
+    assert "Cumulative incidence by cause" in html
+    assert json.loads(good.to_json(tmp_path / "report.json").read_text())["results"]
