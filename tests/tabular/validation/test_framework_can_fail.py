@@ -29,9 +29,9 @@ def test_real_vs_real_split_scores_high(real_split_report):
     flags = {f.name: f.status for f in real_split_report.flags}
     assert flags["privacy.exact_copies"] == "pass"
     assert flags["privacy.membership_inference_auc"] == "pass"
-    assert all(r.skipped is None for r in real_split_report.results.values()), [
-        (r.name, r.skipped) for r in real_split_report.results.values() if r.skipped
-    ]
+    # cif_gap is for competing risks only; this cohort has one cause.
+    ran = [r for r in real_split_report.results.values() if r.name != "cif_gap"]
+    assert all(r.skipped is None for r in ran), [(r.name, r.skipped) for r in ran if r.skipped]
 
 
 def test_shuffled_columns_keep_marginals_but_lose_structure(split, metadata, real_split_report):

@@ -189,7 +189,8 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                     f"{'an' if col.kind == 'event' else 'a'} {col.kind} column; expected "
                     f"only {allowed}"
                     + (
-                        f" ({allowed[0]!r} = censored, {allowed[-1]!r} = event)"
+                        f" ({allowed[0]!r} = censored, "
+                        + (f"{allowed[-1]!r} = event)" if len(allowed) == 2 else "others = causes)")
                         if col.kind == "event"
                         else ""
                     ),

@@ -13,7 +13,7 @@ KINDS: tuple[str, ...] = (
     "categorical",  # unordered labels
     "binary",  # two values, 0/1 or False/True (gene mutation flags are binary, group "genomic")
     "duration",  # survival time, >= 0, paired with an event column
-    "event",  # survival event indicator, 0 = censored, 1 = event
+    "event",  # survival event: 0 = censored, 1 = event (or 1..K = competing causes)
     "identifier",  # unique per patient: excluded from learning, never emitted
     "site",  # the hospital or centre a row comes from
 )

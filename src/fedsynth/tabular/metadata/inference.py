@@ -209,6 +209,48 @@ def event_labels(series: pd.Series) -> list | None:
     return None
 
 
+#: Most causes a whole-number event column is read as (0 = censored, 1..K = causes).
+MAX_CAUSES = 9
+
+
+def competing_codes(series: pd.Series) -> list[int] | None:
+    """``[0, 1, ..., K]`` when ``series`` holds whole numbers 0..K with every code present and
+    ``2 <= K <= MAX_CAUSES`` (competing risks: 0 = censored, 1..K = causes), else ``None``."""
+    numbers = numeric_view(series)
+    if numbers is None or pd.api.types.is_bool_dtype(series):
+        return None
+    values = numbers.dropna()
+    if len(values) == 0 or not (values == np.round(values)).all():
+        return None
+    codes = sorted(int(v) for v in np.unique(values))
+    if codes != list(range(len(codes))) or not 3 <= len(codes) <= MAX_CAUSES + 1:
+        return None
+    return codes
+
+
+def competing_notes(columns: dict[str, ColumnMetadata]) -> list[Problem]:
+    """A note for an event column with several causes: it was taken as competing risks."""
+    durations = [c for c, m in columns.items() if m.kind == "duration"]
+    duration = durations[0] if durations else None
+    notes = []
+    for name, col in columns.items():
+        if col.kind != "event" or len(col.categories or ()) <= 2:
+            continue
+        causes = list(col.categories[1:])
+        notes.append(
+            Problem(
+                name,
+                f"was taken as a competing-risks event with {len(causes)} causes {causes} "
+                f"({col.categories[0]!r} = censored); it is generated as one column and "
+                "validated with per-cause cumulative incidence (Aalen-Johansen). For a single "
+                f"event make a 0/1 column, e.g. (df[{name!r}] == {causes[0]!r}).astype(int), "
+                f"and declare it with event=...; for no survival pair, override both kinds: "
+                f"overrides={{{name!r}: 'categorical', {duration!r}: 'numeric'}}",
+            )
+        )
+    return notes
+
+
 def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     """Kind and restoration facts of one column, from its values and name.
 
@@ -293,10 +335,17 @@ def infer_roles(
         c
         for c, m in columns.items()
         if name_tokens(c) & EVENT_TOKENS
-        and (m.kind == "binary" or (m.kind == "categorical" and event_labels(df[c]) is not None))
+        and (
+            m.kind == "binary"
+            or (m.kind == "categorical" and event_labels(df[c]) is not None)
+            or (_only_survival_words(c) and competing_codes(df[c]) is not None)
+        )
     ]
+    # A 0..K event column is numeric and may be named like a duration ("os_status").
     duration_candidates = [
-        c for c, m in columns.items() if m.kind == "numeric" and not m.group and _names_duration(c)
+        c
+        for c, m in columns.items()
+        if m.kind == "numeric" and not m.group and _names_duration(c) and c not in event_candidates
     ]
     if len(event_candidates) > 1:
         # "NodalStatus" is a clinical variable: keep names made only of survival words.
@@ -345,7 +394,8 @@ def survival_notes(df: pd.DataFrame, columns: dict[str, ColumnMetadata]) -> list
             continue
         codes = sorted((_plain(v) for v in pd.unique(df[name].dropna())), key=str)[:8]
         numbers = numeric_view(df[name])
-        if event_labels(df[name]) is not None or len(codes) < 2 or set(codes) <= {0, 1}:
+        usable = event_labels(df[name]) is not None or competing_codes(df[name]) is not None
+        if usable or len(codes) < 2 or set(codes) <= {0, 1}:
             continue  # a usable event: the pair is only ambiguous (two durations...)
         if numbers is None:
             event_code = codes[-1]
@@ -358,7 +408,11 @@ def survival_notes(df: pd.DataFrame, columns: dict[str, ColumnMetadata]) -> list
                 f"looks like a survival event next to the duration {duration!r}, but its "
                 f"values {codes} are not one censored and one event code (0 = censored, "
                 "1 = event), so no survival pair is set"
-                + (" (0/1/2: competing risks?)" if len(codes) > 2 else "")
+                + (
+                    " (competing risks need codes 0 = censored, 1..K = causes)"
+                    if len(codes) > 2
+                    else ""
+                )
                 + f". Make a 0/1 column for the event of interest, e.g. df[{recoded!r}] = "
                 f"(df[{name!r}] == {event_code!r}).astype(int), and declare the pair: "
                 f"Metadata.infer(df, duration={duration!r}, event={recoded!r}) (command line: "

@@ -16,6 +16,8 @@ from fedsynth.exceptions import DataWarning, InvalidDataError, MetadataError, Pr
 from fedsynth.tabular.metadata.checks import check_metadata, check_table
 from fedsynth.tabular.metadata.columns import KINDS, ColumnMetadata, dtype_name
 from fedsynth.tabular.metadata.inference import (
+    competing_codes,
+    competing_notes,
     event_labels,
     gene_symbol,
     identifier_reason,
@@ -166,7 +168,7 @@ class Metadata:
                 DataWarning,
                 stacklevel=2,
             )
-        for note in survival_notes(data, metadata.columns):
+        for note in [*survival_notes(data, metadata.columns), *competing_notes(metadata.columns)]:
             warnings.warn(f"column {note.column!r} {note.message}", DataWarning, stacklevel=2)
         return metadata
 
@@ -188,7 +190,7 @@ class Metadata:
 
     @property
     def event(self) -> str | None:
-        """The survival event column (1 = event, 0 = censored), if any."""
+        """The survival event column (0 = censored, 1 = event or 1..K = causes), if any."""
         found = self.columns_of_kind("event")
         return found[0] if found else None
 
@@ -387,7 +389,8 @@ def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
         return ColumnMetadata(kind=kind, dtype=dtype)
     values = series.dropna()
     if kind == "event":
-        return ColumnMetadata(kind=kind, dtype=dtype, categories=event_labels(series) or [0, 1])
+        categories = event_labels(series) or competing_codes(series) or [0, 1]
+        return ColumnMetadata(kind=kind, dtype=dtype, categories=categories)
     if kind == "binary":
         categories = sorted_categories(values)
         if pd.api.types.is_bool_dtype(series):

@@ -156,6 +156,27 @@ def kaplan_meier(report: ValidationReport) -> str | None:
     return _png(fig)
 
 
+def cumulative_incidence(report: ValidationReport) -> str | None:
+    """Aalen–Johansen cumulative incidence real vs synthetic, one panel per competing cause."""
+    details = _details(report, "cif_gap")
+    if details is None:
+        return None
+    causes = list(details["curves"])
+    fig = Figure(layout="constrained", figsize=(5 * len(causes), 3.6))
+    axes = fig.subplots(1, len(causes), squeeze=False).ravel()
+    for ax, cause in zip(axes, causes, strict=True):
+        curves = details["curves"][cause]
+        ax.step(details["time"], curves["real"], where="post", color=REAL, label="real")
+        ax.step(details["time"], curves["synthetic"], where="post", color=SYNTHETIC,
+                label="synthetic")  # fmt: skip
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"cause {cause}", fontsize=10)
+        ax.set_xlabel("time")
+        ax.set_ylabel("cumulative incidence")
+    axes[0].legend()
+    return _png(fig)
+
+
 def mutation_frequencies(report: ValidationReport) -> str | None:
     """Bars of mutation frequency by gene, real next to synthetic (most frequent first)."""
     details = _details(report, "mutation_frequency")

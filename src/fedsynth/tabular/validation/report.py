@@ -326,6 +326,12 @@ def _family_section(report: ValidationReport, family: str) -> str:
         parts.append(_figure(plots.utility_bars(report), "Holdout performance by model family"))
     elif family == "survival":
         parts.append(_figure(plots.kaplan_meier(report), "Kaplan–Meier curves, real vs synthetic"))
+        parts.append(
+            _figure(
+                plots.cumulative_incidence(report),
+                "Cumulative incidence by cause (competing risks), real vs synthetic",
+            )
+        )
         parts.append(_hazard_table(report))
     elif family == "genomic":
         parts.append(_figure(plots.mutation_frequencies(report), "Mutation frequency by gene"))
