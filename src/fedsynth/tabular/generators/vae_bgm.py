@@ -218,7 +218,8 @@ class VAEBGM(VAEGenerator):
         posterior = self.mixture_weights_ * sites[:, category]
         if posterior.sum() <= 0:
             return None
-        return torch.as_tensor(posterior / posterior.sum(), dtype=torch.float32, device=self.device_)
+        posterior = posterior / posterior.sum()
+        return torch.as_tensor(posterior, dtype=torch.float32, device=self.device_)
 
     def _draw_latent(
         self, n: int, generator: torch.Generator, weights: torch.Tensor
