@@ -252,6 +252,13 @@ class VAEGenerator(NeuralGenerator):
         """Latent codes of ``n`` new rows."""
         raise NotImplementedError
 
+    def _conditioned_latent(
+        self, n: int, generator: torch.Generator, conditions: dict[str, Any]
+    ) -> torch.Tensor:
+        """Latent codes proposed for rows meeting ``conditions`` before likelihood weighting:
+        those of :meth:`_latent` unless a subclass knows better."""
+        return self._latent(n, generator)
+
     def encode_latent(self, data: pd.DataFrame) -> np.ndarray:
         """Posterior means of the latent codes of ``data``'s rows (same columns as fitted).
 
@@ -349,7 +356,7 @@ class VAEGenerator(NeuralGenerator):
         drawn, ess = 0, 0.0
         while drawn < budget and ess < rows:
             size = min(max(4 * rows, 20_000), budget - drawn, _CHUNK)
-            z = self._latent(size, generator)
+            z = self._conditioned_latent(size, generator, conditions)
             raw = decoder(z)
             log_weight, drawn_slots = torch.zeros(size, device=z.device), None
             if context is not None:

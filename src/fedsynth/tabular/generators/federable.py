@@ -217,8 +217,9 @@ class FederableGenerator:
 def union_of_mixtures(states: Sequence[ExtraState], sizes: Sequence[float]) -> ExtraState:
     """Gaussian mixtures of several sites (arrays ``weights``, ``means``, ``covariances``) as
     one: every site's components, each weighted by its site's share of the rows, which is the
-    mixture of the pooled rows' distribution. Any other array becomes the size-weighted mean of
-    the sites' arrays.
+    mixture of the pooled rows' distribution. A per-component array (``sites``: p(site |
+    component)) is concatenated with the components. Any other array becomes the size-weighted
+    mean of the sites' arrays.
 
     Examples
     --------
@@ -238,9 +239,16 @@ def union_of_mixtures(states: Sequence[ExtraState], sizes: Sequence[float]) -> E
         "covariances": np.concatenate([a["covariances"] for a in arrays]),
     }
     merged["weights"] = merged["weights"] / merged["weights"].sum()
-    for key in sorted(set(arrays[0]) - _MIXTURE):
+    # Per-component arrays follow their components; one any site lacks (an older model file)
+    # is dropped, as it would describe only some of them.
+    for key in sorted(_PER_COMPONENT & set(arrays[0])):
+        if all(key in a for a in arrays):
+            merged[key] = np.concatenate([a[key] for a in arrays])
+    for key in sorted(set(arrays[0]) - _MIXTURE - _PER_COMPONENT):
         merged[key] = sum(a[key] * s for a, s in zip(arrays, shares, strict=True))
     return ExtraState({}, merged)
 
 
 _MIXTURE = {"weights", "means", "covariances"}
+#: Optional arrays with one row per component.
+_PER_COMPONENT = {"sites"}
