@@ -133,7 +133,7 @@ class CopyGuard:
                 "away from the profiles that real patients hold (rare values become more "
                 "frequent); add informative columns or keep more precision in the numbers",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         rounds = 0
         while copied.any():
