@@ -62,9 +62,18 @@ def test_unreadable_tables_exit_1_naming_the_file(tmp_path, capsys, case):
     assert not (tmp_path / "model").exists()
 
 
-def test_an_event_coded_0_1_2_warns_with_the_options_to_declare_it(tmp_path, capsys):
+def test_an_event_coded_0_1_2_is_taken_as_competing_risks_with_a_warning(tmp_path, capsys):
     frame = cohort().assign(os_status=[i % 3 for i in range(40)])
     path = write(tmp_path, "cr.csv", frame.to_csv(index=False))
+    assert main(["metadata", "infer", str(path)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "'os_status' was taken as a competing-risks event with 2 causes [1, 2]" in err
+    assert "overrides={'os_status': 'categorical', 'os_months': 'numeric'}" in err
+
+
+def test_an_event_coded_1_2_warns_with_the_options_to_declare_it(tmp_path, capsys):
+    frame = cohort().assign(os_status=[1 + i % 2 for i in range(40)])
+    path = write(tmp_path, "r.csv", frame.to_csv(index=False))
     assert main(["metadata", "infer", str(path)]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "warning: column 'os_status' looks like a survival event" in err

@@ -79,9 +79,17 @@ def test_a_yes_no_event_keeps_the_survival_pair(web):
     assert dataset["metadata"]["columns"]["os_status"]["categories"] == ["no", "yes"]
 
 
-def test_an_event_coded_0_1_2_gets_a_note_on_its_column(web):
+def test_an_event_coded_0_1_2_is_kept_as_competing_risks_with_a_note(web):
     frame = cohort().assign(os_status=[i % 3 for i in range(40)])
     dataset = upload(web(), frame.to_csv(index=False).encode(), "cr.csv")
+    assert dataset["survival"] == ["os_months", "os_status"]
+    column = {c["name"]: c for c in dataset["columns"]}["os_status"]
+    assert any("competing-risks event with 2 causes" in note for note in column["notes"])
+
+
+def test_an_event_coded_1_2_gets_a_note_on_its_column(web):
+    frame = cohort().assign(os_status=[1 + i % 2 for i in range(40)])
+    dataset = upload(web(), frame.to_csv(index=False).encode(), "r.csv")
     assert dataset["survival"] is None
     column = {c["name"]: c for c in dataset["columns"]}["os_status"]
     assert any("set the kinds to duration and event" in note for note in column["notes"])

@@ -17,7 +17,11 @@ import pandas as pd
 from fedsynth.exceptions import DataWarning, MetadataError, Problem
 from fedsynth.tabular.metadata import KINDS, ColumnMetadata, Metadata
 from fedsynth.tabular.metadata.checks import check_table
-from fedsynth.tabular.metadata.inference import identifier_reason, survival_notes
+from fedsynth.tabular.metadata.inference import (
+    competing_notes,
+    identifier_reason,
+    survival_notes,
+)
 from fedsynth.tabular.metadata.table import column_for_kind
 
 GENOMIC = "genomic"
@@ -70,7 +74,12 @@ def check(table: pd.DataFrame, metadata: Metadata) -> Inspection:
         excluded.append(
             Problem(name, IDENTIFIER_NOTE + (f"; taken for {reason}" if reason else ""))
         )
-    notes = excluded + survival_notes(table, metadata.columns) + notes
+    notes = [
+        *excluded,
+        *survival_notes(table, metadata.columns),
+        *competing_notes(metadata.columns),
+        *notes,
+    ]
     return Inspection(metadata, _as_dicts(problems), _as_dicts(notes))
 
 
