@@ -208,11 +208,12 @@ def test_data_problems_are_listed_by_column(client):
         {
             "age": [61, 70, 55, 80] * 10,
             "os_months": [12.0, -3.0, 40.0, 8.0] * 10,
-            "os_status": [1, 0, 1, 2] * 10,
+            "os_status": [1, 0, 1, 3] * 10,
         }
     )
     dataset = upload(client, _csv(frame), "survival.csv")
-    # The event column is not 0/1, so no survival pair is inferred: name it.
+    # The event column is neither 0/1 nor competing risks 0..K, so no survival pair is
+    # inferred: name it.
     updated = client.put(
         f"/api/datasets/{dataset['id']}/metadata",
         json={"columns": {"os_months": {"kind": "duration"}, "os_status": {"kind": "event"}}},
