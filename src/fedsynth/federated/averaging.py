@@ -65,8 +65,8 @@ class FedAvg(Strategy):
 
     **What leaves a site:** the generator's weights after this round's local training (every
     module's parameters and buffers), the last epoch's losses, and, for a generator with
-    data-derived state (VAE-BGM's mixture over latent means), that state recomputed on the
-    site's rows for the previous round's global weights.
+    data-derived state (VAE-BGM's mixture over latent means and its site's output offset), that
+    state recomputed on the site's rows for the previous round's global weights.
 
     The server rejects an update whose arrays are not as many or not shaped as the global
     weights, or hold NaN or infinity; it is left out of the average and the round's log says why.
@@ -75,7 +75,7 @@ class FedAvg(Strategy):
     name = "fedavg"
     leaves_site = (
         "model weights after local training, last-epoch losses, data-derived state (e.g. "
-        "VAE-BGM's latent mixture) for the previous global weights"
+        "VAE-BGM's latent mixture and site output offset) for the previous global weights"
     )
     averages_weights = True
     proximal_mu: float = 0.0

@@ -259,6 +259,11 @@ class VAEGenerator(NeuralGenerator):
         those of :meth:`_latent` unless a subclass knows better."""
         return self._latent(n, generator)
 
+    def _raw_offset(self, conditions: dict[str, Any]) -> torch.Tensor | None:
+        """A shift of the decoder's raw outputs for rows meeting ``conditions`` (VAE-BGM's
+        per-site offsets after federated training), or ``None``."""
+        return None
+
     def encode_latent(self, data: pd.DataFrame) -> np.ndarray:
         """Posterior means of the latent codes of ``data``'s rows (same columns as fitted).
 
@@ -352,12 +357,17 @@ class VAEGenerator(NeuralGenerator):
 
         decoder, context = self.decoder_net_, self.decoder_net_.context
         budget = max(200 * rows, 100_000)
+        offset = self._raw_offset(conditions)
+
+        def decode(z: torch.Tensor) -> torch.Tensor:
+            return decoder(z) if offset is None else decoder(z) + offset
+
         codes, slots, log_weights = [], [], []
         drawn, ess = 0, 0.0
         while drawn < budget and ess < rows:
             size = min(max(4 * rows, 20_000), budget - drawn, _CHUNK)
             z = self._conditioned_latent(size, generator, conditions)
-            raw = decoder(z)
+            raw = decode(z)
             log_weight, drawn_slots = torch.zeros(size, device=z.device), None
             if context is not None:
                 drawn_slots, log_weight = context.draw(raw, generator, clamp)
@@ -381,7 +391,7 @@ class VAEGenerator(NeuralGenerator):
         chosen = torch.multinomial(
             probabilities.to(torch.float32), rows, replacement=True, generator=generator
         )
-        raw = decoder(torch.cat(codes)[chosen])
+        raw = decode(torch.cat(codes)[chosen])
         drawn = None if context is None else context.one_hot(torch.cat(slots)[chosen].long())
         return raw, drawn, ess
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from fedsynth.core.federable import ExtraState
 from fedsynth.exceptions import FedsynthWarning
+from fedsynth.tabular.generators._site_offsets import merge_site_offsets
 from fedsynth.tabular.privacy.guards import CopyGuard
 
 if TYPE_CHECKING:
@@ -244,7 +245,12 @@ def union_of_mixtures(states: Sequence[ExtraState], sizes: Sequence[float]) -> E
     for key in sorted(_PER_COMPONENT & set(arrays[0])):
         if all(key in a for a in arrays):
             merged[key] = np.concatenate([a[key] for a in arrays])
-    for key in sorted(set(arrays[0]) - _MIXTURE - _PER_COMPONENT):
+    # Per-site output offsets: one row per site category, from the sites that have its rows.
+    if all(set(a) >= _PER_SITE for a in arrays):
+        merged["site_offsets"], merged["site_rows"] = merge_site_offsets(
+            [a["site_offsets"] for a in arrays], [a["site_rows"] for a in arrays]
+        )
+    for key in sorted(set(arrays[0]) - _MIXTURE - _PER_COMPONENT - _PER_SITE):
         merged[key] = sum(a[key] * s for a, s in zip(arrays, shares, strict=True))
     return ExtraState({}, merged)
 
@@ -252,3 +258,5 @@ def union_of_mixtures(states: Sequence[ExtraState], sizes: Sequence[float]) -> E
 _MIXTURE = {"weights", "means", "covariances"}
 #: Optional arrays with one row per component.
 _PER_COMPONENT = {"sites"}
+#: Arrays with one row per site category (see :mod:`._site_offsets`).
+_PER_SITE = {"site_offsets", "site_rows"}
