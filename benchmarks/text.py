@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -103,6 +103,53 @@ def opacus_epsilons(sigma: float, sensitivity: float, steps: int) -> dict[str, f
         return {"rdp": rdp.get_epsilon(DELTA, alphas=alphas), "prv": prv.get_epsilon(DELTA)}
 
 
+def http_run(args, common, train, rows, row_dicts, public, embedder) -> dict:
+    """The epsilon-3 release of ``--http-notes`` notes through the OpenAI-compatible backend,
+    against an xllamacpp server with the same model in a child process, on loopback."""
+    import fedsynth
+    from fedsynth.text.backends import OpenAICompatibleBackend
+    from fedsynth.text.leakage import reproduced_ngrams
+    from fedsynth.text.metrics import row_consistency_rate
+
+    private_texts = train["text"].tolist()
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        address = server.stdout.readline().strip()
+        backend = OpenAICompatibleBackend(address + "/v1", model="SmolLM2-135M-Instruct")
+        gen = fedsynth.make("dp_icl", dp={"epsilon": 3.0, "delta": DELTA}, **common)
+        gen.set_backend(backend, embedder=embedder).fit(train)
+        with Clock() as clock:
+            texts = gen.sample(args.http_notes, conditions=rows.iloc[: args.http_notes])
+        server_cpu = _child_cpu(server.pid)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+    return {
+        "address": address,
+        "notes": args.http_notes,
+        "wall_s": clock.wall,
+        "client_cpu_s": clock.cpu,
+        "server_cpu_s": server_cpu,
+        "notes_per_hour_wall": 3600 * args.http_notes / clock.wall,
+        "consistency": row_consistency_rate(texts, row_dicts[: args.http_notes])["agreement"],
+        "private_8grams": reproduced_ngrams(texts, private_texts, public=public)["count"],
+        "epsilon_spent": gen.privacy_spent_.epsilon,
+        "example": texts[0],
+    }
+
+
+def _child_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=20)
@@ -115,13 +162,15 @@ def main() -> None:
     parser.add_argument("--http-notes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="text")
+    parser.add_argument(
+        "--http-only", action="store_true", help="Only the OpenAI-compatible backend's run."
+    )
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     import fedsynth
-    from fedsynth.text.backends import OpenAICompatibleBackend
     from fedsynth.text.corpus import simulate_notes
     from fedsynth.text.embeddings import SentenceEmbedder
     from fedsynth.text.esa import SENSITIVITY, esa_sigma
@@ -159,6 +208,12 @@ def main() -> None:
         return gen.set_backend(cached.backend, embedder=embedder).fit(train)
 
     runs: dict[str, dict] = {}
+    if args.http_only:
+        http = http_run(args, common, train, rows, row_dicts, public, embedder)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(http, indent=2, default=float))
+        print(json.dumps(http, indent=2, default=float))
+        return
 
     def record(name, gen, mode, clock_it=False):
         before = cached.calls
@@ -247,34 +302,10 @@ def main() -> None:
 
     http = None
     if args.http_notes:
-        server = subprocess.Popen(
-            [sys.executable, "-c", SERVER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            address = server.stdout.readline().strip()
-            backend = OpenAICompatibleBackend(address + "/v1", model="SmolLM2-135M-Instruct")
-            gen = fedsynth.make("dp_icl", dp={"epsilon": 3.0, "delta": DELTA}, **common)
-            gen.set_backend(backend, embedder=embedder).fit(train)
-            start = time.perf_counter()
-            texts = gen.sample(args.http_notes, conditions=rows.iloc[: args.http_notes])
-            wall = time.perf_counter() - start
-        finally:
-            server.stdin.close()
-            server.wait(timeout=30)
-        http = {
-            "address": address,
-            "notes": args.http_notes,
-            "wall_s": wall,
-            "notes_per_hour_wall": 3600 * args.http_notes / wall,
-            "consistency": row_consistency_rate(texts, row_dicts[: args.http_notes])["agreement"],
-            "private_8grams": reproduced_ngrams(texts, private_texts, public=public)["count"],
-            "epsilon_spent": gen.privacy_spent_.epsilon,
-            "example": texts[0],
-        }
+        http = http_run(args, common, train, rows, row_dicts, public, embedder)
+    elif (RESULTS / "text_http.json").exists():
+        # Run beside this one with --http-only and the same settings (another process).
+        http = json.loads((RESULTS / "text_http.json").read_text())
 
     examples = {name: run["texts"][0] for name, run in runs.items()}
     result = {
@@ -354,7 +385,8 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"OpenAI-compatible backend (xllamacpp server, same model, {h['address']}): "
-            f"{h['notes']} notes at eps 3 in {h['wall_s']:.0f} s "
+            f"{h['notes']} notes at eps 3 in {h['wall_s']:.0f} s wall, "
+            f"{h['client_cpu_s']:.0f} CPU s client + {h['server_cpu_s']:.0f} CPU s server "
             f"({h['notes_per_hour_wall']:.1f} notes/hour), consistency "
             f"{h['consistency']:.3f}, private 8-grams {h['private_8grams']:.0f}, epsilon spent "
             f"{h['epsilon_spent']:.3f}.",
