@@ -77,7 +77,9 @@ def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic notes (.csv).")],
     n: Annotated[
         int | None,
-        typer.Option("--notes", "-n", min=1, help="Notes to write [default: one per --rows row]."),
+        typer.Option(
+            "--notes", "-n", min=1, help="Notes to write (default: one per --rows row, else 10)."
+        ),
     ] = None,
     rows: Annotated[
         Path | None,
