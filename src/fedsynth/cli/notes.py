@@ -13,6 +13,7 @@ Registered on the app by :mod:`fedsynth.cli.app` (``app.add_typer(notes_app, nam
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +45,14 @@ def read_notes(path: Path, text_column: str) -> pd.DataFrame:
         if path.is_dir():
             return read_notes_folder(path)
         return read_notes_table(path, text_column=text_column)
+
+
+@functools.cache
+def _embedder() -> Any:
+    """all-MiniLM-L6-v2 from its wheel, loaded once per process (one thread)."""
+    from fedsynth.text.embeddings import SentenceEmbedder
+
+    return SentenceEmbedder(n_threads=1)
 
 
 def _backend(name: str, model: str) -> str | dict[str, Any]:
@@ -119,7 +128,6 @@ def generate(
     """Write synthetic notes under DP, validate them, and write them if the privacy gate
     passes (or only warns)."""
     import fedsynth
-    from fedsynth.text.embeddings import SentenceEmbedder
     from fedsynth.text.grounding import fact_header
     from fedsynth.text.prompts import row_instruction
     from fedsynth.text.report import notes_report, write_report
@@ -178,7 +186,7 @@ def generate(
         result = notes_report(
             private["text"].tolist(),
             written,
-            embedder=SentenceEmbedder(n_threads=1),
+            embedder=_embedder(),
             holdout=held,
             synthetic_rows=row_dicts,
             public=public,
@@ -215,15 +223,12 @@ def evaluate(
     text_column: Annotated[str, typer.Option(help="Column of the notes in a table.")] = "text",
 ) -> None:
     """Validate synthetic notes against real ones: fidelity, utility, privacy."""
-    from fedsynth.text.embeddings import SentenceEmbedder
     from fedsynth.text.report import notes_report, write_report
 
     private = read_notes(real, text_column)["text"].tolist()
     written = read_notes(synthetic, text_column)["text"].tolist()
     held = None if holdout is None else read_notes(holdout, text_column)["text"].tolist()
     with step("Validating the notes"):
-        result = notes_report(
-            private, written, embedder=SentenceEmbedder(n_threads=1), holdout=held
-        )
+        result = notes_report(private, written, embedder=_embedder(), holdout=held)
     page = write_report(result, out)
     console.print(f"Report: [bold]{page.resolve()}[/] (privacy verdict: {result['verdict']})")
