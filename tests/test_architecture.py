@@ -24,8 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "release": {"core"},
     "federated": {"core", "tabular"},
     "experiments": {"core", "tabular", "federated"},
-    "cli": {"core", "tabular", "federated", "experiments", "release", "web", "front"},
-    "web": {"core", "tabular", "federated", "experiments", "release", "front"},
+    "cli": {"core", "tabular", "text", "federated", "experiments", "release", "web", "front"},
+    "web": {"core", "tabular", "text", "federated", "experiments", "release", "front"},
 }
 #: Top-level modules shared by every package.
 SHARED = {"exceptions", "_version", "__version__"}

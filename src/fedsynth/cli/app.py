@@ -12,6 +12,7 @@ from rich.text import Text
 
 from fedsynth.cli.evaluate import evaluate as _evaluate
 from fedsynth.cli.federate import federate as _federate
+from fedsynth.cli.notes import notes_app
 from fedsynth.cli.progress import (
     console,
     error_console,
@@ -39,6 +40,7 @@ app = typer.Typer(
 metadata_app = typer.Typer(help="Infer, inspect and save column metadata.", no_args_is_help=True)
 app.add_typer(metadata_app, name="metadata")
 app.add_typer(release_app, name="release")
+app.add_typer(notes_app, name="notes")
 
 USAGE_ERRORS = (ConditionError, UnknownGeneratorError)
 

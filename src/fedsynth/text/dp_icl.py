@@ -36,6 +36,7 @@ from fedsynth.text.esa import (
     nearest_candidate,
     partition_notes,
 )
+from fedsynth.text.grounding import grounded_note, least_contradicting
 from fedsynth.text.prompts import DEFAULT_INSTRUCTION, row_instruction, shot_text
 
 MODES = ("esa", "icl", "zero_shot")
@@ -79,6 +80,12 @@ class DPICLGenerator(BaseEstimator):
         Sampling temperature of every generation.
     instruction : str
         The public instruction: what to write (a row's facts are appended when conditioning).
+    grounded : bool
+        For notes conditioned on a row: start the note with a header of the row's facts
+        (a template) and remove the narrative's sentences that contradict the row, after
+        keeping, among the candidates, those that contradict it least
+        (:mod:`fedsynth.text.grounding`; public checks, no privacy spent). ``False``: the
+        model's text as written (the row's facts are only in the instruction).
     verbose : bool
         Print one line per released note (prompts and words generated so far).
     seed : int, optional
@@ -111,6 +118,7 @@ class DPICLGenerator(BaseEstimator):
         max_tokens: int = 200,
         temperature: float = 0.7,
         instruction: str = DEFAULT_INSTRUCTION,
+        grounded: bool = True,
         verbose: bool = False,
         seed: int | None = None,
     ):
@@ -123,6 +131,7 @@ class DPICLGenerator(BaseEstimator):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.instruction = instruction
+        self.grounded = grounded
         self.verbose = verbose
         self.seed = seed
         self._backend_object: LLMBackend | None = None
@@ -198,6 +207,8 @@ class DPICLGenerator(BaseEstimator):
             problems.append(f"embedder must be a folder path or None, got {self.embedder!r}")
         if not (isinstance(self.temperature, int | float) and self.temperature >= 0):
             problems.append(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if not isinstance(self.grounded, bool):
+            problems.append(f"grounded must be True or False, got {self.grounded!r}")
         if not (isinstance(self.instruction, str) and self.instruction.strip()):
             problems.append("instruction must be a non-blank string")
         self._raise_invalid_params(problems)
@@ -305,7 +316,8 @@ class DPICLGenerator(BaseEstimator):
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        instructions = self._instructions(n, conditions)
+        rows = self._condition_rows(n, conditions)
+        instructions = [row_instruction(row, base=self.instruction) for row in rows]
         settings = self._settings
         if mode == "icl" and settings is not None:
             raise PrivacyConfigError(
@@ -331,23 +343,25 @@ class DPICLGenerator(BaseEstimator):
             )
         counts = {"prompts": 0, "words": 0}
         notes = []
-        for i, instruction in enumerate(instructions):
+        for i, (instruction, row) in enumerate(zip(instructions, rows, strict=True)):
             if mode == "esa":
-                note = self._release_esa(instruction, sigma, counts)
+                note = self._release_esa(instruction, row, sigma, counts)
             elif mode == "icl":
                 picked = self._rng.choice(len(self._private), self.shots, replace=False)
                 shots = [self._private[j] for j in sorted(picked)]
                 note = self._generate(build_prompt(instruction, shots), counts)
             else:
                 note = self._generate(build_prompt(instruction, []), counts)
+            if row is not None and self.grounded:
+                note = grounded_note(note, row)
             notes.append(note)
             self.n_released_ += 1
             self._report(i + 1, n, counts, progress)
         return notes
 
-    def _instructions(self, n: int, conditions: Any) -> list[str]:
+    def _condition_rows(self, n: int, conditions: Any) -> list[dict[str, Any] | None]:
         if conditions is None:
-            return [self.instruction] * n
+            return [None] * n
         if isinstance(conditions, pd.DataFrame):
             if len(conditions) != n:
                 raise ValueError(
@@ -362,9 +376,11 @@ class DPICLGenerator(BaseEstimator):
                 f"conditions must be a dict, a Series or a DataFrame, got "
                 f"{type(conditions).__name__}"
             )
-        return [row_instruction(row, base=self.instruction) for row in rows]
+        return rows
 
-    def _release_esa(self, instruction: str, sigma: float, counts: dict[str, int]) -> str:
+    def _release_esa(
+        self, instruction: str, row: dict[str, Any] | None, sigma: float, counts: dict[str, int]
+    ) -> str:
         # A new public partition per release: the analysis holds for any data-independent one.
         key = int(self._rng.integers(2**31))
         groups = partition_notes(self._private, self.n_prompts, seed=key, max_shots=self.shots)
@@ -375,6 +391,9 @@ class DPICLGenerator(BaseEstimator):
         zero_shot = build_prompt(instruction, [])
         texts = [self._generate(zero_shot, counts) for _ in range(self.candidates)]
         noisy = aggregate(self._embed(answers), sigma=sigma, rng=self._rng)
+        if row is not None and self.grounded:
+            # A public check of public texts: the candidates that contradict the row least.
+            texts = [texts[i] for i in least_contradicting(texts, row)]
         return texts[nearest_candidate(noisy, self._embed(texts))]
 
     def _generate(self, messages: list[dict[str, str]], counts: dict[str, int]) -> str:

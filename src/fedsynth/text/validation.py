@@ -104,7 +104,10 @@ class EmbeddingFrechet(Metric):
     )
 
     def _compute(self, data: TextValidationData) -> Outcome:
-        value = frechet_distance(data.real_embeddings, data.synthetic_embeddings)
+        try:
+            value = frechet_distance(data.real_embeddings, data.synthetic_embeddings)
+        except ValueError as reason:  # too few notes for a Gaussian fit
+            raise Skip(str(reason)) from reason
         return Outcome(value, float(np.exp(-value)))
 
 
