@@ -104,9 +104,9 @@ class LatentDiffusion(ImageGenerator):
     def __init__(
         self,
         *,
-        epochs: int = 150,
-        ae_epochs: int = 20,
-        batch_size: int = 32,
+        epochs: int = 200,
+        ae_epochs: int = 30,
+        batch_size: int = 16,
         lr: float = 1e-3,
         ae_lr: float = 1e-3,
         ae_channels: tuple[int, ...] = (16, 32, 32),
@@ -375,6 +375,7 @@ class LatentDiffusion(ImageGenerator):
     def load_extra_state(self, state: ExtraState) -> None:
         """Take the latent scale of a (merged) state."""
         self.latent_scale_ = 1.0 / math.sqrt(float(state.config["latent_variance"]))
+        self.__dict__.pop("_site_variance", None)  # the site's own figure is superseded
 
     @classmethod
     def merge_extra_states(cls, states: Sequence[ExtraState], sizes: Sequence[float]) -> ExtraState:
