@@ -105,7 +105,7 @@ class ConditionalGenerator(nn.Module):
 
 class ProjectionDiscriminator(nn.Module):
     """An image and its class to a logit: stride-2 4 x 4 convolutions (GroupNorm, LeakyReLU)
-    down to 4 x 4, features summed over space, then a linear score plus the inner product of
+    down to 4 x 4, features averaged over space, then a linear score plus the inner product of
     the features with the class's embedding (Miyato and Koyama's projection discriminator)."""
 
     def __init__(self, n_classes: int, channels: int, size: int, width: int, groups: int):
@@ -125,5 +125,7 @@ class ProjectionDiscriminator(nn.Module):
         self.embed = nn.Embedding(max(n_classes, 1), width_in)
 
     def forward(self, images, classes):
-        features = self.body(images).sum(dim=(2, 3))
+        # A spatial mean, not DCGAN's sum: logits stay of order one whatever the image size,
+        # so the softplus losses do not saturate from the first steps.
+        features = self.body(images).mean(dim=(2, 3))
         return self.score(features).squeeze(1) + (self.embed(classes) * features).sum(dim=1)
