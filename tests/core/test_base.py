@@ -116,7 +116,7 @@ def test_registry_by_modality(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     tabular = registry.available_generators("tabular")
     assert {"gaussian_copula", "bayesian_network"} <= set(tabular)
-    assert registry.available_generators("imaging") == []
+    assert registry.available_generators("imaging") == ["dp_gan", "latent_diffusion"]
 
     @registry.register("toy_images", modality="imaging")
     class ToyImages(BaseEstimator):
@@ -124,7 +124,7 @@ def test_registry_by_modality(monkeypatch):
             self.seed = seed
 
     assert ToyImages.modality == "imaging" and ToyImages.name == "toy_images"
-    assert registry.available_generators("imaging") == ["toy_images"]
+    assert registry.available_generators("imaging") == ["dp_gan", "latent_diffusion", "toy_images"]
     assert "toy_images" not in registry.available_generators("tabular")
     assert "toy_images" in registry.available_generators()
     assert isinstance(registry.make("toy_images", seed=3), ToyImages)

@@ -28,6 +28,10 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "vae_bgm": "fedsynth.tabular.generators.vae_bgm",
         "auto": "fedsynth.tabular.generators.auto",
     },
+    "imaging": {
+        "latent_diffusion": "fedsynth.imaging.generators.latent_diffusion",
+        "dp_gan": "fedsynth.imaging.generators.dp_gan",
+    },
     "text": {
         "dp_icl": "fedsynth.text.dp_icl",
     },

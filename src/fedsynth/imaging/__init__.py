@@ -10,8 +10,11 @@
   coverage in an autoencoder feature space trained on the real images, texture and intensity
   histograms, MS-SSIM diversity, near-copies, closeness and membership inference.
 
-Generators (latent diffusion on MONAI networks, a DP-GAN) come next, on the estimator base of
-:mod:`fedsynth.core`.
+* generators (:mod:`fedsynth.imaging.generators`), made by name: ``latent_diffusion`` (MONAI's
+  KL autoencoder and class-conditional diffusion UNet, DDPM training, DDIM sampling; under
+  ``dp`` an autoencoder on public images and DP-SGD on the UNet) and ``dp_gan`` (a conditional
+  GroupNorm DCGAN whose discriminator trains with DP-SGD), e.g.
+  ``fedsynth.make("latent_diffusion").fit(images).sample(16, conditions={"idh_mutant": 1})``.
 """
 
 from fedsynth.imaging.datasets import brain_mri_cohort
