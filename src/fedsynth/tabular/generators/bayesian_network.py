@@ -43,13 +43,12 @@ from fedsynth.tabular.generators._discrete import (
     category_states,
     from_codes,
     numeric_values,
-    to_codes,
 )
 from fedsynth.tabular.generators._discretize import Bins, public_bins, quantile_bins
 from fedsynth.tabular.generators._privbayes import private_network
 from fedsynth.tabular.generators.statistical import StatisticalGenerator, is_int, is_number
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import ColumnDomain
+from fedsynth.tabular.privacy.dp_statistics import ColumnDomain, category_codes
 
 __all__ = [
     "INDEPENDENCE_DISTANCE_SENSITIVITY",
@@ -384,7 +383,8 @@ class BayesianNetwork(StatisticalGenerator):
             if name in self.bins_:
                 code = self.bins_[name].code_of(value)
             else:
-                code = int(to_codes(pd.Series([value], dtype=object), self._categories[name])[0])
+                labels = pd.Series([value], dtype=object)
+                code = int(category_codes(labels, self._categories[name])[0])
             if not self.conditionals_[name][:, code].any():
                 raise ConditionError(
                     f"cannot sample with {name}={value!r}: the value never occurs in the "
