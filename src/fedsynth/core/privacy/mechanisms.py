@@ -82,8 +82,8 @@ def exponential_probabilities(
     """Exact output distribution of :func:`exponential_mechanism` over the candidates.
 
     ``exp(epsilon * score / (2 sensitivity))`` normalised, or ``exp(epsilon * score /
-    sensitivity)`` for a ``monotone`` score; computed in log space, so that large scores do not
-    overflow. What a test or an auditor compares with the draws.
+    sensitivity)`` for a ``monotone`` score; computed from the scores less their largest, so
+    that large scores do not overflow. What a test or an auditor compares with the draws.
 
     Examples
     --------
@@ -92,7 +92,8 @@ def exponential_probabilities(
     """
     scores = np.asarray(scores, dtype=float)
     scaled = epsilon * scores / (sensitivity if monotone else 2.0 * sensitivity)
-    return np.exp(scaled - special.logsumexp(scaled))
+    weights = np.exp(scaled - scaled.max())
+    return weights / weights.sum()
 
 
 def exponential_mechanism(
