@@ -57,8 +57,9 @@ class GaussianCopula(StatisticalGenerator):
     neighbours; each part of the budget is recorded in ``privacy_spent_``:
 
     1. the domain: when some numeric bounds or category lists are not declared public (see
-       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
-       releases them (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise;
+       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon (and
+       of delta for category lists) releases them
+       (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise;
     2. half of the rest of epsilon: the marginals, one histogram per column (the categories, or
        64 cells of equal width over the bounds, in ``log1p`` for durations, plus a missing
        cell where the dtype can hold one), with Laplace noise of scale ``m / epsilon_m`` for
