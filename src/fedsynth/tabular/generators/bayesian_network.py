@@ -97,8 +97,9 @@ class BayesianNetwork(StatisticalGenerator):
 
     1. the domain: when some numeric bounds or category lists are not declared public (see
        :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon (and
-       of delta for category lists) releases them (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise. Numeric
-       columns are then cut into ``n_bins`` bins of equal width over their public or released
+       of delta for category lists) releases them
+       (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise. Numeric columns are
+       then cut into ``n_bins`` bins of equal width over their public or released
        bounds (in ``log1p`` for durations), never at the data's quantiles;
     2. 1% of what remains: a Laplace-noised row count, for PrivBayes's usefulness rule: a
        (column, parents) pair is a candidate only when its conditional table has at most
