@@ -11,7 +11,6 @@ from fedsynth.tabular.privacy.dp_statistics import (
     ColumnDomain,
     can_be_missing,
     cover_domains,
-    dp_bounds,
     dp_categories,
     grid_edges,
     private_columns,
@@ -43,14 +42,29 @@ def table():
 
 def test_declared_facts_are_public_and_kinds_fix_some(table):
     metadata = Metadata.infer(table)
-    assert private_columns(metadata, table.columns) == ["age", "hb", "sex", "stage"]
+    assert private_columns(metadata, table) == ["age", "hb", "sex", "stage"]
     declare_public(metadata, bounds={"age": (0, 120)}, categories={"sex": ["F", "M", "X"]})
     assert public_bounds(metadata.columns["age"]) == (0.0, 120.0)
     assert public_categories(metadata.columns["sex"]) == ["F", "M", "X"]
     assert public_categories(metadata.columns["TP53"]) == [0, 1]  # a 0/1 flag, by its kind
     assert public_bounds(metadata.columns["hb"]) is None  # inferred from the data: private
-    assert private_columns(metadata, table.columns) == ["hb", "stage"]
+    assert private_columns(metadata, table) == ["hb", "stage"]
     assert metadata.columns["age"].extra == {"public": ["bounds"]}
+
+
+def test_a_pandas_category_dtype_declares_its_categories(table):
+    declared = table.assign(stage=pd.Categorical(table["stage"], ["I", "II", "III", "rare"]))
+    metadata = Metadata.infer(declared)
+    assert public_categories(metadata.columns["stage"], declared["stage"].dtype) == [
+        "I",
+        "II",
+        "III",
+        "rare",
+    ]
+    assert private_columns(metadata, declared) == ["age", "hb", "sex"]
+    # Categories the metadata declares win over the dtype's.
+    declare_public(metadata, categories={"stage": ["I", "II"]})
+    assert public_categories(metadata.columns["stage"], declared["stage"].dtype) == ["I", "II"]
 
 
 def test_declare_public_names_unknown_columns(table):
@@ -68,13 +82,6 @@ def test_released_categories_leave_out_rare_ones(table):
     assert dp_categories(table["stage"], epsilon=1.0, delta=1e-6, rng=rng) == ["I", "II"]
 
 
-def test_released_bounds_hold_the_data_within_a_factor_of_two():
-    rng = np.random.default_rng(2)
-    values = np.concatenate([rng.uniform(-3, 40, 5000), [np.nan] * 10])
-    assert dp_bounds(values, epsilon=1.0, delta=1e-6, rng=rng) == (-4.0, 64.0)
-    assert dp_bounds(np.array([5.0]), epsilon=0.1, delta=1e-6, rng=rng) is None
-
-
 def test_private_domains_charge_each_private_column_and_publish(table):
     metadata = Metadata.infer(table).resolve(table)
     declare_public(metadata, bounds={"age": (0, 120)})
@@ -86,9 +93,10 @@ def test_private_domains_charge_each_private_column_and_publish(table):
         "domain of 'sex' (categories)",
         "domain of 'stage' (categories)",
     ]
-    assert all(
-        s.epsilon == pytest.approx(0.1) and s.delta == pytest.approx(1e-6) for s in ledger.spends
-    )
+    # By need: a category list weighs twice a column's bounds and takes all of delta.
+    assert [s.epsilon for s in ledger.spends] == pytest.approx([0.06, 0.12, 0.12])
+    assert [s.delta for s in ledger.spends] == pytest.approx([0.0, 1.5e-6, 1.5e-6])
+    assert ledger.spent() == pytest.approx((0.3, 3e-6))
     assert domains["age"].bounds == (0.0, 120.0) and not domains["age"].estimated
     assert not domains["age"].missing and domains["hb"].missing  # int64 vs float64
     assert domains["stage"].categories == ["I", "II"] and domains["stage"].missing
@@ -101,7 +109,10 @@ def test_private_domains_charge_each_private_column_and_publish(table):
 
 def test_a_domain_that_cannot_be_released_says_what_to_do(table):
     metadata = Metadata.infer(table).resolve(table)
-    with pytest.raises(PrivateDomainError, match=r"no value of column\(s\) \[.*\] could be"):
+    # Bounds are always released; only a category list can fail, and the error names it.
+    with pytest.raises(
+        PrivateDomainError, match=r"no category of column\(s\) \['sex', 'stage'\] could be"
+    ):
         private_domains(
             table.head(50),
             metadata,
@@ -186,8 +197,9 @@ def test_release_domains_spends_the_domain_share_only_when_a_domain_is_private(t
     metadata = Metadata.infer(table).resolve(table)
     ledger = PrivacyLedger()
     rng = np.random.default_rng(5)
-    domains, share = release_domains(table, metadata, settings, ledger=ledger, rng=rng)
-    assert share == 0.2 and ledger.spent() == pytest.approx((0.4, 2e-6))
+    domains, epsilon, delta = release_domains(table, metadata, settings, ledger=ledger, rng=rng)
+    assert (epsilon, delta) == pytest.approx((0.4, 2e-6))
+    assert ledger.spent() == pytest.approx((0.4, 2e-6))
     assert metadata.columns["stage"].categories == domains["stage"].categories == ["I", "II"]
     declare_public(
         metadata,
@@ -195,5 +207,8 @@ def test_release_domains_spends_the_domain_share_only_when_a_domain_is_private(t
         categories={"sex": ["F", "M"], "stage": ["I", "II"]},
     )
     ledger = PrivacyLedger()
-    assert release_domains(table, metadata, settings, ledger=ledger, rng=rng)[1] == 0.0
+    assert release_domains(table, metadata, settings, ledger=ledger, rng=rng)[1:] == (0.0, 0.0)
     assert ledger.spends == []
+    # Bounds alone spend no delta: the rest of the fit gets all of it.
+    metadata.update_column("hb", extra={})
+    assert release_domains(table, metadata, settings, ledger=ledger, rng=rng)[1:] == (0.4, 0.0)

@@ -39,8 +39,10 @@ class DPConfig(TypedDict):
         federated round): a spend that would take the total above it is refused with
         :class:`~fedsynth.core.privacy.PrivacyBudgetError`. Default: no cap.
     domain_fraction : float, optional
-        Share of epsilon and delta spent on the domain facts not declared public (numeric
-        bounds, category lists), when there are any. Default 0.1.
+        Share of epsilon spent on the domain facts not declared public (numeric bounds,
+        category lists), when there are any, shared by need (see
+        :mod:`fedsynth.tabular.privacy.dp_domains`); the same share of delta when a category
+        list is among them (bounds need none). Default 0.1.
     max_grad_norm : float, optional
         DP-SGD: per-sample gradient clipping norm. Default 1.0.
     accountant : {"rdp", "prv"}, optional

@@ -76,14 +76,43 @@ def gaussian_mechanism(
     return values + rng.normal(0.0, sigma, size=values.shape), sigma
 
 
+def exponential_probabilities(
+    scores: ArrayLike, *, sensitivity: float, epsilon: float, monotone: bool = False
+) -> np.ndarray:
+    """Exact output distribution of :func:`exponential_mechanism` over the candidates.
+
+    ``exp(epsilon * score / (2 sensitivity))`` normalised, or ``exp(epsilon * score /
+    sensitivity)`` for a ``monotone`` score; computed from the scores less their largest, so
+    that large scores do not overflow. What a test or an auditor compares with the draws.
+
+    Examples
+    --------
+    >>> exponential_probabilities([0.0, 1.0], sensitivity=1, epsilon=2.0).round(3).tolist()
+    [0.269, 0.731]
+    """
+    scores = np.asarray(scores, dtype=float)
+    scaled = epsilon * scores / (sensitivity if monotone else 2.0 * sensitivity)
+    weights = np.exp(scaled - scaled.max())
+    return weights / weights.sum()
+
+
 def exponential_mechanism(
-    scores: ArrayLike, *, sensitivity: float, epsilon: float, rng: np.random.Generator
+    scores: ArrayLike,
+    *,
+    sensitivity: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    monotone: bool = False,
 ) -> int:
     """Index drawn with probability proportional to ``exp(epsilon * score / (2 sensitivity))``.
 
     (epsilon, 0)-DP when each score changes by at most ``sensitivity`` between neighbours
-    (McSherry and Talwar 2007). Candidates scored ``-inf`` are never drawn. Drawn as the argmax
-    of the scaled scores plus Gumbel noise, which is exact and cannot overflow.
+    (McSherry and Talwar 2007). When the scores are ``monotone`` (between any two neighbours,
+    all of them move in the same direction, as counts do when a row is added), the factor 2
+    can go: ``exp(epsilon * score / sensitivity)`` is still (epsilon, 0)-DP (McSherry and
+    Talwar 2007; Dwork and Roth 2014, section 3.4). Candidates scored ``-inf`` are never
+    drawn. Drawn as the argmax of the scaled scores plus Gumbel noise, which is exact
+    (:func:`exponential_probabilities` gives the distribution) and cannot overflow.
 
     Examples
     --------
@@ -92,5 +121,5 @@ def exponential_mechanism(
     1
     """
     scores = np.asarray(scores, dtype=float)
-    scaled = epsilon * scores / (2.0 * sensitivity)
+    scaled = epsilon * scores / (sensitivity if monotone else 2.0 * sensitivity)
     return int(np.argmax(scaled + rng.gumbel(size=scores.shape)))

@@ -9,19 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def to_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
-    """Integer code of each value (its index in ``categories``), ``-1`` for missing.
-
-    Values equal as numbers (``1``, ``1.0``, ``True``) share a code, as they do in the checks.
-    """
-    lookup = {c: i for i, c in enumerate(categories)}
-    codes = values.map(lambda v: lookup.get(v, -1) if not pd.isna(v) else -1)
-    return codes.to_numpy(dtype=np.int64)
+from fedsynth.tabular.privacy.dp_domains import category_codes
 
 
 def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
-    """Inverse of :func:`to_codes`: ``-1`` becomes missing.
+    """Inverse of :func:`~fedsynth.tabular.privacy.dp_domains.category_codes`: ``-1`` becomes
+    missing.
 
     Numeric labels (0/1 flags) without missing codes come back as a typed array rather than
     Python objects, which keeps dtype restoration and the copy guard fast.
@@ -51,7 +44,7 @@ def category_states(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
     >>> category_states(pd.Series(["b", None, "a", "z"]), ["a", "b"]).tolist()
     [1, 2, 0, 2]
     """
-    codes = to_codes(values, categories)
+    codes = category_codes(values, categories)
     codes[codes < 0] = len(categories)
     return codes
 

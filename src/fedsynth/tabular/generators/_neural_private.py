@@ -82,7 +82,8 @@ class PrivateFitting:
 
         In this order, each spend recorded in ``ledger``:
 
-        1. the domains not declared public, from ``domain_fraction`` of epsilon and delta
+        1. the domains not declared public, from ``domain_fraction`` of epsilon (and of delta
+           when a category list is released)
            (:func:`~fedsynth.tabular.privacy.dp_statistics.private_domains`), published into the
            metadata;
         2. with ``pretrain`` (the default), ``pretrain_fraction`` of the rest of epsilon and
@@ -104,9 +105,9 @@ class PrivateFitting:
 
         # Survival columns come without a missing state (see private_domains): the encoder
         # gets none for them, so no missing time or event is ever generated.
-        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
+        domains, epsilon, delta = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
         released = released_view(data, domains)
-        epsilon, delta = (1.0 - share) * settings.epsilon, (1.0 - share) * settings.delta
+        epsilon, delta = settings.epsilon - epsilon, settings.delta - delta
         if settings.pretrain is not None:
             fraction = settings.pretrain_fraction
             proxy, spends = self._pretraining_proxy(

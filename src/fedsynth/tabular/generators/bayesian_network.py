@@ -43,13 +43,12 @@ from fedsynth.tabular.generators._discrete import (
     category_states,
     from_codes,
     numeric_values,
-    to_codes,
 )
 from fedsynth.tabular.generators._discretize import Bins, public_bins, quantile_bins
 from fedsynth.tabular.generators._privbayes import private_network
 from fedsynth.tabular.generators.statistical import StatisticalGenerator, is_int, is_number
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import ColumnDomain
+from fedsynth.tabular.privacy.dp_statistics import ColumnDomain, category_codes
 
 __all__ = [
     "INDEPENDENCE_DISTANCE_SENSITIVITY",
@@ -97,9 +96,10 @@ class BayesianNetwork(StatisticalGenerator):
     ``privacy_spent_``):
 
     1. the domain: when some numeric bounds or category lists are not declared public (see
-       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
-       releases them (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise. Numeric
-       columns are then cut into ``n_bins`` bins of equal width over their public or released
+       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon (and
+       of delta for category lists) releases them
+       (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise. Numeric columns are
+       then cut into ``n_bins`` bins of equal width over their public or released
        bounds (in ``log1p`` for durations), never at the data's quantiles;
     2. 1% of what remains: a Laplace-noised row count, for PrivBayes's usefulness rule: a
        (column, parents) pair is a candidate only when its conditional table has at most
@@ -384,7 +384,8 @@ class BayesianNetwork(StatisticalGenerator):
             if name in self.bins_:
                 code = self.bins_[name].code_of(value)
             else:
-                code = int(to_codes(pd.Series([value], dtype=object), self._categories[name])[0])
+                labels = pd.Series([value], dtype=object)
+                code = int(category_codes(labels, self._categories[name])[0])
             if not self.conditionals_[name][:, code].any():
                 raise ConditionError(
                     f"cannot sample with {name}={value!r}: the value never occurs in the "

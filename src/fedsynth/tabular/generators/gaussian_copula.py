@@ -43,10 +43,10 @@ from fedsynth.tabular.generators._copula_normal import (
     private_correlation,
     truncated_normal,
 )
-from fedsynth.tabular.generators._discrete import from_codes, numeric_values, to_codes
+from fedsynth.tabular.generators._discrete import from_codes, numeric_values
 from fedsynth.tabular.generators.statistical import StatisticalGenerator
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import ColumnDomain
+from fedsynth.tabular.privacy.dp_statistics import ColumnDomain, category_codes
 
 
 @register("gaussian_copula")
@@ -57,8 +57,9 @@ class GaussianCopula(StatisticalGenerator):
     neighbours; each part of the budget is recorded in ``privacy_spent_``:
 
     1. the domain: when some numeric bounds or category lists are not declared public (see
-       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
-       releases them (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise;
+       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon (and
+       of delta for category lists) releases them
+       (:mod:`fedsynth.tabular.privacy.dp_statistics`); nothing otherwise;
     2. half of the rest of epsilon: the marginals, one histogram per column (the categories, or
        64 cells of equal width over the bounds, in ``log1p`` for durations, plus a missing
        cell where the dtype can hold one), with Laplace noise of scale ``m / epsilon_m`` for
@@ -140,7 +141,7 @@ class GaussianCopula(StatisticalGenerator):
         for column in data.columns:
             col = metadata.columns[column]
             if col.is_discrete:
-                codes = to_codes(data[column], col.categories)
+                codes = category_codes(data[column], col.categories)
                 marginal, z = discrete_marginal(column, codes, len(latent_names), rng)
                 marginals.append(marginal)
                 latent_names.append(column)
@@ -252,7 +253,7 @@ class GaussianCopula(StatisticalGenerator):
             marginal = by_column[column]
             col = self.metadata_.columns[column]
             if marginal.discrete:
-                code = int(to_codes(pd.Series([value]), col.categories)[0])
+                code = int(category_codes(pd.Series([value]), col.categories)[0])
                 boxes[marginal.value_dim] = marginal.category_interval(code)
                 continue
             fixed[marginal.value_dim] = float(ndtri(quantile_cdf(marginal.quantiles, value)))

@@ -4,8 +4,8 @@
 share beside the neural tier: native conditioning, hyperparameters checked before any data
 work, and the first step of a fit under ``dp=``, the domains. The base class has resolved
 ``dp``, created the ledger and checked the whole budget against the cap; here the bounds and
-category lists that are not declared public are released (``domain_fraction`` of epsilon and
-delta, nothing when every domain is public,
+category lists that are not declared public are released (``domain_fraction`` of epsilon, and
+of delta when a category list is released, nothing when every domain is public,
 :func:`~fedsynth.tabular.privacy.dp_statistics.release_domains`) and published into the
 metadata; a generator spends the rest of the budget in ``_fit_released``. Values of categories
 that DP left out count as missing: such a column always has the missing state
@@ -52,13 +52,13 @@ class StatisticalGenerator(BaseGenerator):
         settings: DPSettings,
         ledger: PrivacyLedger,
     ) -> None:
-        domains, share = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
+        domains, epsilon, delta = release_domains(data, metadata, settings, ledger=ledger, rng=rng)
         self._fit_released(
             data,
             metadata,
             domains,
-            (1.0 - share) * settings.epsilon,
-            (1.0 - share) * settings.delta,
+            settings.epsilon - epsilon,
+            settings.delta - delta,
             ledger,
             rng,
         )

@@ -102,8 +102,8 @@ class TVAE(VAEGenerator):
     neighbours, the budget spent in this order (each part recorded in ``privacy_spent_``):
 
     1. the domain: when some numeric bounds or category lists are not declared public (see
-       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon and delta
-       releases them; nothing otherwise;
+       :func:`fedsynth.tabular.privacy.declare_public`), ``domain_fraction`` of epsilon (and
+       of delta for category lists) releases them; nothing otherwise;
     2. ``pretrain_fraction`` (half) of the rest: a DP proxy generator (``pretrain``, PrivBayes
        by default) fitted on the rows, the released domains as public facts; the encoder
        (modes of numeric columns, categories) is fitted on rows drawn from it, and the

@@ -10,19 +10,27 @@ a category held by one patient, would be released exactly. A domain fact is *pub
   ranges, a code list): fedsynth cannot check where it came from;
 * or the kind fixes it: an event column's ``[0, 1]``, a binary column whose values are
   ``[0, 1]`` or ``[False, True]``;
+* or the kind fixes it: a survival time's lower bound 0 (the metadata checks refuse a negative
+  one);
 * or it is schema: the column names, kinds and dtypes. A column whose dtype cannot hold a
   missing value (``int64``, ``bool``) is taken to have none; any other column may be missing.
+  A pandas ``category`` column's categories are part of its dtype, hence declared: build it
+  from a code list (``pd.Categorical(values, categories=[...])``), not with
+  ``astype("category")``, which takes them from the data (a CSV file has no such column).
 
-Every other bounds or category list is released with DP by :func:`private_domains`, from a share
-of the budget (``domain_fraction``): categories by a thresholded noisy histogram, bounds as the
-powers of two that hold a thresholded noisy count of values. A category or range held by a few
-patients is then left out; declare the domain to keep it.
+Every other bounds or category list is released with DP by :func:`private_domains`, from
+``domain_fraction`` of the budget (default 10 %), shared by need: a numeric column's bounds by
+:func:`~fedsynth.tabular.privacy.dp_bounds.private_bounds` (pure epsilon, never fails), a
+category list by a thresholded noisy histogram (partition selection), which needs a noisy
+count above ``1 + ln(1 / (2 delta)) / epsilon`` and so gets twice a numeric column's share and
+the whole delta of the domains. A category held by a few patients is then left out; declare the
+list to keep it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,13 +43,15 @@ from fedsynth.core.privacy.mechanisms import laplace_mechanism
 from fedsynth.exceptions import FedsynthError, MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.tabular.metadata.inference import sorted_categories
+from fedsynth.tabular.privacy.dp_bounds import private_bounds
 
 #: Marker in ``ColumnMetadata.extra`` listing the facts declared as public knowledge.
 PUBLIC = "public"
 #: Column kinds that never hold a missing value (the metadata checks refuse one).
 SURVIVAL_KINDS = frozenset({"duration", "event"})
-# Bounds are found among the signed powers of two 2**k, k in this range (1e-9 to 1e18).
-_LOWEST_POWER, _HIGHEST_POWER = -30, 60
+#: Share of the domain budget of a private category list against a numeric column's bounds
+#: (partition selection needs counts above ``ln(1 / (2 delta)) / epsilon``, the bounds far less).
+CATEGORY_WEIGHT = 2.0
 
 
 class PrivateDomainError(FedsynthError, ValueError):
@@ -102,12 +112,26 @@ def declare_public(
     return metadata
 
 
-def public_categories(col: ColumnMetadata) -> list[Any] | None:
-    """The categories of ``col`` when they are public knowledge, else ``None``."""
+def public_categories(col: ColumnMetadata, dtype: Any = None) -> list[Any] | None:
+    """The categories of ``col`` when they are public knowledge, else ``None``.
+
+    ``dtype`` is the column's pandas dtype: a ``category`` dtype declares its categories
+    (schema, see the module docstring), used unless the metadata declares its own.
+
+    Examples
+    --------
+    >>> col = ColumnMetadata("categorical", categories=["F"])
+    >>> public_categories(col, pd.CategoricalDtype(["F", "M"]))
+    ['F', 'M']
+    >>> public_categories(col, np.dtype(object)) is None
+    True
+    """
+    if col.categories is not None and "categories" in (col.extra.get(PUBLIC) or []):
+        return list(col.categories)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return list(dtype.categories)
     if col.categories is None:
         return None
-    if PUBLIC in col.extra and "categories" in col.extra[PUBLIC]:
-        return list(col.categories)
     fixed = [[0, 1], [False, True]]
     if col.kind == "event" or (col.kind == "binary" and list(col.categories) in fixed):
         return list(col.categories)
@@ -127,18 +151,37 @@ def can_be_missing(dtype: str) -> bool:
 
 
 # ---------------------------------------------------------------------- released domains
-def private_columns(metadata: Metadata, columns: Iterable[str]) -> list[str]:
-    """The columns whose domain (bounds or categories) is not public knowledge."""
+def private_columns(metadata: Metadata, data: pd.DataFrame) -> list[str]:
+    """The columns of ``data`` whose domain (bounds or categories) is not public knowledge."""
     return [
         name
-        for name in columns
+        for name in data.columns
         if (
-            public_categories(metadata.columns[name])
+            public_categories(metadata.columns[name], data[name].dtype)
             if metadata.columns[name].is_discrete
             else public_bounds(metadata.columns[name])
         )
         is None
     ]
+
+
+def domain_weights(metadata: Metadata, data: pd.DataFrame) -> dict[str, float]:
+    """Each private column's share of the domain budget, by need (summing to 1).
+
+    A numeric column weighs 1 and a category list :data:`CATEGORY_WEIGHT`: its partition
+    selection needs counts above ``ln(1 / (2 delta)) / epsilon`` where the bounds work from
+    a few values per ``1 / epsilon``. Public columns need nothing.
+
+    Examples
+    --------
+    >>> md = Metadata({"age": "numeric", "hb": "numeric", "sex": "categorical"})
+    >>> domain_weights(md, pd.DataFrame({"age": [50], "hb": [9.0], "sex": ["F"]}))
+    {'age': 0.25, 'hb': 0.25, 'sex': 0.5}
+    """
+    private = private_columns(metadata, data)
+    raw = {name: CATEGORY_WEIGHT if metadata.columns[name].is_discrete else 1.0 for name in private}
+    total = sum(raw.values())
+    return {name: weight / total for name, weight in raw.items()}
 
 
 def partition_threshold(epsilon: float, delta: float) -> float:
@@ -188,43 +231,6 @@ def dp_categories(
     return [order[i] for i in kept]
 
 
-def dp_bounds(
-    values: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator
-) -> tuple[float, float] | None:
-    """Bounds of ``values`` (NaN left aside) within a factor of two, by partition selection.
-
-    Each value falls in a signed power-of-two bucket (``[2**k, 2**(k+1))``, its mirror, or 0);
-    the buckets released by :func:`release_keys` give the bounds: from the lowest released
-    bucket's lower edge to the highest one's upper edge. ``None`` when no bucket is released.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> dp_bounds(rng.uniform(20, 90, 2000), epsilon=1.0, delta=1e-6, rng=rng)
-    (16.0, 128.0)
-    """
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    magnitude = np.abs(values)
-    power = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
-    power = np.clip(power, _LOWEST_POWER, _HIGHEST_POWER).astype(np.int64)
-    # Keys ordered along the number line: negatives (larger magnitude first), zero, positives.
-    offset = _HIGHEST_POWER - _LOWEST_POWER + 2
-    keys = np.where(values > 0, offset + power, np.where(values < 0, -offset - power, 0))
-    kept, _ = release_keys(keys, epsilon=epsilon, delta=delta, rng=rng)
-    if not len(kept):
-        return None
-
-    def edges(key: int) -> tuple[float, float]:
-        if key == 0:
-            return 0.0, 0.0
-        k = abs(int(key)) - offset
-        low, high = 2.0**k, 2.0 ** (k + 1)
-        return (low, high) if key > 0 else (-high, -low)
-
-    return edges(kept.min())[0], edges(kept.max())[1]
-
-
 def private_domains(
     data: pd.DataFrame,
     metadata: Metadata,
@@ -236,18 +242,22 @@ def private_domains(
 ) -> dict[str, ColumnDomain]:
     """The domain of every column of ``data``: declared facts, the others released with DP.
 
-    The columns whose domain is not public share ``epsilon`` and ``delta`` equally (basic
-    composition), each recorded in ``ledger``; nothing is spent when every domain is public.
+    The columns whose domain is not public share ``epsilon`` by :func:`domain_weights`; the
+    category lists share ``delta`` equally (the bounds need none). Each release is recorded in
+    ``ledger``; nothing is spent when every domain is public. Bounds are always released
+    (:func:`~fedsynth.tabular.privacy.dp_bounds.private_bounds`); a survival time's lower
+    bound is 0.
 
     Raises
     ------
     PrivateDomainError
-        When nothing of a column could be released (too few rows for its share of the budget);
-        the message says to declare its domain or to give the domain more budget.
+        When no category of a column could be released (too few rows for its share of the
+        budget); the message names the columns and says to declare their categories or to
+        give the domain more budget.
     """
-    private = private_columns(metadata, data.columns)
-    share_epsilon = epsilon / max(len(private), 1)
-    share_delta = delta / max(len(private), 1)
+    weights = domain_weights(metadata, data)
+    n_lists = sum(metadata.columns[name].is_discrete for name in weights)
+    share_delta = delta / max(n_lists, 1)
     domains: dict[str, ColumnDomain] = {}
     failed = []
     for name in data.columns:
@@ -255,45 +265,55 @@ def private_domains(
         # Survival columns never hold missing values (the metadata checks refuse them): a
         # schema rule, so public, and a missing state would only let noise emit missing times.
         missing = can_be_missing(str(data[name].dtype)) and col.kind not in SURVIVAL_KINDS
-        if name not in private:
+        if name not in weights:
             domains[name] = ColumnDomain(
                 name,
-                public_categories(col) if col.is_discrete else None,
+                public_categories(col, data[name].dtype) if col.is_discrete else None,
                 None if col.is_discrete else public_bounds(col),
                 missing,
                 estimated=False,
             )
             continue
-        what = "categories" if col.is_discrete else "bounds"
-        ledger.charge(
-            f"domain of {name!r} ({what})",
-            "laplace partition selection",
-            share_epsilon,
-            share_delta,
-            threshold=partition_threshold(share_epsilon, share_delta),
-        )
+        share = weights[name] * epsilon
         if col.is_discrete:
-            categories = dp_categories(
-                data[name], epsilon=share_epsilon, delta=share_delta, rng=rng
+            threshold = partition_threshold(share, share_delta)
+            ledger.charge(
+                f"domain of {name!r} (categories)",
+                "laplace partition selection",
+                share,
+                share_delta,
+                threshold=threshold,
             )
+            categories = dp_categories(data[name], epsilon=share, delta=share_delta, rng=rng)
             if not categories:
-                failed.append(name)
+                failed.append((name, share, threshold))
             domains[name] = ColumnDomain(name, categories, None, True, estimated=True)
-        else:
-            values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
-            bounds = dp_bounds(values, epsilon=share_epsilon, delta=share_delta, rng=rng)
-            if bounds is None:
-                failed.append(name)
-            elif col.integer:
-                bounds = (float(math.floor(bounds[0])), float(math.ceil(bounds[1])))
-            domains[name] = ColumnDomain(name, None, bounds, missing, estimated=True)
+            continue
+        low = 0.0 if col.kind == "duration" else None
+        ledger.charge(
+            f"domain of {name!r} (bounds)",
+            "exponential (private bounds: centre, then each bound)",
+            share,
+            0.0,
+            public_low=low,
+        )
+        values = pd.to_numeric(data[name], errors="coerce").to_numpy(dtype=float)
+        release = private_bounds(values, epsilon=share, rng=rng, low=low)
+        bounds = (release.low, release.high)
+        if col.integer:
+            bounds = (float(math.floor(bounds[0])), float(math.ceil(bounds[1])))
+        domains[name] = ColumnDomain(name, None, bounds, missing, estimated=True)
     if failed:
-        threshold = partition_threshold(share_epsilon, share_delta)
+        detail = "; ".join(
+            f"{name!r} with epsilon={share:.3g} (a category needs a noisy count above "
+            f"{threshold:.0f} rows)"
+            for name, share, threshold in failed
+        )
         raise PrivateDomainError(
-            f"dp: no value of column(s) {failed} could be released with epsilon={share_epsilon:.3g}"
-            f" each (a value needs a noisy count above {threshold:.0f} rows); declare their "
-            "domain as public knowledge with fedsynth.tabular.privacy.declare_public, or raise "
-            "epsilon or domain_fraction"
+            f"dp: no category of column(s) {[name for name, _, _ in failed]} could be released: "
+            f"{detail}; declare their categories as public knowledge with "
+            "fedsynth.tabular.privacy.declare_public (or give the column a pandas category "
+            "dtype built from the code list), or raise epsilon or domain_fraction"
         )
     return domains
 
@@ -305,25 +325,21 @@ def release_domains(
     *,
     ledger: PrivacyLedger,
     rng: np.random.Generator,
-) -> tuple[dict[str, ColumnDomain], float]:
+) -> tuple[dict[str, ColumnDomain], float, float]:
     """The domains of ``data``'s columns under a ``dp=`` setting, published into ``metadata``.
 
-    ``settings.domain_fraction`` of epsilon and delta is spent by :func:`private_domains` when
-    some domain is not public knowledge, nothing otherwise. Returns the domains and the share
-    of the budget spent on them (``domain_fraction`` or 0), which the caller's other parts of
-    the budget leave out.
+    ``settings.domain_fraction`` of epsilon is spent by :func:`private_domains` when some
+    domain is not public knowledge, and the same fraction of delta when some category list is
+    not: nothing otherwise. Returns the domains and the epsilon and delta spent on them, which
+    the caller's other parts of the budget leave out.
     """
-    share = settings.domain_fraction if private_columns(metadata, data.columns) else 0.0
-    domains = private_domains(
-        data,
-        metadata,
-        epsilon=share * settings.epsilon,
-        delta=share * settings.delta,
-        ledger=ledger,
-        rng=rng,
-    )
+    weights = domain_weights(metadata, data)
+    epsilon = settings.domain_fraction * settings.epsilon if weights else 0.0
+    lists = any(metadata.columns[name].is_discrete for name in weights)
+    delta = settings.domain_fraction * settings.delta if lists else 0.0
+    domains = private_domains(data, metadata, epsilon=epsilon, delta=delta, ledger=ledger, rng=rng)
     publish_domains(metadata, domains)
-    return domains, share
+    return domains, epsilon, delta
 
 
 def publish_domains(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> None:
@@ -342,7 +358,15 @@ def publish_domains(metadata: Metadata, domains: Mapping[str, ColumnDomain]) -> 
 
 
 def category_codes(values: pd.Series, categories: Sequence[Any]) -> np.ndarray:
-    """Index of each value in ``categories``; -1 for missing values and for other values."""
+    """Index of each value in ``categories``; -1 for missing values and for other values.
+
+    Values equal as numbers (``1``, ``1.0``, ``True``) share a code, as they do in the checks.
+
+    Examples
+    --------
+    >>> category_codes(pd.Series(["b", None, "a", "z"]), ["a", "b"]).tolist()
+    [1, -1, 0, -1]
+    """
     lookup = {c: i for i, c in enumerate(categories)}
     return values.map(lambda v: lookup.get(v, -1) if not pd.isna(v) else -1).to_numpy(np.int64)
 

@@ -16,12 +16,15 @@ a category held by one patient, would be released exactly. A domain fact is *pub
 * or it is schema: the column names, kinds and dtypes. A column whose dtype cannot hold a
   missing value (``int64``, ``bool``) is taken to have none; any other column may be missing.
 
-Every other bounds or category list is released with DP by :func:`private_domains`, from a share
-of the budget (``domain_fraction``): categories by a thresholded noisy histogram, bounds as the
-powers of two that hold a thresholded noisy count of values. A category or range held by a few
-patients is then left out; declare the domain to keep it.
+* or it is schema: a pandas ``category`` column's categories.
+
+Every other bounds or category list is released with DP by :func:`private_domains`, from
+``domain_fraction`` of the budget shared by need: bounds by :func:`private_bounds`, categories
+by a thresholded noisy histogram. A category held by a few patients is then left out; declare
+the domain to keep it.
 """
 
+from fedsynth.tabular.privacy.dp_bounds import BoundsRelease, private_bounds
 from fedsynth.tabular.privacy.dp_domains import (
     PUBLIC,
     SURVIVAL_KINDS,
@@ -30,7 +33,7 @@ from fedsynth.tabular.privacy.dp_domains import (
     can_be_missing,
     category_codes,
     declare_public,
-    dp_bounds,
+    domain_weights,
     dp_categories,
     partition_threshold,
     private_columns,
@@ -55,19 +58,21 @@ from fedsynth.tabular.privacy.dp_histograms import (
 __all__ = [
     "PUBLIC",
     "SURVIVAL_KINDS",
+    "BoundsRelease",
     "ColumnDomain",
     "PrivateDomainError",
     "can_be_missing",
     "category_codes",
     "cover_domains",
     "declare_public",
-    "dp_bounds",
+    "domain_weights",
     "dp_categories",
     "grid_cells",
     "grid_edges",
     "noisy_counts",
     "noisy_histogram",
     "partition_threshold",
+    "private_bounds",
     "private_columns",
     "private_domains",
     "proxy_table",
