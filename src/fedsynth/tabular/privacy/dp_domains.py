@@ -30,6 +30,7 @@ list to keep it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,7 +41,7 @@ import pandas as pd
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings
 from fedsynth.core.privacy.mechanisms import laplace_mechanism
-from fedsynth.exceptions import FedsynthError, MetadataError, Problem
+from fedsynth.exceptions import DataWarning, FedsynthError, MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
 from fedsynth.tabular.metadata.inference import sorted_categories
 from fedsynth.tabular.privacy.dp_bounds import private_bounds
@@ -143,6 +144,28 @@ def public_bounds(col: ColumnMetadata) -> tuple[float, float] | None:
     if col.bounds is not None and "bounds" in (col.extra.get(PUBLIC) or []):
         return float(col.bounds[0]), float(col.bounds[1])
     return None
+
+
+def _warn_dtype_categories(metadata: Metadata, data: pd.DataFrame) -> None:
+    """Say which category lists are taken from a pandas ``category`` dtype as public: that is
+    right for a dtype built from a code list, not for one built from the data."""
+    from_dtype = [
+        name
+        for name in data.columns
+        if isinstance(data[name].dtype, pd.CategoricalDtype)
+        and metadata.columns[name].is_discrete
+        and public_categories(metadata.columns[name]) is None
+    ]
+    if from_dtype:
+        warnings.warn(
+            f"dp: the categories of column(s) {from_dtype} are taken from their pandas "
+            "'category' dtype as public knowledge and released without noise; if that dtype "
+            "was built from the data (astype('category'), a Parquet dictionary), a rare "
+            "category is not protected: declare the lists with "
+            "fedsynth.tabular.privacy.declare_public, or pass the columns as text",
+            DataWarning,
+            stacklevel=4,
+        )
 
 
 def can_be_missing(dtype: str) -> bool:
@@ -255,6 +278,7 @@ def private_domains(
         budget); the message names the columns and says to declare their categories or to
         give the domain more budget.
     """
+    _warn_dtype_categories(metadata, data)
     weights = domain_weights(metadata, data)
     n_lists = sum(metadata.columns[name].is_discrete for name in weights)
     share_delta = delta / max(n_lists, 1)
