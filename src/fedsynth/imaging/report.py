@@ -215,7 +215,7 @@ def render_image_report(
             f"one row per channel: {', '.join(map(str, real.channels))}"
         )
         figures.append(
-            f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{png}">'
+            f'<figure><img src="data:image/png;base64,{png}" alt="{_e(caption)}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
     counts = ", ".join(f"{k} {v}" for k, v in report.get("images", {}).items())
