@@ -29,7 +29,8 @@ def _one_torch_thread():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("images") / "model"
-    assert main(["images", "fit", *TINY, "--model", "dp_gan", *TINY_GAN, "-o", str(out)]) == 0
+    args = ["images", "fit", *TINY, "--model", "dp_gan", *TINY_GAN, "--epsilon", "5"]
+    assert main([*args, "-o", str(out)]) == 0
     return out
 
 
@@ -48,6 +49,14 @@ def real_folder(tmp_path_factory):
 
 
 CHANNELS = ["--channels", "T1,T1c,T2,FLAIR"]
+
+
+def test_fit_under_dp_spends_at_most_epsilon(model_dir):
+    import fedsynth
+
+    model = fedsynth.load(model_dir)
+    assert model.dp == {"epsilon": 5.0, "delta": 1e-5}
+    assert 0 < model.privacy_spent_.epsilon <= 5.0
 
 
 def test_fit_sample_with_a_condition(tmp_path, model_dir, capsys):
