@@ -289,7 +289,7 @@ def _grid_png(real: np.ndarray, synthetic: np.ndarray, low: np.ndarray, high: np
     scale = max(1, 64 // max(h, w))  # small images are enlarged so that a reader sees them
     gap = max(2, w // 4)
     tiles = [*real, None, *synthetic]
-    mosaic = np.ones((channels * (h + 1), len(tiles) * (w + 1) + gap), np.float32)
+    mosaic = np.ones((channels * (h + 1), (len(tiles) - 1) * (w + 1) + gap), np.float32)
     x = 0
     for tile in tiles:
         if tile is None:
