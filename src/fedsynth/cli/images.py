@@ -282,8 +282,9 @@ def evaluate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Score synthetic images against real ones and write the HTML report; exit 1 when the
-    privacy checks fail (unless --override REASON)."""
+    """Score synthetic images against real ones and write the HTML report.
+
+    Exits 1 when a privacy check fails, unless --override REASON."""
     from fedsynth.imaging.report import image_report, write_image_report
 
     if out.suffix.lower() not in (".html", ".htm"):
