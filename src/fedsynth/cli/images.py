@@ -192,7 +192,7 @@ def fit(
     options: dict[str, Any] = {}
     if epsilon is not None:
         params["dp"] = {"epsilon": epsilon, "delta": delta}
-        if demo:  # the simulator's design, not its draws: public facts
+        if demo:  # simulated patients, nothing private: their values and scale are public
             params.setdefault(
                 "label_values",
                 {c: sorted(images.labels[c].unique().tolist()) for c in label_column},
@@ -232,7 +232,9 @@ def sample(
         raise ImageDataError([f"{model_dir}: no such model directory"])
     generator = fedsynth.load(model_dir)
     if getattr(generator, "modality", None) != "imaging":
-        raise ImageDataError([f"{model_dir}: holds a {generator.name} model, not an image model"])
+        raise ImageDataError(
+            [f"{model_dir}: holds a {type(generator).__name__} model, not an image model"]
+        )
     conditions = _parse_pairs(condition or [], "--condition")
     # Blocks under one bar; each block's seed follows from the draw's seed.
     rng = np.random.default_rng(seed)
