@@ -114,7 +114,7 @@ def test_bad_input_exits_2_naming_the_file(tmp_path, model_dir, real_folder, cap
     missing = tmp_path / "nowhere"
     assert main(["images", "fit", str(missing), "-o", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
-    assert str(missing) in err and "Traceback" not in err
+    assert err == f"error: {missing}: no such file or folder\n"  # one line, no traceback
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -38,6 +38,14 @@ NIFTI = (".nii", ".nii.gz")
 BLOCK = 64
 
 
+class ImageInputError(ImageDataError):
+    """Bad image input, printed on one line when there is one problem (the usual case on the
+    command line: a missing folder, an unreadable file)."""
+
+    def __str__(self) -> str:
+        return str(self.problems[0]) if len(self.problems) == 1 else super().__str__()
+
+
 class ImageGateError(FedsynthError):
     """Synthetic images that the privacy checks of the image report hold back."""
 
@@ -53,41 +61,52 @@ def read_images(
 
     Raises
     ------
-    ImageDataError
+    ImageInputError
         Naming the path and what was expected.
     """
     if not path.exists():
-        raise ImageDataError([f"{path}: no such file or folder"])
+        raise ImageInputError([f"{path}: no such file or folder"])
     if labels is not None and not labels.is_file():
-        raise ImageDataError([f"{labels}: no such labels file (expected a CSV)"])
+        raise ImageInputError([f"{labels}: no such labels file (expected a CSV)"])
+    try:
+        found = _load(path, labels, channels, site_column)
+    except ImageInputError:
+        raise
+    except ImageDataError as error:  # the loaders' problems, each naming its file
+        raise ImageInputError(error.problems) from None
+    if found.is_volume:
+        raise ImageInputError([f"{path}: 3-D volumes given; the generators take 2-D slices"])
+    if channels is not None and list(found.channels) != list(channels):
+        raise ImageInputError(
+            [f"{path}: channels {list(found.channels)}, expected --channels {channels}"]
+        )
+    console.print(f"Read {len(found)} images of {'x'.join(map(str, found.shape[1:]))} (CxHxW)")
+    return found
+
+
+def _load(
+    path: Path, labels: Path | None, channels: list[str] | None, site_column: str | None
+) -> ImageSet:
     from fedsynth.imaging.loaders import load_dicom_series, load_image_folder, load_nifti
 
     with step(f"Reading images from {path}"):
         if path.is_dir() and (path / ARRAYS).is_file():
-            found = _read_sample_folder(path)
+            return _read_sample_folder(path)
         elif path.name.lower().endswith(NIFTI) or (
             path.is_dir() and any(p.name.lower().endswith(NIFTI) for p in path.iterdir())
         ):
-            found = load_nifti(path, labels=labels, channels=channels, site_column=site_column)
+            return load_nifti(path, labels=labels, channels=channels, site_column=site_column)
         elif path.is_dir() and any(path.glob("*.dcm")):
-            found = load_dicom_series(path, slices="axial")
+            return load_dicom_series(path, slices="axial")
         elif path.is_dir():
-            found = load_image_folder(path, labels, channels=channels, site_column=site_column)
+            return load_image_folder(path, labels, channels=channels, site_column=site_column)
         else:
-            raise ImageDataError(
+            raise ImageInputError(
                 [
                     f"{path}: expected a folder of PNG/TIFF images, a NIfTI file or folder, a "
                     f"DICOM folder or a folder written by 'fedsynth images sample'"
                 ]
             )
-    if found.is_volume:
-        raise ImageDataError([f"{path}: 3-D volumes given; the generators take 2-D slices"])
-    if channels is not None and list(found.channels) != list(channels):
-        raise ImageDataError(
-            [f"{path}: channels {list(found.channels)}, expected --channels {channels}"]
-        )
-    console.print(f"Read {len(found)} images of {'x'.join(map(str, found.shape[1:]))} (CxHxW)")
-    return found
 
 
 def write_sample_folder(images: ImageSet, folder: Path) -> None:
@@ -112,14 +131,14 @@ def _read_sample_folder(folder: Path) -> ImageSet:
             images, channels = arrays["images"], arrays["channels"].tolist()
             spacing = arrays["spacing"].tolist()
     except Exception as error:  # any reader failure is the file's fault: name it
-        raise ImageDataError([f"{folder / ARRAYS}: cannot be read ({error})"]) from error
+        raise ImageInputError([f"{folder / ARRAYS}: cannot be read ({error})"]) from error
     labels_file = folder / LABELS
     labels = None
     if labels_file.is_file() and labels_file.read_text(encoding="utf-8").strip():
         try:
             labels = pd.read_csv(labels_file)
         except (ValueError, pd.errors.ParserError) as error:
-            raise ImageDataError([f"{labels_file}: cannot be read as CSV ({error})"]) from error
+            raise ImageInputError([f"{labels_file}: cannot be read as CSV ({error})"]) from error
     return ImageSet(images, labels, channels=channels, spacing=spacing)
 
 
@@ -229,10 +248,10 @@ def sample(
     from fedsynth.cli.app import _parse_pairs
 
     if not model_dir.is_dir():
-        raise ImageDataError([f"{model_dir}: no such model directory"])
+        raise ImageInputError([f"{model_dir}: no such model directory"])
     generator = fedsynth.load(model_dir)
     if getattr(generator, "modality", None) != "imaging":
-        raise ImageDataError(
+        raise ImageInputError(
             [f"{model_dir}: holds a {type(generator).__name__} model, not an image model"]
         )
     conditions = _parse_pairs(condition or [], "--condition")
@@ -297,7 +316,7 @@ def evaluate(
     held = None if holdout is None else read_images(holdout, holdout_labels, channels=names)
     for path, other in ((synthetic, generated), (holdout, held)):
         if other is not None and other.shape[1:] != train.shape[1:]:
-            raise ImageDataError(
+            raise ImageInputError(
                 [
                     f"{path}: images of {'x'.join(map(str, other.shape[1:]))} (CxHxW), but the "
                     f"real images {real} are {'x'.join(map(str, train.shape[1:]))}"
