@@ -37,12 +37,12 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_folder(tmp_path_factory):
     """The demo cohort's images as one 4-page float TIFF each with a labels CSV."""
-    import tifffile
+    import skimage.io
 
     folder = tmp_path_factory.mktemp("real")
     cohort = brain_mri_cohort(12, size=16, seed=0)
     for i, image in enumerate(cohort.images):
-        tifffile.imwrite(folder / f"img{i}.tif", image, photometric="minisblack")
+        skimage.io.imsave(folder / f"img{i}.tif", image, check_contrast=False)
     labels = cohort.labels.assign(file=[f"img{i}.tif" for i in range(len(cohort))])
     labels.to_csv(folder.parent / "labels.csv", index=False)
     return folder, folder.parent / "labels.csv"
