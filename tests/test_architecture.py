@@ -24,7 +24,17 @@ ALLOWED: dict[str, set[str]] = {
     "release": {"core"},
     "federated": {"core", "tabular"},
     "experiments": {"core", "tabular", "federated"},
-    "cli": {"core", "tabular", "text", "federated", "experiments", "release", "web", "front"},
+    "cli": {
+        "core",
+        "tabular",
+        "imaging",
+        "text",
+        "federated",
+        "experiments",
+        "release",
+        "web",
+        "front",
+    },
     "web": {"core", "tabular", "text", "federated", "experiments", "release", "front"},
 }
 #: Top-level modules shared by every package.

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from fedsynth.cli.evaluate import evaluate as _evaluate
 from fedsynth.cli.federate import federate as _federate
+from fedsynth.cli.images import images_app
 from fedsynth.cli.notes import notes_app
 from fedsynth.cli.progress import (
     console,
@@ -27,6 +28,7 @@ from fedsynth.exceptions import (
     ConditionError,
     FedsynthError,
     FedsynthWarning,
+    ImageDataError,
     UnknownGeneratorError,
 )
 
@@ -41,8 +43,11 @@ metadata_app = typer.Typer(help="Infer, inspect and save column metadata.", no_a
 app.add_typer(metadata_app, name="metadata")
 app.add_typer(release_app, name="release")
 app.add_typer(notes_app, name="notes")
+app.add_typer(images_app, name="images")
 
-USAGE_ERRORS = (ConditionError, UnknownGeneratorError)
+# Bad image input (missing or unreadable file, wrong channels) is a usage error like a bad
+# condition: the user fixes the command, not the data pipeline.
+USAGE_ERRORS = (ConditionError, UnknownGeneratorError, ImageDataError)
 
 
 def run(argv: list[str]) -> int:
