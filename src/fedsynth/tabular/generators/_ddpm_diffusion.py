@@ -40,6 +40,11 @@ from fedsynth.tabular.generators._ddpm_space import Z_MAX
 if TYPE_CHECKING:
     import torch
 
+#: Weight of the auxiliary cross-entropy of x_0 in the spans' loss. The posteriors' KL alone
+#: hardly moves the predictions at large t (both posteriors are near uniform there), where a
+#: strided sampler takes its first, longest strides: after 41 epochs on 600 rows a missingness
+#: rate of 6.5 % came out at 31 %. The direct term trains p(x_0 | x_t) at every step.
+X0_WEIGHT = 1.0
 # Floor of probabilities before their logarithm: a one-hot x_0 puts exact zeros in the
 # posterior at t = 1, whose log would be -inf and whose 0 * -inf terms NaN.
 _TINY = 1e-30
@@ -97,6 +102,9 @@ class MixedDiffusion:
             self.groups.append(_Group(int(width), int(count), start))
             start += width * count
         self.dim = start
+        #: Weight of the auxiliary cross-entropy of the predicted x_0 at every step (D3PM's
+        #: hybrid loss, Austin et al. 2021): see :meth:`loss`.
+        self.x0_weight = X0_WEIGHT
         self.n_spans = sum(group.count for group in self.groups)
 
     def _view(self, matrix: torch.Tensor, group: _Group) -> torch.Tensor:
@@ -156,7 +164,8 @@ class MixedDiffusion:
         noise: torch.Tensor,
     ) -> torch.Tensor:
         """Each row's loss: the values' mean squared velocity error plus the spans' mean
-        multinomial term (KL of the posteriors; at ``t = 1`` the NLL of ``x_0``), as TabDDPM."""
+        multinomial term (KL of the posteriors; at ``t = 1`` the NLL of ``x_0``), as TabDDPM,
+        plus ``x0_weight`` times the cross-entropy of the predicted ``x_0`` (D3PM's hybrid)."""
         import torch
 
         v = self.n_values
@@ -179,6 +188,7 @@ class MixedDiffusion:
             kl = (log_true.exp() * (log_true - log_model)).sum(-1)
             nll = -(true_x0 * log_pred).sum(-1)
             multinomial = multinomial + torch.where(first, nll, kl).sum(1)
+            multinomial = multinomial + self.x0_weight * nll.sum(1)
         return loss + multinomial / self.n_spans
 
     # ------------------------------------------------------------------ sampling
