@@ -24,6 +24,13 @@ TINY = {
     "bayesian_network": {},
     "tvae": {"epochs": 2, "hidden_dims": [16], "latent_dim": 4, "batch_size": 64},
     "vae_bgm": {"epochs": 2, "hidden_dims": [16], "latent_dim": 4, "batch_size": 64},
+    "tab_ddpm": {
+        "epochs": 2,
+        "hidden_dims": [16],
+        "embedding_dim": 8,
+        "batch_size": 64,
+        "sampling_steps": 3,
+    },
     "ctgan": {
         "epochs": 2,
         "generator_dims": [16],

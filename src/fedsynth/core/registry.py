@@ -26,6 +26,7 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "ctgan": "fedsynth.tabular.generators.ctgan",
         "tvae": "fedsynth.tabular.generators.tvae",
         "vae_bgm": "fedsynth.tabular.generators.vae_bgm",
+        "tab_ddpm": "fedsynth.tabular.generators.tab_ddpm",
         "auto": "fedsynth.tabular.generators.auto",
     },
     "imaging": {

@@ -1,0 +1,207 @@
+"""TabDDPM: the diffusion's math (schedule, forward draws, posteriors against Bayes' rule, the
+samplers' last step), and the generator on a small clinical table (training, real codes only,
+exact conditions, DP-SGD accounting, persistence)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fedsynth
+from fedsynth.tabular.generators._ddpm_diffusion import MixedDiffusion, cosine_alpha_bars
+from fedsynth.tabular.generators._ddpm_space import ModelSpace
+from tests.tabular.generators.conftest import public_metadata
+
+TINY = {"hidden_dims": (32, 32), "embedding_dim": 16, "batch_size": 100, "sampling_steps": 5}
+
+
+def one_hot(codes: np.ndarray, width: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.as_tensor(codes), width).float()
+
+
+@pytest.fixture
+def table(clinical):
+    return clinical.drop(columns=["patient_id"])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A short fit on 600 simulated patients (numbers, two with missing values, categories,
+    genes, a survival pair, a site), and its loss at t = 1 (fixed noise) after its first epoch
+    and at its end."""
+    real = fedsynth.datasets.mds_cohort(n=600, sites=3, seed=0)
+    table = real[["age", "sex", "hb", "anc", "TP53", "SF3B1", "os_months", "os_status", "site"]]
+    gen = fedsynth.make("tab_ddpm", epochs=1, seed=0, **TINY).fit(table)
+    rows = torch.from_numpy(gen.space_.to_model(gen.encoder_.transform(table)))
+
+    def fixed_loss() -> float:
+        # At t = 1, where x_1 nearly is x_0: the spans' NLL starts near log K and must fall
+        # (the values' velocity loss stays near 1 there: their noise cannot be predicted).
+        generator = torch.Generator().manual_seed(0)
+        t = torch.ones(len(rows), dtype=torch.long)
+        with torch.no_grad():
+            xt, noise = gen.diffusion_.noisy(rows, t, generator)
+            return gen._rows_loss(rows, xt, t, noise).mean().item()
+
+    first = fixed_loss()
+    gen.fit(table, epochs=40, warm_start=True)
+    return table, gen, (first, fixed_loss())
+
+
+# ---------------------------------------------------------------------- diffusion math
+def test_cosine_schedule_runs_from_data_to_noise():
+    abar = cosine_alpha_bars(1000)
+    assert abar[0] == 1.0 and np.all(np.diff(abar) < 0)
+    assert abar[1] > 0.9999 and abar[-1] < 1e-4
+
+
+def test_forward_draws_keep_shapes_one_hot_spans_and_their_marginals():
+    diffusion = MixedDiffusion(2, [(3, 2)], 100, torch.device("cpu"))
+    n = 20_000
+    codes = np.zeros((n, 2), dtype=int)
+    x0 = torch.cat([torch.zeros(n, 2), one_hot(codes[:, 0], 3), one_hot(codes[:, 1], 3)], 1)
+    t = torch.full((n,), 60)
+    xt, noise = diffusion.noisy(x0, t, torch.Generator().manual_seed(0))
+    assert xt.shape == x0.shape and noise.shape == (n, 2)
+    spans = xt[:, 2:].reshape(n, 2, 3)
+    assert torch.all(spans.sum(-1) == 1) and set(spans.unique().tolist()) == {0.0, 1.0}
+    # q(x_t | x_0) keeps the category with probability abar + (1 - abar) / K.
+    abar = float(diffusion.alpha_bars[60])
+    kept = spans[:, :, 0].mean().item()
+    assert kept == pytest.approx(abar + (1 - abar) / 3, abs=0.01)
+    # The values: sqrt(1 - abar) times standard noise around sqrt(abar) x_0 = 0.
+    assert xt[:, :2].std().item() == pytest.approx(np.sqrt(1 - abar), rel=0.03)
+
+
+def test_multinomial_posterior_is_bayes_rule_over_any_stride():
+    """q(x_s | x_t, x_0) against the explicit transition matrices, for a stride of steps."""
+    diffusion = MixedDiffusion(0, [(4, 1)], 50, torch.device("cpu"))
+    abar = diffusion.alpha_bars.double()
+    k, t, s = 4, 30, 12
+    alpha_ts = float(abar[t] / abar[s])
+
+    def matrix(keep: float) -> torch.Tensor:  # Q[i, j] = q(next = j | previous = i)
+        return keep * torch.eye(k, dtype=torch.float64) + (1 - keep) / k
+
+    q_s, q_ts = matrix(float(abar[s])), matrix(alpha_ts)
+    for x0 in range(k):
+        for xt in range(k):
+            bayes = q_s[x0] * q_ts[:, xt]
+            bayes = bayes / bayes.sum()
+            ours = diffusion.posterior(
+                one_hot(np.array([x0]), k).double(),
+                one_hot(np.array([xt]), k).double(),
+                float(abar[s]),
+                alpha_ts,
+                k,
+            )[0]
+            torch.testing.assert_close(ours / ours.sum(), bayes)
+
+
+def test_posterior_at_the_first_step_recovers_x0_from_x1():
+    diffusion = MixedDiffusion(0, [(5, 3)], 1000, torch.device("cpu"))
+    n = 5000
+    rng = np.random.default_rng(0)
+    x0 = torch.cat([one_hot(rng.integers(0, 5, n), 5) for _ in range(3)], 1)
+    x1, _ = diffusion.noisy(x0, torch.ones(n, dtype=torch.long), torch.Generator().manual_seed(1))
+    # Knowing nothing of x_0 (uniform), q(x_0 | x_1) puts nearly all its mass on x_1 = x_0.
+    uniform = torch.full((n, 3, 5), 0.2)
+    posterior = diffusion.posterior(
+        uniform, x1.reshape(n, 3, 5), 1.0, float(diffusion.alphas[1]), 5
+    )
+    posterior = posterior / posterior.sum(-1, keepdim=True)
+    mass_on_x0 = (posterior * x0.reshape(n, 3, 5)).sum(-1)
+    assert (mass_on_x0 > 0.99).float().mean().item() > 0.99
+
+
+def test_last_step_returns_x0_given_the_true_velocity_and_a_sure_prediction():
+    diffusion = MixedDiffusion(3, [(2, 1), (3, 1)], 100, torch.device("cpu"))
+    n = 50
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(n, 3) * 4 - 2
+    x0 = torch.cat([values, one_hot(np.arange(n) % 2, 2), one_hot(np.arange(n) % 3, 3)], 1)
+    t = torch.full((n,), 40)
+    xt, noise = diffusion.noisy(x0, t, generator)
+    # A network that knows the velocity (from the noise) and is sure of each category.
+    abar = diffusion.alpha_bars[40]
+    velocity = abar.sqrt() * noise - (1 - abar).sqrt() * values
+    output = torch.cat([velocity, 50 * x0[:, 3:]], 1)
+    x_s = diffusion.step(output, xt, 40, 0, generator)
+    torch.testing.assert_close(x_s[:, :3], values, atol=1e-4, rtol=0)
+    assert torch.equal(x_s[:, 3:], x0[:, 3:])
+    # And the loss of that perfect output is nearly 0 (velocity MSE 0, spans' KL about 0).
+    loss = diffusion.loss(output, x0, xt, t, noise)
+    assert loss.shape == (n,) and loss.max().item() < 1e-3
+
+
+def test_model_space_maps_values_to_normal_scores_and_back(table):
+    from fedsynth.tabular.transforms import TableEncoder
+
+    encoder = TableEncoder(seed=0).fit(table)
+    space = ModelSpace(encoder)
+    matrix = encoder.transform(table)
+    model = space.to_model(matrix)
+    assert model.shape == (len(table), space.dim) and space.dim <= matrix.shape[1]
+    scores = model[:, : space.n_values]
+    assert abs(float(np.median(scores))) < 0.3 and 0.6 < float(scores.std()) < 1.4
+    back = encoder.inverse_transform(space.to_encoder(model))
+    for column in ("age", "os_months"):
+        np.testing.assert_allclose(back[column], table[column], rtol=0.02, atol=1.0)
+    pd.testing.assert_series_equal(back["sex"], table["sex"])
+    assert back["hb"].isna().equals(table["hb"].isna())
+
+
+# ---------------------------------------------------------------------- the generator
+def test_training_lowers_the_loss(fitted):
+    _, gen, (first, last) = fitted
+    assert len(gen.history_) == 41
+    assert last < 0.95 * first
+
+
+def test_samples_hold_only_real_codes_and_in_range_values(fitted):
+    table, gen, _ = fitted
+    rows = gen.sample(500, seed=0)
+    for column in ("sex", "TP53", "SF3B1", "os_status", "site"):
+        assert set(rows[column].dropna()) <= set(table[column]), column
+        assert rows[column].nunique() > 1, column
+    assert rows["age"].between(table["age"].min(), table["age"].max()).all()
+    assert 0 < rows["anc"].isna().mean() < 0.2
+
+
+def test_conditions_hold_exactly_on_categories_and_numbers(fitted):
+    _, gen, _ = fitted
+    rows = gen.sample(200, conditions={"sex": "F", "site": "site_3", "age": 80}, seed=3)
+    assert len(rows) == 200
+    assert (rows["sex"] == "F").all() and (rows["site"] == "site_3").all()
+    assert (rows["age"] == 80).all()
+    assert rows["hb"].nunique() > 10, "the other columns are still drawn"
+
+
+def test_dp_sgd_fit_reports_its_epsilon(table):
+    gen = fedsynth.make("tab_ddpm", epochs=2, seed=0, dp={"epsilon": 3.0, "delta": 1e-5}, **TINY)
+    gen.fit(table, metadata=public_metadata(table))
+    ledger = gen.privacy_spent_
+    training = ledger.spends[-1]
+    assert training.mechanism == "dp-sgd (rdp)" and training.epsilon > 0
+    assert ledger.epsilon == pytest.approx(3.0, rel=0.01) and ledger.epsilon <= 3.0 * 1.005
+    assert gen.history_ == [{"epoch": 1}, {"epoch": 2}], "no loss on real rows is kept"
+    assert list(gen.sample(30).columns) == list(table.columns)
+
+
+def test_save_and_load_sample_the_same_rows(fitted, tmp_path):
+    _, gen, _ = fitted
+    loaded = fedsynth.load(gen.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.sample(300, seed=5), gen.sample(300, seed=5))
+    pd.testing.assert_frame_equal(
+        loaded.sample(50, conditions={"TP53": 1}, seed=5),
+        gen.sample(50, conditions={"TP53": 1}, seed=5),
+    )
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match=r"sampling_steps .* at most timesteps"):
+        fedsynth.make("tab_ddpm", timesteps=10, sampling_steps=20)._check_training_params()
+    with pytest.raises(ValueError, match="hidden_dims"):
+        fedsynth.make("tab_ddpm", hidden_dims=(0,))._check_training_params()
