@@ -57,14 +57,17 @@ def test_event_not_zero_one(clinical):
     )
 
 
-def test_mixed_types(clinical):
+def test_text_in_a_numeric_column_is_named_with_the_fix(clinical):
     df = clinical.copy()
     df["hb"] = df["hb"].astype(object)
     df.loc[5, "hb"] = "low"
     md = Metadata.infer(clinical)
     message = _problems(df, md)
-    assert "column 'hb': mixed types:" in message
-    assert "'low'" in message and "expected one type per column" in message
+    assert (
+        "column 'hb': expected numbers for a numeric column, found 1 value(s) that are not "
+        "numbers, such as 'low'; make them missing or fix them, or declare the column "
+        "categorical (overrides={'hb': 'categorical'})"
+    ) in message
 
 
 def test_unseen_category_against_declared_categories(clinical):
