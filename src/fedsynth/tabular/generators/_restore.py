@@ -37,7 +37,9 @@ def to_input_dtype(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
     """The model's view of a column (:func:`model_column`) in the input's dtype: numbers read
     from text are written back in the text's encoding, categoricals keep their categories."""
     encoding = encoding_of(col)
-    if col.is_continuous and encoding is not None:
+    # Only a text column is written back as text: a model fitted on the numbers themselves
+    # (auto's candidates, a DP teacher) keeps them as numbers.
+    if col.is_continuous and encoding is not None and _holds_text(dtype):
         values = write_numbers(values, encoding)
     elif dtype in ("category", ORDERED_CATEGORY):
         categories = col.categories if not col.is_continuous else None
@@ -50,6 +52,10 @@ def cast_constant(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Seri
     if encoding_of(col) is not None:  # already written as the input writes it
         return _cast(values, dtype)
     return restore_column(values, col, dtype)
+
+
+def _holds_text(dtype: str) -> bool:
+    return dtype in {"object", "str", "string"} or dtype.startswith("string[")
 
 
 def _cast(values: pd.Series, dtype: str) -> pd.Series:

@@ -254,7 +254,7 @@ def _read_continuous(
     if reading.censored:
         note = Problem(
             name,
-            f"{len(reading.censored)} censored value(s) such as {_examples(reading.censored)} "
+            f"{reading.censored_rows} censored value(s) such as {_examples(reading.censored)} "
             "are read as their bound (the limit of detection); synthetic values are plain "
             f"numbers. To keep the marks, declare the column categorical "
             f"(overrides={{{name!r}: 'categorical'}})",

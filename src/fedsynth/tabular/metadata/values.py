@@ -78,8 +78,8 @@ class TextReading:
         codes are written).
     leading_zeros : bool
         Some number is written with a leading zero (``"007"``): a code, not a quantity.
-    unreadable_rows : int
-        Rows holding one of the ``unreadable`` values.
+    unreadable_rows, censored_rows : int
+        Rows holding one of the ``unreadable`` or ``censored`` values.
     """
 
     numbers: pd.Series
@@ -89,6 +89,7 @@ class TextReading:
     whole: bool = False
     leading_zeros: bool = False
     unreadable_rows: int = 0
+    censored_rows: int = 0
 
     @property
     def all_read(self) -> bool:
@@ -182,9 +183,23 @@ def read_text(series: pd.Series, encoding: dict[str, Any] | None = None) -> Text
         parsed, unreadable, censored, whole, leading = _read_numbers(distinct, encoding)
     values = np.append(np.asarray(parsed, dtype=np.float64), np.nan)
     numbers = pd.Series(values[np.where(codes < 0, len(distinct), codes)], index=series.index)
-    bad = [i for i, text in enumerate(distinct) if text in set(unreadable)]
-    rows = int(np.isin(codes, bad).sum()) if bad else 0
-    return TextReading(numbers, encoding, unreadable, censored, whole, leading, rows)
+    return TextReading(
+        numbers,
+        encoding,
+        unreadable,
+        censored,
+        whole,
+        leading,
+        _rows(codes, distinct, unreadable),
+        _rows(codes, distinct, censored),
+    )
+
+
+def _rows(codes: np.ndarray, distinct: list[str], chosen: list[str]) -> int:
+    """Rows (factorized ``codes`` of ``distinct`` values) holding one of ``chosen``."""
+    wanted = set(chosen)
+    picked = [i for i, text in enumerate(distinct) if text in wanted]
+    return int(np.isin(codes, picked).sum()) if picked else 0
 
 
 def read_numbers(series: pd.Series, encoding: dict[str, Any] | None = None) -> pd.Series | None:
