@@ -42,8 +42,10 @@ TINY = {
 #: Examples per generator: the statistical ones fit in milliseconds; auto fits both of them
 #: several times, a neural one trains (other generators get the neural count).
 EXAMPLES = {"gaussian_copula": 20, "bayesian_network": 20, "auto": 6}
-#: Fewest rows a generator fits on (auto holds out 10 validation and keeps 20 training rows).
-MIN_ROWS = {"auto": 34}
+#: Fewest rows per generator: auto holds out 10 validation rows and keeps 20 training rows;
+#: bayesian_network reproduces every value of a column of under 24 rows (each is an atom of
+#: its bins), so the copy guard refuses its rows whatever the dtypes.
+MIN_ROWS = {"auto": 34, "bayesian_network": 24}
 
 
 def make_tiny(name: str):
@@ -142,7 +144,9 @@ def tables(draw, min_rows: int = 8) -> pd.DataFrame:
     """A table of ``min_rows`` to 40 rows: a float column and one to three columns of the
     issue's dtypes."""
     n = draw(st.integers(min_rows, 40))
-    columns = {"x": np.random.default_rng(n).normal(size=n).round(2)}
+    # A measurement at full precision: no synthetic row can equal a training row, so the copy
+    # guard (which refuses such rows in coarse tables) stays out of a test of dtypes.
+    columns = {"x": np.random.default_rng(n).normal(size=n)}
     for i in range(draw(st.integers(1, 3))):
         columns[f"c{i}"] = draw(dtype_columns(n))
     return pd.DataFrame(columns)
@@ -153,6 +157,7 @@ def _property_settings(name: str):
         max_examples=EXAMPLES.get(name, 4),
         deadline=None,
         derandomize=True,
+        database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
@@ -209,7 +214,7 @@ def test_text_round_trips_keep_the_written_form():
             "crp": ["<0,5", "1,25", "3,50", "12,00", None, "0,75"] * 5,
             "diagnosed": ["03/02/2021", "28/11/2020", "15/06/2022", "01/01/2020", "", "30/09/2021"]
             * 5,
-            "centre_code": ["007", "012", "007", "101", "012", "007"] * 5,
+            "ward_code": ["007", "012", "007", "101", "012", "007"] * 5,
             "k": np.arange(30) % 4,
         }
     )
@@ -217,10 +222,10 @@ def test_text_round_trips_keep_the_written_form():
         metadata, synthetic = fit_and_sample_with_warnings(table)
     assert metadata.columns["crp"].extra["text"] == {"as": "number", "decimal": ",", "places": 2}
     assert metadata.columns["diagnosed"].extra["text"] == {"as": "date", "format": "%d/%m/%Y"}
-    assert metadata.kinds["centre_code"] == "categorical"  # leading zeros: codes
+    assert metadata.kinds["ward_code"] == "categorical"  # leading zeros: codes
     assert synthetic["crp"].dropna().str.fullmatch(r"\d+,\d\d").all()
     assert synthetic["diagnosed"].dropna().str.fullmatch(r"\d\d/\d\d/\d{4}").all()
-    assert set(synthetic["centre_code"]) <= {"007", "012", "101"}
+    assert set(synthetic["ward_code"]) <= {"007", "012", "101"}
 
 
 def fit_and_sample_with_warnings(table: pd.DataFrame) -> tuple[Metadata, pd.DataFrame]:
