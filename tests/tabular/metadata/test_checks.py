@@ -94,10 +94,14 @@ def test_every_problem_is_reported_at_once(clinical):
     assert message.startswith("5 problem(s) with the data:")
 
 
-def test_dates_are_refused_with_advice():
+def test_dates_are_numbers_and_refused_as_labels_with_advice():
     df = pd.DataFrame({"diagnosed": pd.date_range("2020-01-01", periods=30), "x": range(30)})
-    md = Metadata({"diagnosed": "numeric", "x": "numeric"})
-    assert "date/time values are not supported; convert them to a number" in _problems(df, md)
+    Metadata({"diagnosed": "numeric", "x": "numeric"}).check(df)
+    md = Metadata({"diagnosed": "categorical", "x": "numeric"})
+    assert (
+        "column 'diagnosed': date/time values cannot be categorical labels: they are modelled "
+        "as numbers (days since 1970-01-01); declare the column numeric"
+    ) in _problems(df, md)
 
 
 def test_survival_pair_must_be_complete():

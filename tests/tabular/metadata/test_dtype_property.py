@@ -4,7 +4,8 @@ columns come back in the input's dtypes (issue 23, part 1).
 
 The dtypes: digit codes read as text (object, ``string[pyarrow]``), numbers read as text with
 decimal commas or censoring marks (``"<0.1"``), dates as text, an object column mixing ``"12"``
-and ``12``, nullable ``Int64`` and ``boolean``, categoricals of numbers; each with missing values.
+and ``12``, nullable ``Int64`` and ``boolean``, categoricals of numbers, ``datetime64`` naive and
+with a time zone; each with missing values.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 import fedsynth
@@ -71,7 +72,7 @@ def assert_input_dtypes(table: pd.DataFrame, metadata: Metadata, synthetic: pd.D
     for column in emitted:
         assert synthetic[column].dtype == table[column].dtype, column
         encoding = encoding_of(metadata.columns[column])
-        if encoding is not None:
+        if encoding is not None and encoding["as"] != "datetime":
             reading = read_text(synthetic[column], encoding)
             assert reading is not None and not reading.unreadable, (column, reading)
 
@@ -97,6 +98,8 @@ def dtype_columns(draw, n: int) -> pd.Series:
                 "decimal_comma",
                 "censored",
                 "dates",
+                "datetime64",
+                "datetime64_tz",
             ]
         )
     )
@@ -134,8 +137,14 @@ def dtype_columns(draw, n: int) -> pd.Series:
     if kind == "censored":
         values = ["<0.1" if rng.random() < 0.2 else f"{v:.2f}" for v in rng.uniform(0.1, 8.0, n)]
         return pd.Series(_with_missing(values, missing), dtype=object)
-    fmt = draw(st.sampled_from(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"]))
     days = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), unit="D")
+    if kind == "datetime64":
+        return pd.Series(days).where(~np.array(missing))
+    if kind == "datetime64_tz":
+        stamps = days + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s")
+        paris = stamps.tz_localize("UTC").tz_convert("Europe/Paris")
+        return pd.Series(paris).where(~np.array(missing))
+    fmt = draw(st.sampled_from(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y"]))
     return pd.Series(_with_missing(list(days.strftime(fmt)), missing), dtype=object)
 
 
@@ -158,6 +167,9 @@ def _property_settings(name: str):
         deadline=None,
         derandomize=True,
         database=None,
+        # No shrinking: a failure prints its table (note) at once, where shrinking tables
+        # through a fit can take minutes.
+        phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
@@ -167,6 +179,7 @@ def test_what_inference_described_is_fitted_and_sampled_in_the_input_dtypes(name
     @_property_settings(name)
     @given(table=tables(MIN_ROWS.get(name, 8)))
     def check(table):
+        note(f"table: {table.to_dict('list')}, dtypes: {table.dtypes.to_dict()}")
         metadata, synthetic = fit_and_sample(name, table)
         assert len(synthetic) == 12
         assert_input_dtypes(table, metadata, synthetic)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from fedsynth.tabular.metadata import ColumnMetadata
 from fedsynth.tabular.metadata.columns import ORDERED_CATEGORY
-from fedsynth.tabular.metadata.values import encoding_of, write_numbers
+from fedsynth.tabular.metadata.values import encoding_of, to_datetimes, write_numbers
 
 
 def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Series:
@@ -39,6 +39,8 @@ def to_input_dtype(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
     encoding = encoding_of(col)
     # Only a text column is written back as text: a model fitted on the numbers themselves
     # (auto's candidates, a DP teacher) keeps them as numbers.
+    if col.is_continuous and encoding is not None and dtype.startswith("datetime64"):
+        return to_datetimes(values, dtype)
     if col.is_continuous and encoding is not None and _holds_text(dtype):
         values = write_numbers(values, encoding)
     elif dtype in ("category", ORDERED_CATEGORY):

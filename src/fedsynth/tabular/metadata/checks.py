@@ -118,12 +118,22 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
     warnings: list[Problem] = []
     if col.kind == "identifier":
         return problems, warnings
-    if pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
+    if isinstance(series.dtype, pd.PeriodDtype):
         problems.append(
             Problem(
                 name,
-                "date/time values are not supported; convert them to a number (e.g. days since "
-                "diagnosis) or set the kind to 'identifier' to exclude the column",
+                "period values are not supported; convert them to dates (.dt.to_timestamp()) or "
+                "to a number, or set the kind to 'identifier' to exclude the column",
+            )
+        )
+        return problems, warnings
+    if pd.api.types.is_datetime64_any_dtype(series) and not col.is_continuous:
+        problems.append(
+            Problem(
+                name,
+                f"date/time values cannot be {col.kind} labels: they are modelled as numbers "
+                f"(days since 1970-01-01); declare the column numeric "
+                f"(overrides={{{name!r}: 'numeric'}}), or 'identifier' to exclude it",
             )
         )
         return problems, warnings

@@ -14,7 +14,13 @@ import pandas as pd
 
 from fedsynth.exceptions import Problem
 from fedsynth.tabular.metadata.columns import ColumnMetadata, dtype_name
-from fedsynth.tabular.metadata.values import ENCODING_KEY, TextReading, read_text, text_labels
+from fedsynth.tabular.metadata.values import (
+    ENCODING_KEY,
+    TextReading,
+    days_since_epoch,
+    read_text,
+    text_labels,
+)
 
 # Name tokens that mark personal data on their own, whatever the values look like (but only with
 # many distinct values: "drug_name" with five levels is a category, not a person's name).
@@ -172,6 +178,8 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
         return None
     if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
         return None
+    if pd.api.types.is_datetime64_any_dtype(series):  # dates of diagnosis, of sampling...
+        return None
     if _reads_as_numbers(values):  # unique numbers or dates read as text are measurements
         return None
     return "text with a distinct value per row"
@@ -269,6 +277,10 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     if big is not None and len(big) <= MAX_BIG_INTEGER_CODES:
         # Codes beyond float64's exact integers: categories keep every digit.
         return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted(big))
+    if pd.api.types.is_datetime64_any_dtype(series):  # dates: days, back in the dtype
+        col = numeric_metadata(dtype, days_since_epoch(values))
+        col.extra[ENCODING_KEY] = {"as": "datetime"}
+        return col
     as_numbers = numeric_view(series)
     if as_numbers is not None:
         distinct = set(np.unique(as_numbers.dropna().to_numpy()))

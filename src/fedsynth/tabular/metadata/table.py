@@ -29,7 +29,7 @@ from fedsynth.tabular.metadata.inference import (
     survival_notes,
     text_numeric_metadata,
 )
-from fedsynth.tabular.metadata.values import read_numbers, read_text, text_labels
+from fedsynth.tabular.metadata.values import ENCODING_KEY, read_numbers, read_text, text_labels
 
 FORMAT_VERSION = 1
 ColumnSpec = ColumnMetadata | Mapping[str, Any] | str
@@ -389,6 +389,8 @@ def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
             if numbers is None:  # labels: leave facts unset, the checks report the column
                 return ColumnMetadata(kind=kind, dtype=dtype)
             col = numeric_metadata(dtype, numbers.dropna())
+            if pd.api.types.is_datetime64_any_dtype(series):
+                col.extra[ENCODING_KEY] = {"as": "datetime"}
         col.kind = kind
         return col
     if kind == "identifier":

@@ -13,6 +13,9 @@ once, as numbers when it can be:
 * dates written in one of :data:`DATE_FORMATS` (``"2021-03-04"``, ``"04/03/2021"``...) are days
   since 1970-01-01.
 
+A ``datetime64`` column (naive or with a time zone) reads as days since 1970-01-01 UTC too, with
+the encoding ``{"as": "datetime"}``, and comes back in its dtype (:func:`to_datetimes`).
+
 How the text was written (decimal comma, decimal places, date format) is kept as the column's
 *encoding* (``ColumnMetadata.extra["text"]``), so that synthetic numbers are written back the
 same way (:func:`write_numbers`) and a column reads the same at fit and after a reload.
@@ -210,6 +213,8 @@ def read_numbers(series: pd.Series, encoding: dict[str, Any] | None = None) -> p
         series = series.astype(object)
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         return series.astype("float64")
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return days_since_epoch(series)
     reading = read_text(series, encoding)
     if reading is not None:
         return reading.numbers if not reading.unreadable else None
@@ -254,6 +259,24 @@ def model_frame(data: pd.DataFrame, metadata: Metadata, columns: list[str]) -> p
 
 def _plain_numbers(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def days_since_epoch(series: pd.Series) -> pd.Series:
+    """Date-times (``datetime64``, naive or with a time zone) as days since 1970-01-01 UTC."""
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ((series - _EPOCH) / _DAY).astype("float64")
+
+
+def to_datetimes(numbers: pd.Series, dtype: str) -> pd.Series:
+    """Inverse of :func:`days_since_epoch`, in ``dtype`` (e.g. ``datetime64[ns, Europe/Paris]``),
+    to the second."""
+    seconds = pd.to_timedelta(numbers.to_numpy(dtype=np.float64) * 86_400.0, unit="s")
+    stamps = pd.Series(_EPOCH + seconds, index=numbers.index).dt.round("s")
+    target = pd.api.types.pandas_dtype(dtype)
+    if getattr(target, "tz", None) is not None:
+        stamps = stamps.dt.tz_localize("UTC")
+    return stamps.astype(target)
 
 
 def write_numbers(numbers: pd.Series, encoding: dict[str, Any]) -> pd.Series:
