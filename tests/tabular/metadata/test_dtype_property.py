@@ -246,3 +246,23 @@ def fit_and_sample_with_warnings(table: pd.DataFrame) -> tuple[Metadata, pd.Data
     metadata = Metadata.infer(table)
     generator = fedsynth.make("gaussian_copula", seed=0).fit(table, metadata)
     return metadata, generator.sample(40, seed=1)
+
+
+def test_a_loaded_model_writes_text_and_dates_the_same_way(tmp_path):
+    rng = np.random.default_rng(0)
+    days = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, 40), unit="D")
+    table = pd.DataFrame(
+        {
+            "crp": pd.Series([f"{v:.2f}".replace(".", ",") for v in rng.uniform(1, 9, 40)]),
+            "diagnosed": list(days.strftime("%d.%m.%Y")),
+            "seen": pd.Series(days.tz_localize("UTC").tz_convert("Europe/Paris")),
+            "x": rng.normal(size=40),
+        }
+    ).astype({"crp": "string[pyarrow]"})
+    generator = fedsynth.make("gaussian_copula", seed=0).fit(table)
+    loaded = fedsynth.load(generator.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.sample(10, seed=2), generator.sample(10, seed=2))
+    synthetic = loaded.sample(10, seed=2)
+    assert (synthetic.dtypes == table.dtypes).all()
+    assert synthetic["crp"].str.fullmatch(r"\d,\d\d").all()
+    assert synthetic["diagnosed"].str.fullmatch(r"\d\d\.\d\d\.\d{4}").all()
