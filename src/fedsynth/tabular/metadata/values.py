@@ -123,6 +123,12 @@ def is_text(series: pd.Series) -> bool:
         return True
     if not pd.api.types.is_object_dtype(series.dtype):
         return False
+    # infer_dtype scans in C; only its catch-all answers need a look at each value.
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred == "string":
+        return True
+    if inferred not in {"mixed", "mixed-integer"}:
+        return False
     return bool(series.dropna().map(lambda v: isinstance(v, str)).any())
 
 
@@ -149,9 +155,9 @@ def text_labels(series: pd.Series) -> pd.Series:
     """
     if not (pd.api.types.is_object_dtype(series.dtype) and is_text(series)):
         return series
-    present = series.notna()
-    if not (present & ~series.map(lambda v: isinstance(v, str))).any():
+    if pd.api.types.infer_dtype(series, skipna=True) == "string":
         return series
+    present = series.notna()
     return series.where(~present, series.map(as_text, na_action="ignore"))
 
 
