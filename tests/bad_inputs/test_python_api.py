@@ -11,7 +11,7 @@ import pytest
 
 import fedsynth
 from fedsynth.core.privacy.config import PrivacyConfigError, resolve_dp
-from fedsynth.exceptions import InvalidDataError
+from fedsynth.exceptions import DataWarning, InvalidDataError
 from fedsynth.tabular.io import detect_dialect, read_table
 from tests.bad_inputs.conftest import LATIN1, cohort, european_csv, quiet_infer, write
 
@@ -191,6 +191,43 @@ def test_a_few_long_category_labels_stay_categorical():
     labels = ["refractory anemia with ring sideroblasts", "refractory cytopenia with dysplasia"]
     metadata, _ = quiet_infer(cohort().assign(who=[labels[i % 2] for i in range(40)]))
     assert metadata.kinds["who"] == "categorical"
+
+
+def test_a_table_exported_as_text_fits_and_comes_back_as_text(tmp_path):
+    # What pd.read_csv(dtype=str), a Stata/SPSS export or a string Parquet column gives.
+    real = cohort()
+    text = real.astype(str).assign(district=[str(1 + i % 24) for i in range(40)])
+    table = read_table(write(tmp_path, "t.parquet", text.to_parquet()))
+    generator = fedsynth.make("gaussian_copula", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generator.fit(table)
+    assert generator.metadata_.kinds["district"] == "categorical"
+    assert generator.metadata_.kinds["hb"] == "numeric"
+    synthetic = generator.sample(30, seed=0)
+    assert (synthetic.dtypes == table.dtypes).all()
+    assert synthetic["hb"].str.fullmatch(r"\d+\.\d").all()
+
+
+def test_stray_text_in_lab_values_is_refused_with_the_values_and_the_fix():
+    hb = [f"{v:.1f}" for v in cohort()["hb"]]
+    hb[3], hb[7] = "haemolysed", "see note"
+    with pytest.raises(InvalidDataError) as caught:
+        fedsynth.make("gaussian_copula").fit(cohort().assign(hb=hb))
+    assert (
+        "column 'hb': expected numbers for a numeric column, found 2 value(s) that are not "
+        "numbers, such as 'haemolysed', 'see note'; make them missing or fix them, or declare "
+        "the column categorical (overrides={'hb': 'categorical'})"
+    ) in str(caught.value)
+
+
+def test_censored_lab_values_are_read_as_their_bound_with_a_warning():
+    crp = [f"{v:.1f}" for v in np.random.default_rng(1).uniform(0.5, 30, 40)]
+    crp[::8] = ["<0.5"] * 5
+    with pytest.warns(DataWarning, match=r"column 'crp': 5 censored value\(s\) such as '<0.5'"):
+        generator = fedsynth.make("gaussian_copula", seed=0).fit(cohort().assign(crp=crp))
+    assert generator.metadata_.columns["crp"].bounds[0] == 0.5
+    assert generator.sample(20)["crp"].astype(float).min() >= 0.5
 
 
 @pytest.mark.parametrize(

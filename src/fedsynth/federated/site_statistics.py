@@ -33,7 +33,7 @@ import pandas as pd
 from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.federated.errors import SiteRefusedError
 from fedsynth.tabular.metadata import ColumnMetadata, Metadata
-from fedsynth.tabular.metadata.inference import numeric_view
+from fedsynth.tabular.metadata.values import encoding_of, read_numbers
 from fedsynth.tabular.transforms import (
     CategoryCounts,
     ModeNormalizer,
@@ -82,7 +82,7 @@ def check_site(data: pd.DataFrame, metadata: Metadata, site: str) -> None:
     problems, _ = check_table(data, metadata)
     for name, col in metadata.columns.items():
         if name in data.columns and col.is_continuous and col.bounds is not None:
-            numbers = numeric_view(data[name])
+            numbers = read_numbers(data[name], encoding_of(col))
             if numbers is None:
                 continue
             low, high = col.bounds
@@ -182,7 +182,7 @@ def _continuous_summary(
     max_fit_rows: int,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
-    numbers = numeric_view(series).to_numpy(dtype=np.float64, na_value=np.nan)
+    numbers = read_numbers(series).to_numpy(dtype=np.float64, na_value=np.nan)
     present = numbers[~np.isnan(numbers)]
     summary: dict[str, Any] = {
         "type": "continuous",

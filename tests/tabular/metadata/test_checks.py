@@ -57,14 +57,17 @@ def test_event_not_zero_one(clinical):
     )
 
 
-def test_mixed_types(clinical):
+def test_text_in_a_numeric_column_is_named_with_the_fix(clinical):
     df = clinical.copy()
     df["hb"] = df["hb"].astype(object)
     df.loc[5, "hb"] = "low"
     md = Metadata.infer(clinical)
     message = _problems(df, md)
-    assert "column 'hb': mixed types:" in message
-    assert "'low'" in message and "expected one type per column" in message
+    assert (
+        "column 'hb': expected numbers for a numeric column, found 1 value(s) that are not "
+        "numbers, such as 'low'; make them missing or fix them, or declare the column "
+        "categorical (overrides={'hb': 'categorical'})"
+    ) in message
 
 
 def test_unseen_category_against_declared_categories(clinical):
@@ -91,10 +94,14 @@ def test_every_problem_is_reported_at_once(clinical):
     assert message.startswith("5 problem(s) with the data:")
 
 
-def test_dates_are_refused_with_advice():
+def test_dates_are_numbers_and_refused_as_labels_with_advice():
     df = pd.DataFrame({"diagnosed": pd.date_range("2020-01-01", periods=30), "x": range(30)})
-    md = Metadata({"diagnosed": "numeric", "x": "numeric"})
-    assert "date/time values are not supported; convert them to a number" in _problems(df, md)
+    Metadata({"diagnosed": "numeric", "x": "numeric"}).check(df)
+    md = Metadata({"diagnosed": "categorical", "x": "numeric"})
+    assert (
+        "column 'diagnosed': date/time values cannot be categorical labels: they are modelled "
+        "as numbers (days since 1970-01-01); declare the column numeric"
+    ) in _problems(df, md)
 
 
 def test_survival_pair_must_be_complete():

@@ -126,11 +126,24 @@ def test_update_column(clinical):
 
 
 def test_numbers_read_as_text_are_numeric_with_a_clear_error():
-    values = [str(v) for v in np.linspace(8, 14, 40)] + ["n/a", "<5"]
+    values = [str(v) for v in np.linspace(8, 14, 40)] + ["haemolysed", "see note"]
     df = pd.DataFrame({"hb": values, "x": range(42)})
     md = Metadata.infer(df, overrides={"x": "numeric"})
     assert md.kinds["hb"] == "numeric"
-    with pytest.raises(Exception, match=r"column 'hb': expected numbers .* 2 text value\(s\)"):
+    with pytest.raises(
+        Exception,
+        match=r"column 'hb': expected numbers .* found 2 value\(s\) that are not numbers, such "
+        r"as 'haemolysed', 'see note'; make them missing",
+    ):
+        md.check(df)
+
+
+def test_missing_markers_and_censored_values_in_numbers_read_as_text():
+    values = [str(v) for v in np.linspace(8, 14, 40)] + ["n/a", "<5"]
+    df = pd.DataFrame({"hb": values, "x": range(42)})
+    md = Metadata.infer(df, overrides={"x": "numeric"})
+    assert md.kinds["hb"] == "numeric" and md.columns["hb"].bounds == (5.0, 14.0)
+    with pytest.warns(Warning, match=r"column 'hb': 1 censored value\(s\) such as '<5'"):
         md.check(df)
 
 

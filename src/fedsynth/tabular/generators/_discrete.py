@@ -13,8 +13,8 @@ from fedsynth.tabular.privacy.dp_domains import category_codes
 
 
 def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
-    """Inverse of :func:`~fedsynth.tabular.privacy.dp_domains.category_codes`: ``-1`` becomes
-    missing.
+    """Inverse of :func:`~fedsynth.tabular.privacy.dp_domains.category_codes`: ``-1`` (or
+    ``len(categories)``, the missing state of :func:`category_states`) becomes missing.
 
     Numeric labels (0/1 flags) without missing codes come back as a typed array rather than
     Python objects, which keeps dtype restoration and the copy guard fast.
@@ -24,7 +24,8 @@ def from_codes(codes: np.ndarray, categories: Sequence[Any]) -> pd.Series:
         isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
         for c in categories
     )
-    if numeric and len(categories) and (len(codes) == 0 or codes.min() >= 0):
+    complete = len(codes) == 0 or (codes.min() >= 0 and codes.max() < len(categories))
+    if numeric and len(categories) and complete:
         typed = np.asarray(list(categories))
         # Integer codes beyond 2**53 (or beyond int64) would become floats: keep them exact.
         if typed.tolist() == list(categories):

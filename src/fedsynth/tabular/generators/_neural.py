@@ -43,6 +43,7 @@ from fedsynth.tabular.generators._progress import training_progress
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.generators.federable import FederableGenerator
 from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.metadata.values import model_frame
 from fedsynth.tabular.privacy.dp_statistics import released_view
 from fedsynth.tabular.transforms import TableEncoder
 
@@ -153,6 +154,7 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         if ledger is not None:
             data = released_view(data, self._released_domains(data.columns))
         self.metadata_.check(data)
+        data = model_frame(data, self.metadata_, list(data.columns))
         if plan is not None:  # refused here, before any weight changes, when above the cap
             ledger.check(*_training_spend(plan)[0])
         if ledger is not None:

@@ -184,7 +184,7 @@ class PrivateFitting:
         # Drawn without the teacher's copy guard: the guard reads the training rows, and the
         # proxy must depend on them only through the DP release. (The proxy is never shown;
         # what this model samples goes through its own guard.)
-        proxy = teacher._restore(teacher._sample(size, rng), size)
+        proxy = teacher._model_form(teacher._sample(size, rng), size)
         return cover_domains(proxy, domains, rng), list(teacher.privacy_spent_.spends)
 
     def _pretrain(self, matrix: np.ndarray, rng: np.random.Generator, epochs: int) -> None:

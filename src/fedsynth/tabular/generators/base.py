@@ -41,10 +41,18 @@ from fedsynth.tabular.generators._conditions import (
     matches,
     rejection_sample,
 )
-from fedsynth.tabular.generators._restore import json_value, plain, restore_column
+from fedsynth.tabular.generators._restore import (
+    cast_constant,
+    json_value,
+    model_column,
+    plain,
+    restore_column,
+    to_input_dtype,
+)
 from fedsynth.tabular.generators.site_mix import SiteMix
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.metadata.columns import dtype_name
+from fedsynth.tabular.metadata.values import model_frame
 from fedsynth.tabular.privacy.guards import CopyGuard
 
 __all__ = [
@@ -137,7 +145,8 @@ class BaseGenerator(BaseEstimator):
                 constants[column] = plain(distinct.iloc[0])
         learned = [c for c in columns if c not in constants]
         rng = np.random.default_rng(self.seed)
-        self._run_fit_hook(settings, data[learned], metadata, rng)
+        model_data = model_frame(data, metadata, learned)
+        self._run_fit_hook(settings, model_data, metadata, rng)
         continuous = [c for c in learned if metadata.columns[c].is_continuous]
         self._set_fitted_state(
             metadata,
@@ -146,7 +155,7 @@ class BaseGenerator(BaseEstimator):
             constants=constants,
             dtypes={c: dtype_name(data[c]) for c in columns},
             n_rows=len(data),
-            guard=CopyGuard.from_training(data, learned, continuous),
+            guard=CopyGuard.from_training(model_data, learned, continuous),
         )
         self._stamp()
 
@@ -321,9 +330,9 @@ class BaseGenerator(BaseEstimator):
                 raw = self._sample_conditioned(k, learned_conditions, rng)
             else:
                 raw = self._sample(k, rng)
-            return self._restore(raw, k)
+            return self._model_form(raw, k)
 
-        out = self.guard_.enforce(draw(n), draw)
+        out = self._as_input_dtypes(self.guard_.enforce(draw(n), draw))
         for column, value in checked.items():
             if not matches(out[column], value).all():
                 raise FedsynthError(
@@ -346,15 +355,32 @@ class BaseGenerator(BaseEstimator):
 
     def _restore(self, raw: pd.DataFrame, n: int) -> pd.DataFrame:
         """Add constant columns back, enforce bounds and whole numbers, restore dtypes and order."""
+        return self._as_input_dtypes(self._model_form(raw, n))
+
+    def _model_form(self, raw: pd.DataFrame, n: int) -> pd.DataFrame:
+        """Generated rows as the model sees a table (the form it was fitted on, which the copy
+        guard compares): every column in order, constants added, bounds and rounding enforced;
+        numbers read from text are still numbers."""
         out = {}
         for column in self.columns_:
             col = self.metadata_.columns[column]
             if column in self.constants_:
-                values = pd.Series([self.constants_[column]] * n)
+                out[column] = pd.Series([self.constants_[column]] * n)
             else:
-                values = raw[column].reset_index(drop=True)
-            out[column] = restore_column(values, col, self.dtypes_[column])
+                out[column] = model_column(raw[column].reset_index(drop=True), col)
         return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+    def _as_input_dtypes(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows in model form (:meth:`_model_form`) back in the input's dtypes and encodings."""
+        out = {}
+        for column in self.columns_:
+            col = self.metadata_.columns[column]
+            values = frame[column]
+            if column in self.constants_:  # the constant as the input held it
+                out[column] = cast_constant(values, col, self.dtypes_[column])
+            else:
+                out[column] = to_input_dtype(values, col, self.dtypes_[column])
+        return pd.DataFrame(out, index=frame.index)
 
     # ------------------------------------------------------------------ weights (federated)
     def get_weights(self) -> list[np.ndarray]:

@@ -9,7 +9,14 @@ import pandas as pd
 
 from fedsynth.exceptions import Problem
 from fedsynth.tabular.metadata.columns import KINDS
-from fedsynth.tabular.metadata.inference import EXACT_FLOAT_INTEGER, big_integers, numeric_view
+from fedsynth.tabular.metadata.inference import EXACT_FLOAT_INTEGER, big_integers
+from fedsynth.tabular.metadata.values import (
+    as_text,
+    encoding_of,
+    read_numbers,
+    read_text,
+    text_labels,
+)
 
 if TYPE_CHECKING:
     from fedsynth.tabular.metadata.table import Metadata
@@ -111,12 +118,22 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
     warnings: list[Problem] = []
     if col.kind == "identifier":
         return problems, warnings
-    if pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
+    if isinstance(series.dtype, pd.PeriodDtype):
         problems.append(
             Problem(
                 name,
-                "date/time values are not supported; convert them to a number (e.g. days since "
-                "diagnosis) or set the kind to 'identifier' to exclude the column",
+                "period values are not supported; convert them to dates (.dt.to_timestamp()) or "
+                "to a number, or set the kind to 'identifier' to exclude the column",
+            )
+        )
+        return problems, warnings
+    if pd.api.types.is_datetime64_any_dtype(series) and not col.is_continuous:
+        problems.append(
+            Problem(
+                name,
+                f"date/time values cannot be {col.kind} labels: they are modelled as numbers "
+                f"(days since 1970-01-01); declare the column numeric "
+                f"(overrides={{{name!r}: 'numeric'}}), or 'identifier' to exclude it",
             )
         )
         return problems, warnings
@@ -133,23 +150,22 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
         if col.kind not in {"duration", "event"}:
             warnings.append(Problem(name, "entirely missing; kept as an all-missing column"))
         return problems, warnings
-    mixed = _mixed_types(values)
-    if mixed:
-        problems.append(Problem(name, mixed))
-        return problems, warnings
-    numbers = numeric_view(series)
     if col.is_continuous:
-        if numbers is None:
-            parsed = pd.to_numeric(values.astype(str), errors="coerce")
-            text = values[parsed.isna()]
+        numbers, problem, note = _read_continuous(name, series, col)
+        if problem is not None:
+            problems.append(problem)
+            return problems, warnings
+        if note is not None:
+            warnings.append(note)
+        unread = int(numbers.isna().sum()) - (len(series) - len(values))
+        if col.kind == "duration" and unread:  # "n/a" written as text is missing too
             problems.append(
                 Problem(
                     name,
-                    f"expected numbers for a {col.kind} column, found {len(text)} text value(s) "
-                    f"such as {_examples(text.unique())}; make them missing or fix them",
+                    f"{unread} missing value(s) in a survival duration column; "
+                    "every row needs a value",
                 )
             )
-            return problems, warnings
         big = big_integers(series)
         if big is not None:
             largest = max(big, key=abs)
@@ -180,7 +196,7 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                 )
     elif col.kind in {"binary", "event"}:
         allowed = col.categories if col.categories is not None else [0, 1]
-        bad = _not_in(values, allowed)
+        bad = _not_in(text_labels(values), allowed)
         if bad:
             problems.append(
                 Problem(
@@ -197,7 +213,7 @@ def _check_column(name, series: pd.Series, col) -> tuple[list[Problem], list[Pro
                 )
             )
     elif col.categories is not None:
-        bad = _not_in(values, col.categories)
+        bad = _not_in(text_labels(values), col.categories)
         if bad:
             problems.append(
                 Problem(
@@ -221,21 +237,37 @@ def _not_in(values: pd.Series, allowed) -> list:
     return [v for v in pd.unique(values) if v not in allowed_set]
 
 
-def _mixed_types(values: pd.Series) -> str | None:
-    """A message when an object column mixes numbers and text, else ``None``."""
-    if values.dtype != object:
-        return None
-    is_text = values.map(lambda v: isinstance(v, str))
-    n_text = int(is_text.sum())
-    if n_text == 0 or n_text == len(values):
-        return None
-    text = values[is_text]
-    as_numbers = pd.to_numeric(text, errors="coerce")
-    non_numeric_text = text[as_numbers.isna()].unique()
-    n_numbers = len(values) - n_text + int(as_numbers.notna().sum())
-    return (
-        f"mixed types: {n_numbers} numeric value(s) and {len(values) - n_numbers} other value(s) "
-        f"such as {_examples(non_numeric_text if len(non_numeric_text) else text.unique())}; "
-        "expected one type per column (make the text values missing, or declare the column "
-        "categorical and convert every value to text)"
-    )
+def _read_continuous(
+    name, series: pd.Series, col
+) -> tuple[pd.Series, Problem | None, Problem | None]:
+    """The numbers of a numeric or duration column as generators will read them
+    (:func:`~fedsynth.tabular.metadata.values.model_values`), with the problem that stops it
+    (values that are not numbers) or the note worth telling (censored values read as bounds)."""
+    reading = read_text(series, encoding_of(col))
+    if reading is None:
+        numbers = read_numbers(series)
+        if numbers is not None:
+            return numbers, None, None
+        values = series.dropna().astype(object).map(as_text)
+        unreadable, rows = list(pd.unique(values)), len(values)
+    else:
+        numbers, unreadable, rows = reading.numbers, reading.unreadable, reading.unreadable_rows
+    if unreadable:
+        read = "dates" if reading is not None and reading.is_date else "numbers"
+        problem = Problem(
+            name,
+            f"expected {read} for a {col.kind} column, found {rows} value(s) that are not "
+            f"{read}, such as {_examples(unreadable)}; make them missing or fix them, or "
+            f"declare the column categorical (overrides={{{name!r}: 'categorical'}})",
+        )
+        return numbers, problem, None
+    if reading.censored:
+        note = Problem(
+            name,
+            f"{reading.censored_rows} censored value(s) such as {_examples(reading.censored)} "
+            "are read as their bound (the limit of detection); synthetic values are plain "
+            f"numbers. To keep the marks, declare the column categorical "
+            f"(overrides={{{name!r}: 'categorical'}})",
+        )
+        return numbers, None, note
+    return numbers, None, None

@@ -41,6 +41,8 @@ def dtype_name(series: pd.Series) -> str:
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype) and dtype.ordered:
         return ORDERED_CATEGORY
+    if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
+        return f"string[{dtype.storage}]"  # str(dtype) says only "string", losing the storage
     return str(dtype)
 
 

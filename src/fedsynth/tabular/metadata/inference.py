@@ -14,6 +14,13 @@ import pandas as pd
 
 from fedsynth.exceptions import Problem
 from fedsynth.tabular.metadata.columns import ColumnMetadata, dtype_name
+from fedsynth.tabular.metadata.values import (
+    ENCODING_KEY,
+    TextReading,
+    days_since_epoch,
+    read_text,
+    text_labels,
+)
 
 # Name tokens that mark personal data on their own, whatever the values look like (but only with
 # many distinct values: "drug_name" with five levels is a category, not a person's name).
@@ -71,6 +78,10 @@ EXACT_FLOAT_INTEGER = 2**53
 #: An integer column beyond :data:`EXACT_FLOAT_INTEGER` with at most this many distinct values
 #: is taken for codes (categories, kept exactly); with more it is refused by the checks.
 MAX_BIG_INTEGER_CODES = 50
+#: Whole numbers written as text (``"1"`` ... ``"24"``) with at most this many distinct values
+#: are codes (district, hospital, diagnosis codes): categories kept as their text. With more,
+#: or with a decimal separator, they are a quantity read as text: numeric, written back as text.
+MAX_TEXT_CODES = 30
 _GENE_AFFIXES = re.compile(r"^(mut|mutation|gene)[_\-.]|[_\-.](mut|mutated|mutation|status)$", re.I)
 
 
@@ -167,7 +178,9 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
         return None
     if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
         return None
-    if _mostly_numeric_text(values):  # unique numbers read as text are measurements
+    if pd.api.types.is_datetime64_any_dtype(series):  # dates of diagnosis, of sampling...
+        return None
+    if _reads_as_numbers(values):  # unique numbers or dates read as text are measurements
         return None
     return "text with a distinct value per row"
 
@@ -264,6 +277,10 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     if big is not None and len(big) <= MAX_BIG_INTEGER_CODES:
         # Codes beyond float64's exact integers: categories keep every digit.
         return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted(big))
+    if pd.api.types.is_datetime64_any_dtype(series):  # dates: days, back in the dtype
+        col = numeric_metadata(dtype, days_since_epoch(values))
+        col.extra[ENCODING_KEY] = {"as": "datetime"}
+        return col
     as_numbers = numeric_view(series)
     if as_numbers is not None:
         distinct = set(np.unique(as_numbers.dropna().to_numpy()))
@@ -272,18 +289,48 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
             categories = [False, True] if pd.api.types.is_bool_dtype(series) else [0, 1]
             return ColumnMetadata(kind="binary", dtype=dtype, categories=categories, group=group)
         return numeric_metadata(dtype, as_numbers)
-    if _mostly_numeric_text(values):
-        # Numbers read as text because of a few stray entries ("n/a", "<0.1"): call the column
-        # numeric so that the checks name the stray entries instead of learning 500 categories.
-        return numeric_metadata(dtype, pd.to_numeric(values, errors="coerce").dropna())
-    return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted_categories(values))
+    reading = read_text(series)
+    if reading is not None and text_kind(reading) == "numeric":
+        return text_numeric_metadata(dtype, reading)
+    labels = text_labels(values)
+    if reading is not None and reading.all_read:
+        # Codes written as text: categories in the order of the numbers ("2" before "10"),
+        # then any missing-value marker ("n/a") the column writes as text.
+        numbers = reading.numbers[series.notna()]
+        order = numbers.groupby(labels).first().sort_values(kind="stable", na_position="last")
+        return ColumnMetadata(kind="categorical", dtype=dtype, categories=list(order.index))
+    return ColumnMetadata(kind="categorical", dtype=dtype, categories=sorted_categories(labels))
 
 
-def _mostly_numeric_text(values: pd.Series) -> bool:
-    if values.dtype != object or not len(values):
-        return False
-    parsed = pd.to_numeric(values.astype(str), errors="coerce")
-    return bool(parsed.notna().mean() >= 0.9 and parsed.nunique() >= 10)
+def text_kind(reading: TextReading) -> str:
+    """The kind of a text column from how its values read (:func:`read_text`).
+
+    ``"numeric"`` for dates, for numbers written with decimals or censoring marks, for whole
+    numbers with more than :data:`MAX_TEXT_CODES` distinct values and no leading zero, and for
+    numbers with a few stray entries (the checks then name those); ``"categorical"`` for codes
+    (few whole numbers, or leading zeros) and for other text.
+    """
+    if reading.all_read:
+        if reading.is_date or not reading.whole:
+            return "numeric"
+        codes = reading.leading_zeros or reading.numbers.nunique() <= MAX_TEXT_CODES
+        return "categorical" if codes else "numeric"
+    # Numbers read as text because of a few stray entries ("haemolysed"): call the column
+    # numeric so that the checks name the stray entries instead of learning 500 categories.
+    return "numeric" if reading.mostly_read() else "categorical"
+
+
+def text_numeric_metadata(dtype: str, reading: TextReading) -> ColumnMetadata:
+    """Numeric column facts of a text column read as numbers, with the text's encoding."""
+    col = numeric_metadata(dtype, reading.numbers.dropna())
+    col.extra[ENCODING_KEY] = dict(reading.encoding)
+    return col
+
+
+def _reads_as_numbers(series: pd.Series) -> bool:
+    """Text that reads as numbers or dates (mostly): measurements, not identifiers."""
+    reading = read_text(series)
+    return reading is not None and (reading.all_read or reading.mostly_read())
 
 
 def numeric_metadata(dtype: str, values: pd.Series) -> ColumnMetadata:

@@ -27,7 +27,9 @@ from fedsynth.tabular.metadata.inference import (
     numeric_view,
     sorted_categories,
     survival_notes,
+    text_numeric_metadata,
 )
+from fedsynth.tabular.metadata.values import ENCODING_KEY, read_numbers, read_text, text_labels
 
 FORMAT_VERSION = 1
 ColumnSpec = ColumnMetadata | Mapping[str, Any] | str
@@ -159,7 +161,7 @@ class Metadata:
         declared = set(identifiers or ())
         for name in metadata.identifiers:
             reason = None if name in declared else identifier_reason(name, data[name])
-            kept = "numeric" if numeric_view(data[name]) is not None else "categorical"
+            kept = "numeric" if read_numbers(data[name]) is not None else "categorical"
             warnings.warn(
                 f"column {name!r} looks like an identifier: "
                 f"{reason or 'a unique value per row, or a name such as id/mrn/name/dob'}; it "
@@ -272,7 +274,7 @@ class Metadata:
                 bounds=col.bounds if col.bounds is not None else derived.bounds,
                 categories=col.categories if col.categories is not None else derived.categories,
                 group=col.group,
-                extra=dict(col.extra),
+                extra={**derived.extra, **col.extra},
             )
         return Metadata(resolved)
 
@@ -379,15 +381,21 @@ def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
     """Describe ``series`` as a column of the given kind (facts taken from its values)."""
     dtype = dtype_name(series)
     if kind in {"numeric", "duration"}:
-        numbers = numeric_view(series)
-        if numbers is None:  # text: leave facts unset, the checks report the column
-            return ColumnMetadata(kind=kind, dtype=dtype)
-        col = numeric_metadata(dtype, numbers.dropna())
+        reading = read_text(series)
+        if reading is not None:  # text read as numbers (or dates), written back the same way
+            col = text_numeric_metadata(dtype, reading)
+        else:
+            numbers = read_numbers(series)
+            if numbers is None:  # labels: leave facts unset, the checks report the column
+                return ColumnMetadata(kind=kind, dtype=dtype)
+            col = numeric_metadata(dtype, numbers.dropna())
+            if pd.api.types.is_datetime64_any_dtype(series):
+                col.extra[ENCODING_KEY] = {"as": "datetime"}
         col.kind = kind
         return col
     if kind == "identifier":
         return ColumnMetadata(kind=kind, dtype=dtype)
-    values = series.dropna()
+    values = text_labels(series.dropna())
     if kind == "event":
         categories = event_labels(series) or competing_codes(series) or [0, 1]
         return ColumnMetadata(kind=kind, dtype=dtype, categories=categories)

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from fedsynth.exceptions import MetadataError, Problem
 from fedsynth.tabular.metadata import ColumnMetadata
-from fedsynth.tabular.metadata.inference import numeric_view
+from fedsynth.tabular.metadata.values import as_text, read_numbers
 from fedsynth.tabular.transforms.base import Span, choose_slots
 from fedsynth.tabular.transforms.dtypes import (
     dtype_from_json,
@@ -336,9 +336,11 @@ class ContinuousColumn:
 
 def _numbers(name: str, series: pd.Series, kind: str) -> tuple[np.ndarray, list[Problem]]:
     """The column as float64 (NaN = missing), or the problems that stop it being encoded."""
-    view = numeric_view(series)
+    view = read_numbers(series)
     if view is None:
-        return np.empty(0), [Problem(name, f"expected numbers in a {kind} column")]
+        text = pd.unique(series.dropna().astype(object).map(as_text))
+        shown = ", ".join(repr(v) for v in text[:3])
+        return np.empty(0), [Problem(name, f"expected numbers in a {kind} column, got {shown}")]
     numbers = view.to_numpy(dtype=np.float64, na_value=np.nan)
     problems = []
     infinite = int(np.isinf(numbers).sum())
