@@ -91,6 +91,9 @@ def pairwise_complete_correlation(
     with np.errstate(divide="ignore", invalid="ignore"):
         covariance = sxy - sx * sx.T / n
         spread = sxx - sx**2 / n
+        # A column constant over a pair's rows has no correlation (pandas: NaN); its one-pass
+        # spread is a rounding error, not 0.
+        spread[spread <= 1e-10 * sxx] = np.nan
         corr = covariance / np.sqrt(spread * spread.T)
     corr[n < min_periods] = np.nan
     return np.clip(corr, -1.0, 1.0)
