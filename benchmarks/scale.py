@@ -5,11 +5,11 @@ One run builds a 1,000,000-row x 50-column table from SUPPORT2 (SurvSet, offline
 generator (``gaussian_copula``, ``bayesian_network``, ``vae_bgm`` by default), runs one child
 process that reads the file, fits the generator with its default settings and draws 100,000,
 250,000, 500,000 and 1,000,000 rows, one draw after the other, after a draw of 1,000 rows that
-takes the one-time costs of a first draw (timed apart, left out of the rates). Each child reports the wall and
-CPU seconds (all its threads, ``getrusage(RUSAGE_SELF)``) of the fit and of every draw, its
-peak resident memory (``ru_maxrss``) after reading the table, after the fit and at the end, and
-the machine's load average around its run (the machine is shared: wall time measures the
-neighbours too, CPU time does not).
+takes the one-time costs of a first draw (timed apart, left out of the rates). Each child
+reports the wall and CPU seconds (all its threads, ``getrusage(RUSAGE_SELF)``) of the fit and of
+every draw, its peak resident memory (``ru_maxrss``) after reading the table, after the fit and
+at the end, and the machine's load average around its run (the machine is shared: wall time
+measures the neighbours too, CPU time does not).
 
 Targets (issue 23, part 4): each fit within 10 minutes on 2 cores and at most 4 GB of peak
 memory; sampling time linear in the rows. A fit runs with ``--threads`` threads (default 1, set

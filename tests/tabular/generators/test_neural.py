@@ -190,4 +190,3 @@ def test_max_steps_caps_the_epochs_of_a_fit(table):
         assert len(gen.history_) == 6
     with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
         fedsynth.make("tvae", max_steps=0).fit(table)
-
