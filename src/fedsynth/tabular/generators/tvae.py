@@ -42,8 +42,8 @@ class TVAE(VAEGenerator):
     max_steps : int or None, default 10000
         Optimiser steps of one fit, at most, in whole epochs (at least one): a large table
         trains for fewer epochs, ``max_steps // (rows // batch_size)``, so that a fit's time
-        stops growing with the rows (a 1,000,000-row table trains 5 epochs, about 2.5 CPU
-        minutes here, instead of 120). Tables of up to ``max_steps * batch_size / epochs``
+        stops growing with the rows (a 1,000,000-row table trains 5 epochs instead of 120; see
+        ``benchmarks/results/scale.md``). Tables of up to ``max_steps * batch_size / epochs``
         rows (41,666 by default) train every epoch. ``None``: no cap. Not applied under ``dp``,
         whose accounting fixes the epochs.
     batch_size : int, default 500
