@@ -40,3 +40,9 @@ def test_saved_dp_model_keeps_its_privacy_ledger():
     gen = fedsynth.load(FIXTURES / "gaussian_copula_dp")
     assert gen.privacy_spent_.epsilon == pytest.approx(5.0)
     assert gen.privacy_spent_.delta == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("folder", ["tvae", "vae_bgm"])
+def test_saved_vaes_go_on_training_without_the_step_cap(folder):
+    # Saved before ``max_steps`` existed: a warm start trains every epoch it is asked for.
+    assert fedsynth.load(FIXTURES / folder).max_steps is None

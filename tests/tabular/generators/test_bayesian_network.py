@@ -319,3 +319,22 @@ def test_mds_cohort_frequencies_and_event_rate():
     assert (
         abs(synthetic[duration].median() - real[duration].median()) < 0.1 * real[duration].median()
     )
+
+
+def test_structure_search_scores_a_subsample_of_a_large_table():
+    rng = np.random.default_rng(0)
+    parent = rng.integers(0, 2, 3000)
+    codes = np.column_stack([parent, parent ^ (rng.random(3000) < 0.1), rng.integers(0, 3, 3000)])
+    n_states = np.array([2, 2, 3])
+    scored_rows = []
+
+    def score(codes, n_states, parents, children):
+        scored_rows.append(len(codes))
+        return penalised_mutual_information(codes, n_states, parents, children)
+
+    _, parents = learn_structure(codes, n_states, 2, rng, score=score, max_rows=500)
+    assert set(scored_rows) == {500}
+    assert 0 in parents[1] or 1 in parents[0]  # the subsample still finds the dependency
+    scored_rows.clear()
+    learn_structure(codes, n_states, 2, rng, score=score, max_rows=3000)
+    assert set(scored_rows) == {3000}

@@ -176,3 +176,17 @@ def test_warm_start_checks_its_input_as_a_first_fit_does(table):
     with pytest.raises(InvalidDataError, match="'sex'"):
         gen.fit(table.assign(sex=5.5), epochs=1, warm_start=True)
     assert gen.n_fits_ == 1 and gen.privacy_spent_ is None
+
+
+def test_max_steps_caps_the_epochs_of_a_fit(table):
+    # 400 rows in batches of 100: 4 steps per epoch, so 10 steps allow 2 whole epochs.
+    capped = fedsynth.make("vae_bgm", seed=0, epochs=6, batch_size=100, max_steps=10).fit(table)
+    assert [h["epoch"] for h in capped.history_] == [1, 2]
+    # A cap below one epoch still trains one; None and a cap above the epochs change nothing.
+    one = fedsynth.make("tvae", seed=0, epochs=6, batch_size=100, max_steps=1).fit(table)
+    assert len(one.history_) == 1
+    for cap in (None, 24):
+        gen = fedsynth.make("tvae", seed=0, epochs=6, batch_size=100, max_steps=cap).fit(table)
+        assert len(gen.history_) == 6
+    with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
+        fedsynth.make("tvae", max_steps=0).fit(table)

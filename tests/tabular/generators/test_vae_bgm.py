@@ -104,3 +104,23 @@ def test_zero_epoch_warm_start_refits_the_mixture_only(cohort):
     for got, want in zip(gen.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(got, want)
     assert not np.allclose(gen.mixture_means_, means)
+
+
+def test_mixture_of_a_large_table_is_fitted_on_a_subsample(monkeypatch):
+    from fedsynth.tabular.generators import vae_bgm
+
+    real, metadata = mds(n=600)
+    monkeypatch.setattr(vae_bgm, "_MIXTURE_ROWS", 200)
+    encoded = []
+    posterior = vae_bgm.VAEBGM._posterior
+
+    def spy(self, matrix):
+        encoded.append(len(matrix))
+        return posterior(self, matrix)
+
+    monkeypatch.setattr(vae_bgm.VAEBGM, "_posterior", spy)
+    gen = fedsynth.make("vae_bgm", epochs=2, hidden_dims=(16,), latent_dim=4, seed=0)
+    gen.fit(real, metadata=metadata)
+    assert encoded == [200]
+    assert gen.mixture_weights_.sum() == pytest.approx(1.0)
+    assert len(gen.sample(50)) == 50

@@ -261,6 +261,8 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
             sampler=self._batch_sampler(len(data), generator),
             generator=generator,
         )
+        if plan is None and not pretraining:  # DP-SGD runs the epochs its accounting planned
+            epochs = self._epochs_within_cap(epochs, len(loader))
         best, best_state, waited = math.inf, None, 0
         self._dp_plan = plan
         try:
@@ -309,7 +311,6 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
 
     # ------------------------------------------------------------------ sampling
     def _sample(self, n: int, rng: np.random.Generator) -> pd.DataFrame:
-
         generator = self._torch_generator(rng)
         return self._decode_blocks(n, lambda size: self._generate(size, generator), rng)
 
@@ -461,6 +462,10 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
 
     def _validation_loss(self, data: torch.Tensor, generator: torch.Generator) -> float:
         raise FedsynthError(f"{self.name} has no validation loss: set early_stopping=False")
+
+    def _epochs_within_cap(self, epochs: int, steps_per_epoch: int) -> int:
+        """Epochs of a non-private fit within the generator's cap on optimiser steps (none)."""
+        return epochs
 
     def _after_training(self, data: torch.Tensor, rng: np.random.Generator) -> None:
         """Work done once training ends (e.g. VAE-BGM fits its latent mixture)."""

@@ -61,6 +61,7 @@ class VAEGenerator(NeuralGenerator):
         self,
         *,
         epochs: int = 120,
+        max_steps: int | None = 10_000,
         batch_size: int = 500,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
@@ -77,6 +78,7 @@ class VAEGenerator(NeuralGenerator):
         seed: int | None = 0,
     ):
         self.epochs = epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -96,6 +98,8 @@ class VAEGenerator(NeuralGenerator):
     def _check_training_params(self) -> None:
         super()._check_training_params()
         problems = []
+        if self.max_steps is not None and not _positive_int(self.max_steps):
+            problems.append(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
         if not _positive_int(self.latent_dim):
             problems.append(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
         if not isinstance(self.hidden_dims, (tuple, list)) or not all(
@@ -118,6 +122,12 @@ class VAEGenerator(NeuralGenerator):
             raise ValueError(
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
+
+    def _epochs_within_cap(self, epochs: int, steps_per_epoch: int) -> int:
+        """At most ``max_steps`` optimiser steps, in whole epochs (at least one)."""
+        if self.max_steps is None or epochs * steps_per_epoch <= self.max_steps:
+            return epochs
+        return max(1, int(self.max_steps) // max(steps_per_epoch, 1))
 
     def _build(self, encoder: TableEncoder) -> None:
         import torch
@@ -238,8 +248,9 @@ class VAEGenerator(NeuralGenerator):
 
     @classmethod
     def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]):
-        # Models saved before the discrete context existed decode every feature independently.
-        params = {"autoregressive": False, **config["params"]}
+        # Models saved before the discrete context existed decode every feature independently;
+        # those saved before the step cap trained (and go on training) without one.
+        params = {"autoregressive": False, "max_steps": None, **config["params"]}
         return super()._from_saved({**config, "params": params}, arrays)
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

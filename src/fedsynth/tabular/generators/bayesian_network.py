@@ -4,7 +4,8 @@ Every column becomes a discrete variable: discrete columns keep their categories
 duration columns are cut into quantile bins, and a missing value is a state of its own. The
 network is grown greedily as in PrivBayes: each step adds the (column, parent set) pair with the
 best score among the columns not yet placed and the parent sets of at most ``max_parents`` placed
-columns. Conditionals are normalised counts.
+columns (scored on 50,000 rows drawn at random from a larger table). Conditionals are normalised
+counts of every row.
 
 The scores, the greedy structure and the conditionals from counts live in
 :mod:`~fedsynth.tabular.generators._bayesian_structure` (and are importable from here). With
@@ -28,6 +29,7 @@ from fedsynth.core.registry import register
 from fedsynth.exceptions import ConditionError, ConditionWarning
 from fedsynth.tabular.generators._bayesian_structure import (
     INDEPENDENCE_DISTANCE_SENSITIVITY,
+    STRUCTURE_ROWS,
     ScoreFunction,
     SelectionRule,
     conditional_from_counts,
@@ -221,7 +223,9 @@ class BayesianNetwork(StatisticalGenerator):
             else:
                 codes[:, i] = category_states(data[name], col.categories)
                 n_states[i] = len(col.categories) + int((codes[:, i] == len(col.categories)).any())
-        order, parents = learn_structure(codes, n_states, int(self.max_parents), rng)
+        order, parents = learn_structure(
+            codes, n_states, int(self.max_parents), rng, max_rows=STRUCTURE_ROWS
+        )
         conditionals = {
             columns[v]: conditional_from_counts(
                 family_counts(codes, n_states, v, parents[v]), float(self.smoothing)

@@ -39,6 +39,13 @@ class TVAE(VAEGenerator):
     ----------
     epochs : int, default 120
         Passes over the training rows.
+    max_steps : int or None, default 10000
+        Optimiser steps of one fit, at most, in whole epochs (at least one): a large table
+        trains for fewer epochs, ``max_steps // (rows // batch_size)``, so that a fit's time
+        stops growing with the rows (a 1,000,000-row table trains 5 epochs instead of 120; see
+        ``benchmarks/results/scale.md``). Tables of up to ``max_steps * batch_size / epochs``
+        rows (41,666 by default) train every epoch. ``None``: no cap. Not applied under ``dp``,
+        whose accounting fixes the epochs.
     batch_size : int, default 500
         Rows per optimisation step (at most the number of training rows).
     lr : float, default 1e-3
