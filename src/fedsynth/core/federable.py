@@ -24,10 +24,14 @@ Generator sharing sends the whole model (:meth:`Federable.to_bytes`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol, Self, runtime_checkable
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ExtraState(NamedTuple):
@@ -174,3 +178,33 @@ class Federable(Protocol):
             When ``data`` does not hold a model of this class.
         """
         ...
+
+
+@contextlib.contextmanager
+def proximal_term(modules: Iterable[torch.nn.Module], mu: float) -> Iterator[None]:
+    """Add ``mu / 2 * ||w - w_start||^2`` to every training loss while the context is open.
+
+    ``w_start`` are the weights of ``modules`` when the context opens. The term's gradient,
+    ``mu * (w - w_start)``, is added to each trainable parameter's gradient by a tensor hook:
+    exactly FedProx's proximal term (Li et al. 2020) whatever the loss and the optimiser, with
+    no change to the training loop. Nothing is added when ``mu <= 0``.
+    """
+    if mu <= 0:
+        yield
+        return
+    handles = []
+    for module in modules:
+        for parameter in module.parameters():
+            if not parameter.requires_grad:
+                continue
+            anchor = parameter.detach().clone()
+            handles.append(
+                parameter.register_hook(
+                    lambda grad, p=parameter, a=anchor: grad + mu * (p.detach() - a)
+                )
+            )
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -14,12 +14,12 @@ with the schema's label columns.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from fedsynth.core.federable import ExtraState
+from fedsynth.core.federable import ExtraState, proximal_term
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import resolve_dp
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
@@ -140,28 +140,10 @@ class FederableImages:
         self.privacy_spent_ = ledger
         return plan
 
-    @contextlib.contextmanager
-    def _proximal_term(self, mu: float) -> Iterator[None]:
-        """FedProx's ``mu / 2 * ||w - w_start||^2`` added to every loss while open, as a
-        gradient hook on each parameter (whatever the loss and the optimiser)."""
-        if mu <= 0:
-            yield
-            return
-        handles = []
-        for module in self._modules().values():
-            for parameter in module.parameters():
-                if parameter.requires_grad:
-                    anchor = parameter.detach().clone()
-                    handles.append(
-                        parameter.register_hook(
-                            lambda grad, p=parameter, a=anchor: grad + mu * (p.detach() - a)
-                        )
-                    )
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+    def _proximal_term(self, mu: float) -> contextlib.AbstractContextManager[None]:
+        """FedProx's ``mu / 2 * ||w - w_start||^2`` on every loss while open (see
+        :func:`fedsynth.core.federable.proximal_term`)."""
+        return proximal_term(self._modules().values(), mu)
 
 
 def charge_plan(ledger: PrivacyLedger, plan: PrivateTraining, what: str) -> None:

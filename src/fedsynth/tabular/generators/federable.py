@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 import numpy as np
 import pandas as pd
 
-from fedsynth.core.federable import ExtraState
+from fedsynth.core.federable import ExtraState, proximal_term
 from fedsynth.exceptions import FedsynthWarning
 from fedsynth.tabular.generators._site_offsets import merge_site_offsets
 from fedsynth.tabular.privacy.guards import CopyGuard
@@ -185,34 +185,10 @@ class FederableGenerator:
         finally:
             del self._skip_after_training
 
-    @contextlib.contextmanager
-    def _proximal_term(self, mu: float) -> Iterator[None]:
-        """Add ``mu / 2 * ||w - w_start||^2`` to every training loss while the context is open.
-
-        ``w_start`` are the weights when the context opens. The term's gradient,
-        ``mu * (w - w_start)``, is added to each parameter's gradient by a tensor hook: exactly
-        FedProx's proximal term (Li et al. 2020) whatever the loss and the optimiser, with no
-        change to the training loop.
-        """
-        if mu <= 0:
-            yield
-            return
-        handles = []
-        for module in self._modules().values():
-            for parameter in module.parameters():
-                if not parameter.requires_grad:
-                    continue
-                anchor = parameter.detach().clone()
-                handles.append(
-                    parameter.register_hook(
-                        lambda grad, p=parameter, a=anchor: grad + mu * (p.detach() - a)
-                    )
-                )
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+    def _proximal_term(self, mu: float) -> contextlib.AbstractContextManager[None]:
+        """FedProx's proximal term on every training loss while open (see
+        :func:`fedsynth.core.federable.proximal_term`)."""
+        return proximal_term(self._modules().values(), mu)
 
 
 def union_of_mixtures(states: Sequence[ExtraState], sizes: Sequence[float]) -> ExtraState:
