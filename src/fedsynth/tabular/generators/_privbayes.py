@@ -14,6 +14,7 @@ from fedsynth.tabular.generators._bayesian_structure import (
     independence_distance,
     learn_structure,
 )
+from fedsynth.tabular.privacy.dp_histograms import denoised_counts
 
 # PrivBayes's usefulness: a conditional table is worth releasing when its cells hold on average
 # at least this many times the noise scale (Zhang et al. 2017 take theta = 4).
@@ -96,5 +97,7 @@ def private_network(
     for v in order:
         counts = family_counts(codes, n_states, v, parents[v])
         noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon_tables / d, rng=rng)
-        conditionals[v] = conditional_from_counts(np.maximum(noisy, 0.0) + scale, smoothing)
+        # The pseudo-count is set over the whole table (post-processing, no privacy cost).
+        cleaned = denoised_counts(noisy.ravel(), scale).reshape(noisy.shape)
+        conditionals[v] = conditional_from_counts(cleaned, smoothing)
     return order, parents, conditionals
