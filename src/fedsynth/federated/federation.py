@@ -16,6 +16,14 @@ import pandas as pd
 
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.image_sites import (
+    IMAGING,
+    TABULAR,
+    check_image_sites,
+    federation_params,
+    is_image_sites,
+    write_image_sites,
+)
 from fedsynth.federated.partition import check_partitions
 from fedsynth.federated.settings import RunSettings
 from fedsynth.federated.strategies import STRATEGIES
@@ -85,10 +93,35 @@ class FederationResult:
         return load_model(paths[round])
 
     def sample(
-        self, n: int, strategy: str | None = None, *, round: int | None = None, seed: int = 0
-    ) -> pd.DataFrame:
-        """``n`` synthetic rows from a strategy's model (see :meth:`model`)."""
-        return self.model(strategy, round).sample(n, seed=seed)
+        self,
+        n: int,
+        strategy: str | None = None,
+        *,
+        round: int | None = None,
+        seed: int = 0,
+        conditions: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """``n`` synthetic rows (a DataFrame), or images (an
+        :class:`~fedsynth.imaging.ImageSet`) when the sites held images, from a strategy's
+        model (see :meth:`model`), meeting ``conditions`` when given."""
+        options = {} if conditions is None else {"conditions": conditions}
+        return self.model(strategy, round).sample(n, seed=seed, **options)
+
+    @property
+    def privacy_spent(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per strategy, the ``{"epsilon": ..., "delta": ...}`` each site had spent by the last
+        round (empty without ``dp``): the sum over rounds for weight averaging, the site
+        model's own ledger for the sharing strategies."""
+        spent: dict[str, dict[str, dict[str, float]]] = {}
+        if not len(self.rounds):
+            return spent
+        for strategy, logs in self.rounds.groupby("strategy", sort=False):
+            last = logs.sort_values("round").iloc[-1]["metrics"]
+            for key, value in last.items():
+                kind, _, site = key.partition("/")
+                if kind in ("epsilon", "delta") and site:
+                    spent.setdefault(strategy, {}).setdefault(site, {})[kind] = float(value)
+        return spent
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -216,27 +249,36 @@ def federate(
     """
     from fedsynth.federated.runtime import LocalFederation
 
-    partitions = check_partitions(partitions)
     strategies = [strategy] if isinstance(strategy, str) else list(strategy)
+    params = dict(params or {})
+    images = is_image_sites(partitions)
+    if images:
+        params = _check_image_run(partitions, model, params, metadata)
+    else:
+        partitions = check_partitions(partitions)
     averaging = [s for s in strategies if s in STRATEGIES and STRATEGIES[s].averages_weights]
-    if averaging and not averages_weights(new_generator(model, dict(params or {}))):
+    if averaging and not averages_weights(new_generator(model, params)):
         raise FederationError(
             f"{model} has no trainable weights, so {', '.join(averaging)} cannot average them; "
             "use synthetic_sharing or generator_sharing"
         )
-    shared = shared_metadata(partitions, metadata)
     # Absolute: the Flower processes that read these paths run in folders of their own.
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federate-"))
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    site_files = _write_sites(partitions, root / "sites")
     metadata_path = root / "metadata.json"
-    metadata_path.write_text(json.dumps(shared.to_dict(), indent=2) + "\n")
+    if images:
+        site_files = write_image_sites(partitions, root / "sites")
+    else:
+        shared = shared_metadata(partitions, metadata)
+        site_files = _write_sites(partitions, root / "sites")
+        metadata_path.write_text(json.dumps(shared.to_dict(), indent=2) + "\n")
     settings = RunSettings(
-        metadata_path=str(metadata_path),
+        metadata_path="" if images else str(metadata_path),
         out_dir=str(root / "server"),
+        modality=IMAGING if images else TABULAR,
         model=model,
-        params=dict(params or {}),
+        params=params,
         plugins=",".join(plugins),
         strategies=strategies,
         rounds=rounds,
@@ -264,6 +306,24 @@ def federate(
     (Path(settings.out_dir) / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
     watcher.poll()
     return FederationResult(settings.out_dir)
+
+
+def _check_image_run(
+    partitions: Mapping[str, Any], model: str, params: dict[str, Any], metadata: Any
+) -> dict[str, Any]:
+    """Check a federation of image sites before any process starts; the generator's params
+    with the label columns every site conditions on."""
+    if metadata is not None:
+        raise FederationError("metadata describes tables; image sites take none")
+    modality = getattr(new_generator(model, params), "modality", None)
+    if modality != IMAGING:
+        raise FederationError(
+            f"the sites hold images but {model} is a {modality} generator; use an image "
+            "generator (latent_diffusion, dp_gan)"
+        )
+    params = federation_params(partitions, params)
+    check_image_sites(partitions, params)
+    return params
 
 
 def _write_sites(partitions: Mapping[str, pd.DataFrame], folder: Path) -> dict[str, Path]:
