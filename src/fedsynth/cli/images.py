@@ -27,7 +27,7 @@ from fedsynth.imaging.imageset import ImageSet
 from fedsynth.imaging.npz import ARRAYS, LABELS
 
 images_app = typer.Typer(
-    help="Synthetic medical images (latent diffusion, DP-GAN): fit, sample, evaluate.",
+    help="Synthetic medical images (latent diffusion, DP-GAN): fit, sample, evaluate, federate.",
     no_args_is_help=True,
 )
 
@@ -228,11 +228,18 @@ def sample(
 
     import fedsynth
     from fedsynth.cli.app import _parse_pairs
+    from fedsynth.federated.task import GeneratorMixture, load_model
 
     if not model_dir.is_dir():
         raise ImageInputError([f"{model_dir}: no such model directory"])
-    generator = fedsynth.load(model_dir)
-    if getattr(generator, "modality", None) != "imaging":
+    # A generator-sharing model of 'images federate' is a folder of site generators.
+    generator = load_model(model_dir) if (model_dir / "mixture.json").is_file() else None
+    if generator is None:
+        generator = fedsynth.load(model_dir)
+    if isinstance(generator, GeneratorMixture):
+        if any(getattr(g, "modality", None) != "imaging" for g in generator.generators.values()):
+            raise ImageInputError([f"{model_dir}: holds table models, not image models"])
+    elif getattr(generator, "modality", None) != "imaging":
         raise ImageInputError(
             [f"{model_dir}: holds a {type(generator).__name__} model, not an image model"]
         )

@@ -116,9 +116,7 @@ def federation_params(
     return params
 
 
-def check_image_sites(
-    partitions: Mapping[str, ImageSet], params: Mapping[str, Any]
-) -> ImageSchema:
+def check_image_sites(partitions: Mapping[str, ImageSet], params: Mapping[str, Any]) -> ImageSchema:
     """Check the sites' images before a federation starts; the schema they will share.
 
     Raises
@@ -175,8 +173,10 @@ def statistics_reply(content: Mapping[str, Payload], name: str, data: Any) -> Co
     try:
         if not isinstance(data, ImageSet):
             raise ImageDataError(
-                [f"the federation trains an image generator, but this site holds a "
-                 f"{type(data).__name__}, not images"]
+                [
+                    f"the federation trains an image generator, but this site holds a "
+                    f"{type(data).__name__}, not images"
+                ]
             )
         schema = site_schema(data, params)
     except ImageDataError as error:

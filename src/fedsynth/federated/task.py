@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.core.federable import Federable
 from fedsynth.core.base import BaseEstimator
+from fedsynth.core.federable import Federable
 from fedsynth.exceptions import ConditionError, FedsynthError, ModelFileError, Problem
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator, load, make
@@ -255,9 +255,7 @@ class GeneratorMixture:
         counts = rng.multinomial(n, shares / shares.sum())
         options = {} if conditions is None else {"conditions": conditions}
         parts = {
-            name: self.generators[name].sample(
-                int(k), seed=int(rng.integers(2**31 - 1)), **options
-            )
+            name: self.generators[name].sample(int(k), seed=int(rng.integers(2**31 - 1)), **options)
             for name, k in zip(names, counts, strict=True)
         }
         if not all(isinstance(part, pd.DataFrame) for part in parts.values()):

@@ -203,7 +203,8 @@ class ImageSchema:
         Raises
         ------
         ImageDataError
-            Naming the site whose channels, size or label columns differ from the first's.
+            Naming each site whose channels, size or label columns differ from those most
+            sites hold.
         """
         if not schemas:
             raise ValueError("no schema to merge")
@@ -211,14 +212,18 @@ class ImageSchema:
             names = [f"site {i}" for i in range(1, len(schemas) + 1)]
         else:
             names = [f"site {name!r}" for name in names]
-        first = schemas[0]
+        # The reference is what most sites hold (the first of them on a tie), so that the
+        # error names the site that differs rather than the others.
+        kinds = [(tuple(s.channels), tuple(s.size), tuple(s.label_columns)) for s in schemas]
+        ref = max(range(len(kinds)), key=lambda i: (kinds.count(kinds[i]), -i))
+        first = schemas[ref]
         problems = []
-        for label, other in zip(names[1:], schemas[1:], strict=True):
+        for label, other in zip(names, schemas, strict=True):
             for name in ("channels", "size", "label_columns"):
                 if list(getattr(other, name)) != list(getattr(first, name)):
                     problems.append(
                         f"{label}'s {name} {list(getattr(other, name))} differ from "
-                        f"{names[0]}'s {list(getattr(first, name))}"
+                        f"{names[ref]}'s {list(getattr(first, name))}"
                     )
         if problems:
             raise ImageDataError(problems)
