@@ -68,9 +68,9 @@ def _run(sites, folder: Path, **settings) -> tuple[FederationResult, InProcessTr
 
 @pytest.fixture(scope="module")
 def lockstep(image_sites, tmp_path_factory):
-    """FedAvg and generator sharing in lock-step, one round."""
+    """FedAvg, FedProx and generator sharing in lock-step, one round."""
     folder = tmp_path_factory.mktemp("images")
-    return _run(image_sites, folder, strategies=["fedavg", "generator_sharing"])
+    return _run(image_sites, folder, strategies=["fedavg", "fedprox", "generator_sharing"])
 
 
 def _shared_schema(result: FederationResult) -> ImageSchema:
@@ -90,6 +90,9 @@ def test_fedavg_trains_the_shared_image_model_and_samples_labelled_images(lockst
         for a, b in zip(untrained.get_weights(), model.get_weights(), strict=True)
     ]
     assert sum(moved) > len(moved) // 2, f"FedAvg moved {sum(moved)} of {len(moved)} arrays"
+    # FedProx trains the same model from the same start, pulled towards it: it ends elsewhere.
+    fedprox = result.model("fedprox").get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(fedprox, model.get_weights(), strict=True))
     images = result.sample(10, "fedavg", conditions={"tumour_type": "astrocytoma"})
     assert images.shape == (10, 4, 32, 32)
     assert list(images.channels) == ["T1", "T1c", "T2", "FLAIR"]

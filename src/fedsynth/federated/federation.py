@@ -173,9 +173,11 @@ def federate(
     plugins: Sequence[str] = (),
     on_round: RoundCallback | None = None,
 ) -> FederationResult:
-    """Train a generator over several sites with Flower, without any row leaving its site.
+    """Train a generator over several sites with Flower, without any row (or image) leaving its
+    site.
 
-    Each partition plays one hospital: it is written to its own file, read only by that site's
+    Each partition plays one hospital: it is written to its own file (an image site: its own
+    folder), read only by that site's
     Flower SuperNode. A SuperLink and the SuperNodes run as local processes on loopback
     (:class:`~fedsynth.federated.runtime.LocalFederation`); the same apps run at a real
     deployment. What leaves a site depends on the strategy
@@ -183,10 +185,13 @@ def federate(
 
     Parameters
     ----------
-    partitions : mapping of str to DataFrame
-        Site name to its table (see :mod:`fedsynth.federated.partition`).
+    partitions : mapping of str to DataFrame or to ImageSet
+        Site name to its table (see :mod:`fedsynth.federated.partition`), or to its images
+        (an :class:`~fedsynth.imaging.ImageSet` each, for an image generator; see
+        :mod:`fedsynth.federated.image_sites`).
     model : str, default "vae_bgm"
-        Generator name; ``fedavg``/``fedprox`` need a neural generator.
+        Generator name; ``fedavg``/``fedprox`` need a neural generator, image sites an image
+        generator (``latent_diffusion``, ``dp_gan``).
     strategy : str or list of str, default "fedavg"
         ``fedavg``, ``fedprox``, ``synthetic_sharing``, ``generator_sharing``, or several: they
         then run in lock-step in one federation (one message per site and round).
@@ -196,10 +201,12 @@ def federate(
     local_epochs : int, default 10
         Epochs of local training per round.
     params : dict, optional
-        The generator's hyperparameters (its ``epochs`` is not used).
+        The generator's hyperparameters (its ``epochs`` is not used). For images without
+        ``label_columns`` or ``label_values``, the label columns are chosen on the pooled
+        labels, as a simulation allows.
     metadata : Metadata, dict or path, optional
-        The shared metadata; inferred from the pooled partitions when omitted, and resolved on
-        them (categories, bounds), as a simulation allows.
+        The shared metadata of tables; inferred from the pooled partitions when omitted, and
+        resolved on them (categories, bounds), as a simulation allows. Images take none.
     proximal_mu : float, default 0.01
         FedProx's proximal weight.
     min_sites : int, default 2
@@ -237,6 +244,9 @@ def federate(
     ------
     FederationError
         When too few sites can take part, a deadline passes, or the run fails.
+    ImageDataError
+        Naming each image site whose images do not fit (channels, size or label columns that
+        differ from the other sites', a missing label column), before any process starts.
 
     Examples
     --------
@@ -246,6 +256,16 @@ def federate(
     >>> sites = partition.by_column(real, "site")
     >>> result = federate(sites, model="vae_bgm", strategy="fedavg", rounds=2)  # doctest: +SKIP
     >>> synthetic = result.sample(500)  # doctest: +SKIP
+
+    Images: one ImageSet per site; the result samples an ImageSet.
+
+    >>> from fedsynth.imaging import brain_mri_cohort
+    >>> mri = brain_mri_cohort(300, sites=3, size=64)  # doctest: +SKIP
+    >>> names = mri.labels["site"]  # doctest: +SKIP
+    >>> sites = {s: mri.take(names == s) for s in sorted(set(names))}  # doctest: +SKIP
+    >>> result = federate(sites, model="latent_diffusion", strategy="generator_sharing",
+    ...                   rounds=3, local_epochs=5)  # doctest: +SKIP
+    >>> images = result.sample(64, conditions={"idh_mutant": 1})  # doctest: +SKIP
     """
     from fedsynth.federated.runtime import LocalFederation
 

@@ -9,8 +9,10 @@ The protocol:
 
 1. wait for ``min_sites`` sites; send the shared metadata; each site checks its table against it
    and replies with aggregate statistics, or with a refusal naming its problem columns (the site
-   is then left out of the run);
-2. build the shared encoder from the statistics (:func:`~.encoder_stats.build_schema`);
+   is then left out of the run); image sites send their image schema instead
+   (:mod:`~fedsynth.federated.image_sites`; ``modality = "imaging"``, no metadata);
+2. build the shared encoder from the statistics (:func:`~.encoder_stats.build_schema`), or
+   merge the image schemas (:func:`~.image_sites.build_image_schema`);
 3. for each round: one ``train`` message per site carrying the instructions of every strategy;
    each strategy aggregates its part of the replies, rejecting unusable ones; a site that fails
    or does not reply within ``round_timeout`` is left out of the round, which goes on with the
