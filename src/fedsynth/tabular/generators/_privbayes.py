@@ -14,7 +14,6 @@ from fedsynth.tabular.generators._bayesian_structure import (
     independence_distance,
     learn_structure,
 )
-from fedsynth.tabular.privacy.dp_histograms import denoised_counts
 
 # PrivBayes's usefulness: a conditional table is worth releasing when its cells hold on average
 # at least this many times the noise scale (Zhang et al. 2017 take theta = 4).
@@ -97,7 +96,9 @@ def private_network(
     for v in order:
         counts = family_counts(codes, n_states, v, parents[v])
         noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon_tables / d, rng=rng)
-        # The pseudo-count is set over the whole table (post-processing, no privacy cost).
-        cleaned = denoised_counts(noisy.ravel(), scale).reshape(noisy.shape)
-        conditionals[v] = conditional_from_counts(cleaned, smoothing)
+        # A pseudo-count of the full noise scale in every cell, not the lighter one of
+        # denoised_counts: on support2 (5 seeds) the lighter one raised quality by 0.03 but
+        # lowered the synthetic-trained AUROC at epsilon 1 by 0.010 on average, so that
+        # sparse parent configurations keep the stronger pull towards the uniform.
+        conditionals[v] = conditional_from_counts(np.maximum(noisy, 0.0) + scale, smoothing)
     return order, parents, conditionals

@@ -111,9 +111,8 @@ class BayesianNetwork(StatisticalGenerator):
        equal share. Skipped when the usefulness rule leaves no parent set at all;
     4. the rest, epsilon_2: Laplace noise of scale ``d / epsilon_2`` on each of the ``d``
        tables of counts of a column and its parents (sensitivity 1 each). Negative counts are
-       set to 0 and each cell gets a pseudo-count that is near the noise scale when the noise
-       drowns the table (which then falls back on the uniform distribution) and near 0 when
-       the counts stand far above it (``denoised_counts``; post-processing).
+       set to 0 and each cell gets a pseudo-count equal to the noise scale (post-processing),
+       so that a table drowned in noise falls back on the uniform distribution.
 
     The total is the sum of the parts (basic composition): epsilon as asked, and delta as asked
     when a domain was released, else 0. Outside the guarantee, from the shared base class:
