@@ -48,7 +48,7 @@ def test_flags_follow_the_documented_thresholds():
 def test_copies_of_the_training_images_fail_and_the_page_shows_grids(tmp_path, cohort):
     train, holdout = cohort.split(0.5, seed=0)
     report = image_report(train, train, holdout, epochs=1, max_images=12)
-    assert len(report["metrics"]) == 12 and report["images"]["synthetic"] == len(train)
+    assert len(report["metrics"]) == 14 and report["images"]["synthetic"] == len(train)
     flags = {f["name"]: f["status"] for f in report["flags"]}
     assert flags["privacy.near_copies"] == "fail" and report["verdict"] == "fail"
 
