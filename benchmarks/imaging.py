@@ -129,7 +129,7 @@ def train_classifier(label: str, train, args, *, fedavg_sites=None):
                 rounds=args.clf_rounds,
                 local_epochs=split_rounds(epochs, args.clf_rounds),
                 classes=classes,
-                seed=args.seed,
+                classifier=ImageClassifier(seed=args.seed),
             )
     return model, clock.cpu
 

@@ -100,7 +100,8 @@ def test_fedavg_averages_the_sites_weights_by_size():
     data = _toy(30, 0)
     sites = [data.take(data.labels["site"] != 2), data.take(data.labels["site"] == 2)]
     params = {**TINY, "seed": 4}
-    one_round = fedavg_classifier(sites, "spot", rounds=1, local_epochs=1, **params)
+    template = ImageClassifier(**params)
+    one_round = fedavg_classifier(sites, "spot", rounds=1, local_epochs=1, classifier=template)
     # The same round by hand: each site from the initial weights, then the weighted average.
     start = ImageClassifier(**params).initialise(2, "spot", [0, 1]).get_weights()
     updates = []
@@ -113,6 +114,6 @@ def test_fedavg_averages_the_sites_weights_by_size():
     for got, want in zip(one_round.get_weights(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(expected[0], (2 * updates[0][0] + updates[1][0]) / 3, rtol=1e-5)
-    trained = fedavg_classifier(sites, "spot", rounds=6, local_epochs=2, **params)
+    trained = fedavg_classifier(sites, "spot", rounds=6, local_epochs=2, classifier=template)
     assert len(trained.history_) == 6 and trained.history_[-1] < trained.history_[0]
     assert evaluate_classifier(trained, _toy(40, 1)).auc > 0.9

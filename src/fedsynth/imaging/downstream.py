@@ -143,6 +143,11 @@ class ImageClassifier:
         self.flip = flip
         self.seed = seed
 
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's parameters, as given."""
+        names = ("epochs", "batch_size", "lr", "weight_decay", "width", "norm_groups", "flip")
+        return {name: getattr(self, name) for name in (*names, "seed")}
+
     def __repr__(self) -> str:
         fitted = f", column={self.column_!r}" if hasattr(self, "column_") else ""
         return f"ImageClassifier(epochs={self.epochs}, width={self.width}{fitted})"
@@ -276,9 +281,9 @@ def fedavg_classifier(
     column: str,
     *,
     rounds: int = 10,
-    local_epochs: int = 3,
+    local_epochs: int = 4,
     classes: Sequence[Any] | None = None,
-    **params: Any,
+    classifier: ImageClassifier | None = None,
 ) -> ImageClassifier:
     """Train an :class:`ImageClassifier` by FedAvg over the sites' images, in process.
 
@@ -298,8 +303,9 @@ def fedavg_classifier(
         FedAvg rounds, and epochs of local training per round.
     classes : sequence, optional
         All values of the column (default: the sites' values, sorted), known to the server.
-    **params
-        :class:`ImageClassifier` parameters (``epochs`` is not used).
+    classifier : ImageClassifier, optional
+        Whose parameters the sites' and the server's networks take (its ``epochs`` are not
+        used: ``rounds`` x ``local_epochs`` are). Default: ``ImageClassifier()``.
 
     Returns
     -------
@@ -313,6 +319,7 @@ def fedavg_classifier(
     if classes is None:
         values = set().union(*(set(label_values(s, column).tolist()) for s in sets))
         classes = sorted(values, key=str)
+    params = (classifier or ImageClassifier()).get_params()
     sizes = np.array([len(s) for s in sets], dtype=float)
     server = ImageClassifier(**params).initialise(sets[0].shape[1], column, classes)
     server.history_ = []
