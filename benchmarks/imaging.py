@@ -137,12 +137,12 @@ def train_classifier(label: str, train, args, *, fedavg_sites=None):
 def score(model, test, central_predictions) -> tuple[dict[str, Any], Any]:
     """Accuracy, AUC, sensitivity, specificity on ``test``, and McNemar's p against the
     centralized classifier's predictions (when given)."""
-    from fedsynth.imaging.downstream import evaluate_classifier, label_values, mcnemar_test
+    from fedsynth.imaging.downstream import column_values, evaluate_classifier, mcnemar_test
 
     result = evaluate_classifier(model, test).to_dict()
     predicted = model.predict(test)
     if central_predictions is not None:
-        found = mcnemar_test(label_values(test, model.column_), predicted, central_predictions)
+        found = mcnemar_test(column_values(test, model.column_), predicted, central_predictions)
         result["mcnemar_p_vs_central"] = found.p_value
         result["discordant"] = [found.only_first, found.only_second]
     return result, predicted

@@ -66,7 +66,7 @@ def _network(channels: int, n_classes: int, width: int, groups: int) -> torch.nn
     )
 
 
-def label_values(images: ImageSet, column: str) -> np.ndarray:
+def column_values(images: ImageSet, column: str) -> np.ndarray:
     """The values of label ``column`` of ``images``, checked.
 
     Raises
@@ -175,7 +175,7 @@ class ImageClassifier:
         return self
 
     def _encode(self, images: ImageSet) -> np.ndarray:
-        values = label_values(images, self.column_)
+        values = column_values(images, self.column_)
         index = {v: i for i, v in enumerate(self.classes_)}
         unknown = sorted({str(v) for v in values if v not in index})
         if unknown:
@@ -200,7 +200,7 @@ class ImageClassifier:
             All values the column can take, in order (default: those in ``images``, sorted);
             pass them when the training images might lack one (e.g. synthetic images).
         """
-        values = label_values(images, column)
+        values = column_values(images, column)
         if classes is None:
             classes = sorted(set(values.tolist()), key=str)
         self.initialise(images.shape[1], column, classes)
@@ -317,7 +317,7 @@ def fedavg_classifier(
     if not sets:
         raise ImageDataError(["FedAvg needs at least one site"])
     if classes is None:
-        values = set().union(*(set(label_values(s, column).tolist()) for s in sets))
+        values = set().union(*(set(column_values(s, column).tolist()) for s in sets))
         classes = sorted(values, key=str)
     params = (classifier or ImageClassifier()).get_params()
     sizes = np.array([len(s) for s in sets], dtype=float)
@@ -476,7 +476,7 @@ def classification_metrics(
 def evaluate_classifier(classifier: ImageClassifier, test: ImageSet) -> Classification:
     """:func:`classification_metrics` of a trained classifier on ``test``'s label column."""
     return classification_metrics(
-        label_values(test, classifier.column_), classifier.predict_proba(test), classifier.classes_
+        column_values(test, classifier.column_), classifier.predict_proba(test), classifier.classes_
     )
 
 
