@@ -25,6 +25,7 @@ from fedsynth.cli.progress import console, fitting, make_generator, step
 from fedsynth.exceptions import FedsynthError, ImageDataError
 from fedsynth.imaging.imageset import ImageSet
 from fedsynth.imaging.npz import ARRAYS, LABELS
+from fedsynth.imaging.validation.api import IMAGE_METRICS
 
 images_app = typer.Typer(
     help="Synthetic medical images (latent diffusion, DP-GAN): fit, sample, evaluate, federate.",
@@ -311,7 +312,7 @@ def evaluate(
                     f"real images {real} are {'x'.join(map(str, train.shape[1:]))}"
                 ]
             )
-    with step("Scoring the images (12 metrics)"):
+    with step(f"Scoring the images ({len(IMAGE_METRICS)} metrics)"):
         result = image_report(
             train,
             generated,
