@@ -8,22 +8,28 @@ embedder:
   reference of fidelity; ``--notes`` notes are written, each conditioned on one row of a
   synthetic table (``gaussian_copula`` fitted on the private rows): multimodal synthetic
   patients;
-* methods: zero-shot (public instruction only), ESA at epsilon 1, 3, 8 (delta 1e-5), ESA
-  without noise, non-private ICL (one prompt of ``--shots`` private notes, released as is);
-  zero-shot and ICL notes are the first public candidate and the first private prompt's answer
-  of each ESA release (the same generations, so the comparison costs no extra model time);
-  ESA's ensemble is ``--prompts`` private prompts and ``--candidates`` public candidates per
-  note. The ESA runs share one seed, so they see the same generations (cached) and differ only
-  in the noise: the epsilon-3 run is timed, the others reuse its answers;
-* fidelity: Fréchet distance, precision/recall (k=5) and centroid cosine of the note embeddings
-  against the holdout, with ``--notes`` real private notes as the real reference;
+* methods: zero-shot (the first public candidate of each note), ESA at epsilon 1, 3, 8 (delta
+  1e-5) and without noise, in both aggregations: **shared** (one noisy sum of the answers of
+  ``--shared-prompts`` row-free private prompts, one Gaussian mechanism for the whole release)
+  and **per-note** (``--prompts`` row-conditioned private prompts and one noisy sum per note, as
+  published); non-private ICL (one prompt of ``--shots`` private notes with the row, released as
+  is, as in Wu et al.). Every method sees the same ``--candidates`` public candidates per note
+  (their seeds depend on the note's number only) and the ESA runs share their generations
+  (cached), differing only in the noise;
+* signal and noise: how often each noisy choice equals the noiseless one, the true score spread
+  over sigma, and the estimates of :func:`fedsynth.text.esa.signal_to_noise`;
+* fidelity: Fréchet distance (with a paired bootstrap over the notes), precision/recall (k=5)
+  and centroid cosine of the note embeddings against the holdout, with ``--notes`` real private
+  notes as the real reference;
 * leakage: private 8-grams reproduced that the public texts (instructions, headers) lack, and
   the longest span shared with a private note;
 * consistency with the conditioning row: of the released notes (the row's header and the
   narrative without contradicting sentences: :mod:`fedsynth.text.grounding`), and of the
   model's own candidates before any check (the model's ability);
 * accounting: the ledger's epsilon against Opacus's RDP and PRV accountants;
-* speed: wall and CPU seconds of the epsilon-3 run, notes per hour;
+* speed: wall and CPU seconds and the load average of ``--timed-notes`` notes at epsilon 3
+  (shared aggregate, first, on its own generations), notes per hour; llama.cpp with 1 and 4
+  parallel slots on the same 8 chats;
 * the same epsilon-3 release of ``--http-notes`` notes through the OpenAI-compatible backend
   against a llama.cpp server (xllamacpp) with the same model, in another process on loopback.
 
@@ -529,7 +535,10 @@ def markdown(result: dict) -> str:
         f"{cfg['shots']} shot(s) with the row, answered and released as is (as in Wu et al.). "
         "Every method shares the same candidates for a note; the ESA runs differ only in the "
         f"noise. Fréchet intervals: paired percentile bootstrap over the notes ({cfg['bootstrap']}"
-        " replicates, holdout fixed).",
+        " replicates, holdout fixed). A resample repeats notes, which moves the Fréchet "
+        "distance of 20 notes in 384 dimensions upward, so an interval can lie above its point "
+        "estimate (even for the real notes): read the paired differences below, where that "
+        "shift is shared by both methods.",
         "",
         "| method | Fréchet (lower better) | 95% CI | precision | recall | centroid cos | "
         "private 8-grams | longest span | consistency | sentence consistency | "
@@ -631,7 +640,8 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"OpenAI-compatible backend (xllamacpp server, same model, {h['address']}; from "
-            "`text_http.json`, not rerun with this run's settings): "
+            "`text_http.json`, session 12's per-note ESA with 4 prompts x 2 shots + 4 "
+            "candidates, not rerun with this run's settings): "
             f"{h['notes']} notes at eps 3 in {h['wall_s']:.0f} s wall, "
             f"{h['client_cpu_s']:.0f} CPU s client + {h['server_cpu_s']:.0f} CPU s server "
             f"({h['notes_per_hour_wall']:.1f} notes/hour), consistency "
