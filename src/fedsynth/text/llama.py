@@ -66,9 +66,9 @@ class LocalLlamaBackend(LLMBackend):
         Sequences llama.cpp decodes together when :meth:`chat_many` is given several chats.
         Measured with SmolLM2-135M, one thread, 8 chats of 48 tokens: the same CPU time; less
         wall time on an idle machine (11.2 s vs 15.0-18.9 s: the server no longer waits between
-        requests), none on a loaded one (28.9 s vs 26.7 s at load 9-13). Batched arithmetic differs in its last bits and the batches
-        depend on timing, so above 1 a seed no longer repeats an answer exactly; 1 (the default)
-        keeps runs reproducible.
+        requests), none on a loaded one (28.9 s vs 26.7 s at load 9-13). Batched arithmetic
+        differs in its last bits and the batches depend on timing, so above 1 a seed no longer
+        repeats an answer exactly; 1 (the default) keeps runs reproducible.
 
     Examples
     --------
