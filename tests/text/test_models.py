@@ -41,3 +41,15 @@ def test_local_model_generates_and_a_seed_repeats_it():
     stopped = llm.complete("Count: one, two, three, four,", max_tokens=16, seed=0, stop=[","])
     assert "," not in stopped
     llm.close()
+
+
+def test_local_model_answers_several_chats_in_parallel_slots():
+    llm = LocalLlamaBackend(n_threads=1, n_ctx=256, n_parallel=2)
+    chats = [[{"role": "user", "content": f"Name blood cell number {i}."}] for i in range(3)]
+    answers = llm.chat_many(chats, seeds=[0, 1, 2], max_tokens=6)
+    assert len(answers) == 3 and all(a.strip() for a in answers)
+    with pytest.raises(ValueError, match="2 seeds for 3 chats"):
+        llm.chat_many(chats, seeds=[0, 1])
+    with pytest.raises(ValueError, match="n_parallel"):
+        LocalLlamaBackend(n_parallel=0)
+    llm.close()

@@ -109,7 +109,17 @@ def generate(
         str, typer.Option(help="local (SmolLM2 in-process), fake, or an OpenAI-compatible URL.")
     ] = "local",
     model: Annotated[str, typer.Option(help="Model name sent to an OpenAI server.")] = "default",
-    prompts: Annotated[int, typer.Option(min=1, help="Private prompts per note (ESA).")] = 4,
+    prompts: Annotated[
+        int,
+        typer.Option(min=1, help="Private prompts per aggregate (per note, or the shared one)."),
+    ] = 4,
+    aggregation: Annotated[
+        str,
+        typer.Option(
+            help="ESA: per_note (one noisy sum per note, as published) or shared (one noisy "
+            "sum of row-free prompts for the whole release: one Gaussian mechanism)."
+        ),
+    ] = "per_note",
     candidates: Annotated[int, typer.Option(min=1, help="Public candidates per note.")] = 4,
     shots: Annotated[int, typer.Option(min=1, help="Private notes per prompt.")] = 2,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens of one note.")] = 160,
@@ -155,14 +165,18 @@ def generate(
         shots=shots,
         n_prompts=prompts,
         candidates=candidates,
+        aggregation=aggregation,
         backend=_backend(backend, model),
         max_tokens=max_tokens,
         seed=seed,
     )
     generator.fit(private["text"].tolist())
-    per_note = {"esa": prompts + candidates}.get(mode, 1)
+    if mode == "esa" and aggregation == "shared":
+        work = f"{prompts} private generation(s) once, then {candidates} per note"
+    else:
+        work = f"{ {'esa': prompts + candidates}.get(mode, 1) } generation(s) each"
     console.print(
-        f"Writing {n} note(s) by {mode} ({per_note} generation(s) each) from "
+        f"Writing {n} note(s) by {mode} ({work}) from "
         f"{len(private)} private notes" + (f" at epsilon {epsilon:g}" if dp else ", no DP")
     )
     start = time.perf_counter()

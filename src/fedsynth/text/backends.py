@@ -96,6 +96,25 @@ class LLMBackend(ABC):
             The answer's text.
         """
 
+    def chat_many(
+        self,
+        chats: Sequence[Messages],
+        *,
+        seeds: Sequence[int],
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """The answers to several chats, in order (one seed each); a backend that can run them
+        together (:class:`~fedsynth.text.llama.LocalLlamaBackend` with ``n_parallel > 1``)
+        overrides this one-at-a-time default."""
+        if len(seeds) != len(chats):
+            raise ValueError(f"{len(seeds)} seeds for {len(chats)} chats")
+        return [
+            self.chat(m, max_tokens=max_tokens, temperature=temperature, seed=s, stop=stop)
+            for m, s in zip(chats, seeds, strict=True)
+        ]
+
     def complete(
         self,
         prompt: str,
@@ -296,3 +315,41 @@ class FakeBackend(LLMBackend):
         for marker in stop:
             text = text.split(marker)[0]
         return text
+
+
+#: Backends named by a string in a generator's parameters.
+BACKEND_NAMES = ("local", "fake")
+
+
+def backend_spec_problems(spec: Any) -> list[str]:
+    """What is wrong with a backend given as a parameter (empty when it is usable).
+
+    ``None`` or ``"local"``: the offline model; ``"fake"``: :class:`FakeBackend`; a dict with
+    ``url`` (and optionally ``model``, ``allow_remote``): an OpenAI-compatible server.
+    """
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - {"url", "model", "allow_remote"})
+        if "url" not in spec or unknown:
+            return [
+                "backend as a dict needs 'url' (and optionally 'model', 'allow_remote'), "
+                f"got keys {sorted(spec)}"
+            ]
+    elif spec is not None and spec not in BACKEND_NAMES:
+        return [f"backend must be one of {BACKEND_NAMES}, a dict or None, got {spec!r}"]
+    return []
+
+
+def backend_from_spec(spec: str | Mapping[str, Any] | None) -> LLMBackend:
+    """The backend a generator's ``backend`` parameter names (see
+    :func:`backend_spec_problems`)."""
+    if spec is None or spec == "local":
+        from fedsynth.text.llama import LocalLlamaBackend
+
+        return LocalLlamaBackend()
+    if spec == "fake":
+        return FakeBackend()
+    return OpenAICompatibleBackend(
+        spec["url"],
+        model=spec.get("model", "default"),
+        allow_remote=bool(spec.get("allow_remote", False)),
+    )

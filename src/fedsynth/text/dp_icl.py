@@ -7,10 +7,18 @@ trained: ``fit`` checks the notes and keeps them in memory for the releases; the
 is spent by :meth:`DPICLGenerator.sample`, the only step that reads them.
 
 Each released note is a *public* candidate, written from the public instruction alone
-(zero-shot), chosen by its nearness to the noisy sum of the embeddings of the answers of
-``n_prompts`` disjoint private prompts. A saved model holds the hyperparameters and the privacy
-ledger, never a note: once loaded it writes zero-shot notes only, and must be fitted again to
-release more notes from private ones.
+(zero-shot, with the conditioning row's facts), chosen by its cosine to a noisy sum of the unit
+embeddings of the answers of ``n_prompts`` disjoint private prompts. ``aggregation="per_note"``
+(as published): each note has its own row-conditioned private prompts and noisy sum, ``n`` sums
+composed per call (noise growing with ``sqrt(n)``). ``aggregation="shared"``: ``n_prompts``
+row-free private prompts are answered once and one noisy sum, *one* Gaussian mechanism, is kept
+(``shared_aggregate_``); every note's candidates are chosen by cosine to it, post-processing, so
+any number of notes, now or later, costs that one spend. It carries the corpus's style, not what
+a private note says about a patient like the row (docs/text-generation.md).
+
+A saved model holds the hyperparameters, the ledger and, once released under ``dp``, the noisy
+shared aggregate (a DP output), never a note: loaded, it writes zero-shot notes, and shared-ESA
+notes from an aggregate it already released; anything else needs a new fit.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from fedsynth.core.privacy import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
 from fedsynth.core.registry import register
 from fedsynth.exceptions import NoteDataError
-from fedsynth.text.backends import FakeBackend, LLMBackend, OpenAICompatibleBackend
+from fedsynth.text._inputs import condition_rows, positive_int, read_notes
+from fedsynth.text.backends import LLMBackend, backend_from_spec, backend_spec_problems
+from fedsynth.text.embeddings import unit_rows
 from fedsynth.text.esa import (
     aggregate,
     build_prompt,
@@ -35,12 +45,14 @@ from fedsynth.text.esa import (
     esa_sigma,
     nearest_candidate,
     partition_notes,
+    shared_prompts,
+    signal_to_noise,
 )
 from fedsynth.text.grounding import grounded_note, least_contradicting
 from fedsynth.text.prompts import DEFAULT_INSTRUCTION, row_instruction, shot_text
 
 MODES = ("esa", "icl", "zero_shot")
-BACKEND_NAMES = ("local", "fake")
+AGGREGATIONS = ("per_note", "shared")
 #: ``progress(done, total, info)`` after each released note; ``info`` counts the work.
 Progress = Callable[[int, int, dict[str, int]], None]
 
@@ -59,11 +71,14 @@ class DPICLGenerator(BaseEstimator):
     shots : int
         Most private notes in one prompt (a context-length limit).
     n_prompts : int
-        Disjoint private prompts aggregated per released note; more prompts lift the signal
-        above the noise (the sum grows with them, the noise does not). ``fit`` needs at least
-        this many notes.
+        Disjoint private prompts in one aggregate (per note, or the shared one); more prompts
+        lift the signal above the noise (the sum grows with them, the noise does not). ``fit``
+        needs at least this many notes.
     candidates : int
         Zero-shot candidates per released note, among which the noisy sum chooses.
+    aggregation : {"per_note", "shared"}
+        One noisy sum per note, or one shared by every note (see the module's docstring for
+        their privacy semantics).
     backend : {"local", "fake"} or dict, optional
         The language model: ``"local"`` (default, ``None``): SmolLM2-135M in-process
         (:class:`~fedsynth.text.llama.LocalLlamaBackend`); ``"fake"``: the deterministic
@@ -97,6 +112,14 @@ class DPICLGenerator(BaseEstimator):
         Every release's spend (``None`` without ``dp``).
     n_released_ : int
         Notes released so far by :meth:`sample` (all modes).
+    shared_aggregate_ : ndarray or None
+        The released noisy sum of ``aggregation="shared"`` (after the first ESA call).
+    shared_sigma_ : float
+        Its noise per coordinate (0 without ``dp``).
+    release_log_ : list of dict
+        Per ESA note of this session: the noise, the candidates' scores, the choice and the
+        signal-to-noise estimates of :func:`~fedsynth.text.esa.signal_to_noise` (all
+        post-processing of released values; not saved).
 
     Examples
     --------
@@ -113,6 +136,7 @@ class DPICLGenerator(BaseEstimator):
         shots: int = 4,
         n_prompts: int = 8,
         candidates: int = 8,
+        aggregation: str = "per_note",
         backend: str | Mapping[str, Any] | None = None,
         embedder: str | None = None,
         max_tokens: int = 200,
@@ -126,6 +150,7 @@ class DPICLGenerator(BaseEstimator):
         self.shots = shots
         self.n_prompts = n_prompts
         self.candidates = candidates
+        self.aggregation = aggregation
         self.backend = backend
         self.embedder = embedder
         self.max_tokens = max_tokens
@@ -164,19 +189,7 @@ class DPICLGenerator(BaseEstimator):
 
     def _llm(self) -> LLMBackend:
         if self._backend_object is None:
-            spec = self.backend
-            if spec is None or spec == "local":
-                from fedsynth.text.llama import LocalLlamaBackend
-
-                self._backend_object = LocalLlamaBackend()
-            elif spec == "fake":
-                self._backend_object = FakeBackend()
-            else:
-                self._backend_object = OpenAICompatibleBackend(
-                    spec["url"],
-                    model=spec.get("model", "default"),
-                    allow_remote=bool(spec.get("allow_remote", False)),
-                )
+            self._backend_object = backend_from_spec(self.backend)
         return self._backend_object
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -191,22 +204,15 @@ class DPICLGenerator(BaseEstimator):
         problems = [
             f"{name} must be an integer >= 1, got {getattr(self, name)!r}"
             for name in ("shots", "n_prompts", "candidates", "max_tokens")
-            if not _positive_int(getattr(self, name))
+            if not positive_int(getattr(self, name))
         ]
-        spec = self.backend
-        if isinstance(spec, Mapping):
-            unknown = sorted(set(spec) - {"url", "model", "allow_remote"})
-            if "url" not in spec or unknown:
-                problems.append(
-                    "backend as a dict needs 'url' (and optionally 'model', 'allow_remote'), "
-                    f"got keys {sorted(spec)}"
-                )
-        elif spec is not None and spec not in BACKEND_NAMES:
-            problems.append(f"backend must be one of {BACKEND_NAMES}, a dict or None, got {spec!r}")
+        problems += backend_spec_problems(self.backend)
         if self.embedder is not None and not isinstance(self.embedder, str):
             problems.append(f"embedder must be a folder path or None, got {self.embedder!r}")
         if not (isinstance(self.temperature, int | float) and self.temperature >= 0):
             problems.append(f"temperature must be a number >= 0, got {self.temperature!r}")
+        if self.aggregation not in AGGREGATIONS:
+            problems.append(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if not isinstance(self.grounded, bool):
             problems.append(f"grounded must be True or False, got {self.grounded!r}")
         if not (isinstance(self.instruction, str) and self.instruction.strip()):
@@ -238,7 +244,7 @@ class DPICLGenerator(BaseEstimator):
         return super().fit(data, text_column=text_column)
 
     def _fit_data(self, data: Any, settings: DPSettings | None, *, text_column: str) -> None:
-        notes, rows = _read_notes(data, text_column)
+        notes, rows = read_notes(data, text_column)
         if len(notes) < self.n_prompts:
             raise NoteDataError(
                 f"fit got {len(notes)} note(s) but n_prompts={self.n_prompts}: every private "
@@ -246,8 +252,7 @@ class DPICLGenerator(BaseEstimator):
             )
         self._run_fit_hook(settings, notes, rows)
         self._settings = settings
-        self.n_released_ = 0
-        self._rng = np.random.default_rng(self.seed)
+        self._start_streams()
         self._stamp()
 
     def _fit(self, notes: list[str], rows: list[dict[str, Any]] | None) -> None:
@@ -290,10 +295,11 @@ class DPICLGenerator(BaseEstimator):
             or a DataFrame of ``n`` rows, one per note: the notes of a multimodal synthetic
             patient agree with its row.
         mode : {"esa", "icl", "zero_shot"}
-            ``"esa"``: the DP release (noiseless without ``dp``); ``"icl"``: the answer of one
-            prompt of ``shots`` private notes, released as is (non-private, only with
-            ``dp=None``); ``"zero_shot"``: the public instruction alone (reads no private note,
-            spends nothing).
+            ``"esa"``: the DP release (noiseless without ``dp``), per note or through the shared
+            aggregate (``aggregation``); ``"icl"``: the answer of one prompt of ``shots``
+            private notes, released as is (non-private, only with ``dp=None``);
+            ``"zero_shot"``: the public instruction alone (reads no private note, spends
+            nothing; the note is the first candidate ESA would have chosen among).
         progress : callable, optional
             ``progress(done, n, info)`` after each note; ``info`` has ``prompts`` (generations
             run) and ``words`` (words generated) so far.
@@ -309,14 +315,15 @@ class DPICLGenerator(BaseEstimator):
         PrivacyConfigError
             ``mode="icl"`` under ``dp``.
         NotFittedError, NoteDataError
-            Not fitted, or loaded from files (which hold no private note) in a private mode.
+            Not fitted, or loaded from files (which hold no private note) in a private mode
+            that has no released shared aggregate to reuse.
         """
         self._check_is_fitted()
-        if not _positive_int(n):
+        if not positive_int(n):
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        rows = self._condition_rows(n, conditions)
+        rows = condition_rows(n, conditions)
         instructions = [row_instruction(row, base=self.instruction) for row in rows]
         settings = self._settings
         if mode == "icl" and settings is not None:
@@ -324,13 +331,18 @@ class DPICLGenerator(BaseEstimator):
                 "mode='icl' releases text written from private notes as is: it is non-private "
                 "and needs dp=None; use mode='esa' for the DP release"
             )
-        if mode != "zero_shot" and not getattr(self, "_private", None):
+        shared = mode == "esa" and self.aggregation == "shared"
+        reusable = shared and self.shared_aggregate_ is not None
+        if mode != "zero_shot" and not reusable and not getattr(self, "_private", None):
             raise NoteDataError(
                 f"mode={mode!r} needs the private notes, which a saved model does not hold; "
                 "fit again to release notes from them (mode='zero_shot' needs none)"
             )
+        counts = {"prompts": 0, "words": 0}
         sigma = 0.0
-        if mode == "esa" and settings is not None:
+        if shared:
+            self._shared_release(counts)
+        elif mode == "esa" and settings is not None:
             sigma = esa_sigma(settings.epsilon, settings.delta, n)
             # Charged before any generation, so a refusal costs nothing and releases nothing.
             charge_esa(
@@ -341,17 +353,22 @@ class DPICLGenerator(BaseEstimator):
                 n_prompts=self.n_prompts,
                 sigma=sigma,
             )
-        counts = {"prompts": 0, "words": 0}
         notes = []
         for i, (instruction, row) in enumerate(zip(instructions, rows, strict=True)):
             if mode == "esa":
-                note = self._release_esa(instruction, row, sigma, counts)
+                if shared:
+                    noisy, sigma = self.shared_aggregate_, self.shared_sigma_
+                else:
+                    noisy = self._per_note_aggregate(instruction, sigma, counts)
+                note = self._choose(instruction, row, noisy, sigma, counts)
             elif mode == "icl":
                 picked = self._rng.choice(len(self._private), self.shots, replace=False)
                 shots = [self._private[j] for j in sorted(picked)]
-                note = self._generate(build_prompt(instruction, shots), counts)
+                seed = int(self._rng.integers(2**31))
+                note = self._generate([build_prompt(instruction, shots)], [seed], counts)[0]
             else:
-                note = self._generate(build_prompt(instruction, []), counts)
+                seed = self._candidate_seeds(1)[0]
+                note = self._generate([build_prompt(instruction, [])], [seed], counts)[0]
             if row is not None and self.grounded:
                 note = grounded_note(note, row)
             notes.append(note)
@@ -359,57 +376,82 @@ class DPICLGenerator(BaseEstimator):
             self._report(i + 1, n, counts, progress)
         return notes
 
-    def _condition_rows(self, n: int, conditions: Any) -> list[dict[str, Any] | None]:
-        if conditions is None:
-            return [None] * n
-        if isinstance(conditions, pd.DataFrame):
-            if len(conditions) != n:
-                raise ValueError(
-                    f"conditions has {len(conditions)} row(s) for n={n} notes; give one row per "
-                    "note, or a single row (dict or Series) for all of them"
-                )
-            rows = conditions.to_dict("records")
-        elif isinstance(conditions, pd.Series | Mapping):
-            rows = [dict(conditions)] * n
-        else:
-            raise TypeError(
-                f"conditions must be a dict, a Series or a DataFrame, got "
-                f"{type(conditions).__name__}"
+    def _shared_release(self, counts: dict[str, int]) -> None:
+        """Release the shared aggregate once (one Gaussian mechanism); later calls reuse it."""
+        if self.shared_aggregate_ is not None:
+            return
+        settings = self._settings
+        sigma = 0.0
+        if settings is not None:
+            sigma = esa_sigma(settings.epsilon, settings.delta, 1)
+            charge_esa(
+                self.privacy_spent_,
+                epsilon=settings.epsilon,
+                delta=settings.delta,
+                n_releases=1,
+                n_prompts=self.n_prompts,
+                sigma=sigma,
+                shared=True,
             )
-        return rows
+        key = int(self._rng.integers(2**31))
+        chats = shared_prompts(
+            self._private, self.instruction, self.n_prompts, seed=key, max_shots=self.shots
+        )
+        seeds = [int(s) for s in self._rng.integers(2**31, size=len(chats))]
+        answers = self._generate(chats, seeds, counts)
+        self.shared_aggregate_ = aggregate(self._embed(answers), sigma=sigma, rng=self._noise_rng)
+        self.shared_sigma_ = sigma
 
-    def _release_esa(
-        self, instruction: str, row: dict[str, Any] | None, sigma: float, counts: dict[str, int]
-    ) -> str:
+    def _per_note_aggregate(self, instruction: str, sigma: float, counts: dict[str, int]):
         # A new public partition per release: the analysis holds for any data-independent one.
         key = int(self._rng.integers(2**31))
         groups = partition_notes(self._private, self.n_prompts, seed=key, max_shots=self.shots)
-        answers = [
-            self._generate(build_prompt(instruction, [self._private[j] for j in g]), counts)
-            for g in groups
-        ]
+        chats = [build_prompt(instruction, [self._private[j] for j in g]) for g in groups]
+        seeds = [int(s) for s in self._rng.integers(2**31, size=len(chats))]
+        answers = self._generate(chats, seeds, counts)
+        return aggregate(self._embed(answers), sigma=sigma, rng=self._noise_rng)
+
+    def _choose(
+        self,
+        instruction: str,
+        row: dict[str, Any] | None,
+        noisy: np.ndarray,
+        sigma: float,
+        counts: dict[str, int],
+    ) -> str:
+        """The public candidate nearest to the noisy sum (post-processing of the sum)."""
         zero_shot = build_prompt(instruction, [])
-        texts = [self._generate(zero_shot, counts) for _ in range(self.candidates)]
-        noisy = aggregate(self._embed(answers), sigma=sigma, rng=self._rng)
+        seeds = self._candidate_seeds(self.candidates)
+        texts = self._generate([zero_shot] * self.candidates, seeds, counts)
         if row is not None and self.grounded:
             # A public check of public texts: the candidates that contradict the row least.
             texts = [texts[i] for i in least_contradicting(texts, row)]
-        return texts[nearest_candidate(noisy, self._embed(texts))]
+        embedded = self._embed(texts)
+        chosen = nearest_candidate(noisy, embedded)
+        scores = [float(x) for x in unit_rows(embedded) @ noisy]
+        log = {"sigma": sigma, "candidates": len(texts), "chosen": chosen, "scores": scores}
+        self.release_log_.append(log | signal_to_noise(noisy, embedded, sigma=sigma))
+        return texts[chosen]
 
-    def _generate(self, messages: list[dict[str, str]], counts: dict[str, int]) -> str:
-        text = (
-            self._llm()
-            .chat(
-                messages,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=int(self._rng.integers(2**31)),
-            )
-            .strip()
+    def _candidate_seeds(self, count: int) -> list[int]:
+        # Seeds of the note's public candidates from the seed and the note's number alone, so
+        # that the zero-shot mode and both aggregations write the same candidates for a note.
+        number = self.n_released_
+        return [
+            int(np.random.default_rng([self._candidate_key, number, j]).integers(2**31))
+            for j in range(count)
+        ]
+
+    def _generate(
+        self, chats: list[list[dict[str, str]]], seeds: list[int], counts: dict[str, int]
+    ) -> list[str]:
+        answers = self._llm().chat_many(
+            chats, seeds=seeds, max_tokens=self.max_tokens, temperature=self.temperature
         )
-        counts["prompts"] += 1
-        counts["words"] += len(text.split())
-        return text
+        texts = [a.strip() for a in answers]
+        counts["prompts"] += len(texts)
+        counts["words"] += sum(len(t.split()) for t in texts)
+        return texts
 
     def _report(self, done: int, total: int, counts: dict[str, int], progress: Any) -> None:
         if progress is not None:
@@ -424,47 +466,30 @@ class DPICLGenerator(BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        # The private notes are never saved: only the count of released notes (public).
-        return {"n_released": int(self.n_released_)}, {}
+        # The private notes are never saved: the count of released notes (public) and, once
+        # released under dp, the noisy shared aggregate (a DP output, reusable for free).
+        arrays = {}
+        if self.shared_aggregate_ is not None and self._settings is not None:
+            arrays["shared_aggregate"] = np.asarray(self.shared_aggregate_, dtype=np.float64)
+        state = {"n_released": int(self.n_released_), "shared_sigma": self.shared_sigma_}
+        return state, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.n_released_ = int(state["n_released"])
-        self._private = []
         self._settings = None if self.dp is None else resolve_dp(self.dp)
-        self._rng = np.random.default_rng(self.seed)
+        self._private = []
+        self._start_streams()
+        self.n_released_ = int(state["n_released"])
+        self.shared_aggregate_ = arrays.get("shared_aggregate")
+        self.shared_sigma_ = float(state.get("shared_sigma", 0.0))
 
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
-
-
-def _read_notes(data: Any, text_column: str) -> tuple[list[str], list[dict[str, Any]] | None]:
-    """The notes of ``data`` and, for a DataFrame with other columns, their rows."""
-    if isinstance(data, pd.DataFrame):
-        if text_column not in data.columns:
-            raise NoteDataError(
-                f"the notes table has no column {text_column!r}; its columns are "
-                f"{list(data.columns)} (pass text_column=...)"
-            )
-        notes = data[text_column].tolist()
-        others = [c for c in data.columns if c != text_column]
-        rows = data[others].to_dict("records") if others else None
-        where = f"column {text_column!r}"
-    elif isinstance(data, str) or not isinstance(data, Sequence | np.ndarray | pd.Series):
-        raise NoteDataError(
-            f"notes must be a list of strings or a DataFrame with a {text_column!r} column, "
-            f"got {type(data).__name__}"
-        )
-    else:
-        notes, rows, where = list(data), None, "the list"
-    if not notes:
-        raise NoteDataError(f"no notes to learn from: {where} is empty")
-    bad = [i for i, t in enumerate(notes) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
-        kinds = sorted({type(notes[i]).__name__ for i in bad})
-        raise NoteDataError(
-            f"{where} has {len(bad)} note(s) that are not non-blank strings (positions {shown}; "
-            f"types {', '.join(kinds)})"
-        )
-    return notes, rows
+    def _start_streams(self) -> None:
+        # Three independent streams: private prompts (partitions, seeds), the noise, and the
+        # key of the candidates' seeds; the noise never shifts which texts are generated.
+        streams = np.random.SeedSequence(self.seed).spawn(3)
+        self._rng = np.random.default_rng(streams[0])
+        self._noise_rng = np.random.default_rng(streams[1])
+        self._candidate_key = int(streams[2].generate_state(1)[0])
+        self.n_released_ = 0
+        self.shared_aggregate_ = None
+        self.shared_sigma_ = 0.0
+        self.release_log_ = []

@@ -26,6 +26,18 @@ mechanisms with the same noise; their composition is exactly one Gaussian mechan
 sensitivity ``2 sqrt(T)`` (Dong, Roth and Su 2019, Gaussian differential privacy), which
 :func:`esa_sigma` calibrates with the analytic Gaussian mechanism; :func:`charge_esa` records it
 as one spend in the model's :class:`~fedsynth.core.privacy.PrivacyLedger`.
+
+Signal and noise
+----------------
+The sum of ``P`` unit vectors has norm at most ``P``, the noise ``sigma sqrt(d)`` in ``d``
+dimensions (384 for all-MiniLM-L6-v2). What decides the release is smaller: the candidates'
+scores ``c . (S + Z)`` differ by ``(c1 - c2) . S``, at most ``P ||c1 - c2||``, while the noise on
+that difference has standard deviation ``sigma ||c1 - c2||``. :func:`span_projection` (the noisy
+sum projected onto the candidates' span, post-processing that leaves the choice unchanged) and
+:func:`signal_to_noise` estimate, from the released vector alone, how much of it is signal. The
+per-note release needs ``P`` well above ``sigma`` for the private notes to decide anything (Wu et
+al. use about 100 prompts); the *shared* aggregate of :func:`shared_prompts` spends one Gaussian
+mechanism on one sum of many prompts, reused by every note (:mod:`fedsynth.text.dp_icl`).
 """
 
 from __future__ import annotations
@@ -224,6 +236,121 @@ def nearest_candidate(noisy_sum: np.ndarray, candidate_embeddings: np.ndarray) -
     return int(np.argmax(candidates @ np.asarray(noisy_sum, dtype=np.float32)))
 
 
+def span_projection(noisy_sum: np.ndarray, candidate_embeddings: np.ndarray) -> np.ndarray:
+    """The noisy sum projected orthogonally onto the span of the candidates' unit embeddings.
+
+    Post-processing of the released sum and public candidates: it costs no privacy. Since every
+    unit candidate ``c`` lies in the span, ``c . P v = c . v``: the cosine choice of
+    :func:`nearest_candidate` is the same on the projection. What the projection changes is the
+    noise one has to compare the signal with: ``sigma sqrt(k)`` for ``k`` candidates instead of
+    ``sigma sqrt(d)`` (:func:`signal_to_noise`).
+
+    Parameters
+    ----------
+    noisy_sum : ndarray, shape (dimension,)
+    candidate_embeddings : ndarray, shape (n_candidates, dimension)
+
+    Returns
+    -------
+    ndarray of float64, shape (dimension,)
+    """
+    basis = _span_basis(candidate_embeddings)
+    vector = np.asarray(noisy_sum, dtype=np.float64)
+    return basis.T @ (basis @ vector)
+
+
+def _span_basis(candidate_embeddings: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning the candidates' unit embeddings (rank-revealing SVD)."""
+    units = unit_rows(np.asarray(candidate_embeddings, dtype=np.float64))
+    if units.ndim != 2 or len(units) == 0:
+        raise ValueError("candidate_embeddings must be a non-empty 2-d array")
+    _, values, rows = np.linalg.svd(units, full_matrices=False)
+    return rows[values > 1e-10 * values[0]]
+
+
+def signal_to_noise(
+    noisy_sum: np.ndarray, candidate_embeddings: np.ndarray, *, sigma: float
+) -> dict[str, float]:
+    """Estimates, from the released sum alone, of its signal and noise (post-processing).
+
+    ``E ||v||^2 = ||S||^2 + d sigma^2`` for ``v = S + Z`` in ``d`` dimensions, so
+    ``sqrt(max(||v||^2 - d sigma^2, 0))`` estimates the norm of the noiseless sum ``S``; the same
+    holds in the ``k``-dimensional span of the candidates (:func:`span_projection`), where the
+    noise is ``sigma sqrt(k)``. The spread of the candidates' scores is compared with the noise
+    on one score (``sigma``, each candidate being a unit vector).
+
+    Parameters
+    ----------
+    noisy_sum : ndarray, shape (dimension,)
+    candidate_embeddings : ndarray, shape (n_candidates, dimension)
+    sigma : float
+        The noise's standard deviation per coordinate (0: a noiseless sum, reported as is).
+
+    Returns
+    -------
+    dict
+        ``signal`` and ``noise`` (norms in the full space), ``snr``; ``span_signal``,
+        ``span_noise``, ``span_snr`` (in the candidates' span, ``span_dim`` dimensions);
+        ``score_spread`` (max - min of the candidates' scores) and ``score_snr`` = spread /
+        ``sigma`` (``inf`` when ``sigma`` is 0).
+    """
+    vector = np.asarray(noisy_sum, dtype=np.float64)
+    basis = _span_basis(candidate_embeddings)
+    inside = basis @ vector
+    dim, span_dim = vector.size, len(basis)
+    signal = math.sqrt(max(float(vector @ vector) - dim * sigma**2, 0.0))
+    span_signal = math.sqrt(max(float(inside @ inside) - span_dim * sigma**2, 0.0))
+    scores = unit_rows(np.asarray(candidate_embeddings, dtype=np.float64)) @ vector
+    spread = float(scores.max() - scores.min())
+    noise, span_noise = sigma * math.sqrt(dim), sigma * math.sqrt(span_dim)
+    return {
+        "signal": signal,
+        "noise": noise,
+        "snr": signal / noise if noise else math.inf,
+        "span_dim": float(span_dim),
+        "span_signal": span_signal,
+        "span_noise": span_noise,
+        "span_snr": span_signal / span_noise if span_noise else math.inf,
+        "score_spread": spread,
+        "score_snr": spread / sigma if sigma else math.inf,
+    }
+
+
+def shared_prompts(
+    notes: Sequence[str],
+    instruction: str,
+    n_prompts: int,
+    *,
+    seed: int,
+    max_shots: int,
+) -> list[list[dict[str, str]]]:
+    """The private prompts of a shared aggregate: row-free, one disjoint group of notes each.
+
+    The instruction is the generator's public one without any row ("write a note in the style of
+    these examples"): the answers stand for the private corpus as a whole, and one noisy sum of
+    their unit embeddings serves every released note.
+
+    Parameters
+    ----------
+    notes : sequence of str
+        The private example texts.
+    instruction : str
+        The public, row-free instruction.
+    n_prompts : int
+        Number of prompts (disjoint groups, :func:`partition_notes`).
+    seed : int
+        Key of the partition.
+    max_shots : int
+        Most notes per prompt.
+
+    Returns
+    -------
+    list of chat messages, one per prompt (an empty group gives the zero-shot prompt)
+    """
+    groups = partition_notes(notes, n_prompts, seed=seed, max_shots=max_shots)
+    return [build_prompt(instruction, [notes[j] for j in g]) for g in groups]
+
+
 def charge_esa(
     ledger: PrivacyLedger,
     *,
@@ -233,16 +360,32 @@ def charge_esa(
     n_prompts: int,
     sigma: float,
     site: str | None = None,
+    shared: bool = False,
 ) -> Spend:
     """Record ``n_releases`` ESA releases as one spend, before any is released.
+
+    ``shared=True`` records the one noisy sum of a shared aggregate (``n_releases`` must be 1):
+    every note chosen with it afterwards is post-processing.
 
     Raises
     ------
     fedsynth.core.privacy.PrivacyBudgetError
         When the spend would exceed the ledger's cap.
     """
+    if shared and n_releases != 1:
+        raise ValueError(f"a shared aggregate is one release, got n_releases={n_releases}")
+    what = (
+        "ESA shared aggregate (one noisy sum for every note)"
+        if shared
+        else f"ESA release of {n_releases} note(s)"
+    )
+    composition = (
+        "one Gaussian mechanism; the notes chosen with it are post-processing"
+        if shared
+        else "exact: T Gaussian releases = one of sensitivity 2 sqrt(T) (GDP)"
+    )
     return ledger.charge(
-        f"ESA release of {n_releases} note(s)",
+        what,
         "gaussian",
         epsilon,
         delta,
@@ -252,5 +395,5 @@ def charge_esa(
         releases=n_releases,
         prompts=n_prompts,
         neighbours=NEIGHBOURS,
-        composition="exact: T Gaussian releases = one of sensitivity 2 sqrt(T) (GDP)",
+        composition=composition,
     )

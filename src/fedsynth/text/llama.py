@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,14 @@ class LocalLlamaBackend(LLMBackend):
         CPU threads. One is the default: on a shared machine llama.cpp's threads wait on each
         other (measured on 2 busy cores: 12.7 tokens/s with one thread, 0.2 with two).
     n_ctx : int
-        Context length in tokens (prompt and answer together).
+        Context length in tokens (prompt and answer together) of each sequence.
+    n_parallel : int
+        Sequences llama.cpp decodes together when :meth:`chat_many` is given several chats.
+        Measured with SmolLM2-135M, one thread, 8 chats of 48 tokens: the same CPU time; less
+        wall time on an idle machine (11.2 s vs 15.0-18.9 s: the server no longer waits between
+        requests), none on a loaded one (28.9 s vs 26.7 s at load 9-13). Batched arithmetic
+        differs in its last bits and the batches depend on timing, so above 1 a seed no longer
+        repeats an answer exactly; 1 (the default) keeps runs reproducible.
 
     Examples
     --------
@@ -69,15 +77,24 @@ class LocalLlamaBackend(LLMBackend):
     """
 
     def __init__(
-        self, model_path: str | os.PathLike | None = None, *, n_threads: int = 1, n_ctx: int = 2048
+        self,
+        model_path: str | os.PathLike | None = None,
+        *,
+        n_threads: int = 1,
+        n_ctx: int = 2048,
+        n_parallel: int = 1,
     ):
-        if n_threads < 1 or n_ctx < 64:
-            raise ValueError(f"n_threads must be >= 1 and n_ctx >= 64, got {n_threads}, {n_ctx}")
+        if n_threads < 1 or n_ctx < 64 or n_parallel < 1:
+            raise ValueError(
+                "n_threads and n_parallel must be >= 1 and n_ctx >= 64, got "
+                f"{n_threads}, {n_parallel}, {n_ctx}"
+            )
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if not self.model_path.is_file():
             raise LLMError(f"model file {str(self.model_path)!r} does not exist")
         self.n_threads = n_threads
         self.n_ctx = n_ctx
+        self.n_parallel = n_parallel
         self._server: Any = None
 
     def _start(self) -> Any:
@@ -87,9 +104,11 @@ class LocalLlamaBackend(LLMBackend):
             raise LLMError("the offline model needs xllamacpp: pip install xllamacpp") from error
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
-        params.n_ctx = self.n_ctx
-        # One sequence at a time, so that a seed gives the same answer whatever ran before.
-        params.n_parallel = 1
+        # llama.cpp splits the context among the parallel sequences.
+        params.n_ctx = self.n_ctx * self.n_parallel
+        # One sequence at a time by default, so that a seed gives the same answer whatever ran
+        # before; more only when asked for (throughput over reproducibility).
+        params.n_parallel = self.n_parallel
         params.offline = True
         params.warmup = False
         params.verbosity = 0
@@ -129,9 +148,40 @@ class LocalLlamaBackend(LLMBackend):
             raise LLMError(f"{self.model_path.name}: {response['error']}")
         return answer_text(response, self.model_path.name)
 
+    def chat_many(
+        self,
+        chats: Sequence[Messages],
+        *,
+        seeds: Sequence[int],
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """The answers to several chats, ``n_parallel`` of them decoded together."""
+        if len(seeds) != len(chats):
+            raise ValueError(f"{len(seeds)} seeds for {len(chats)} chats")
+        if self.n_parallel == 1 or len(chats) < 2:
+            return super().chat_many(
+                chats, seeds=seeds, max_tokens=max_tokens, temperature=temperature, stop=stop
+            )
+        if self._server is None:
+            self._server = self._start()
+
+        def one(pair: tuple[Messages, int]) -> str:
+            return self.chat(
+                pair[0], max_tokens=max_tokens, temperature=temperature, seed=pair[1], stop=stop
+            )
+
+        # One waiting request per slot: the server decodes the queued requests together.
+        with ThreadPoolExecutor(self.n_parallel) as pool:
+            return list(pool.map(one, zip(chats, seeds, strict=True)))
+
     def close(self) -> None:
         """Free the model (a later generation loads it again)."""
         self._server = None
 
     def __repr__(self) -> str:
-        return f"LocalLlamaBackend({self.model_path.name!r}, n_threads={self.n_threads})"
+        return (
+            f"LocalLlamaBackend({self.model_path.name!r}, n_threads={self.n_threads}, "
+            f"n_parallel={self.n_parallel})"
+        )

@@ -55,6 +55,70 @@ def frechet_distance(real: np.ndarray, synthetic: np.ndarray) -> float:
     return float(max(value, 0.0))
 
 
+def frechet_bootstrap(
+    real: np.ndarray,
+    synthetic: Mapping[str, np.ndarray],
+    *,
+    reps: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap of the Fréchet distance of several synthetic sets to one real set.
+
+    The real set is held fixed; each replicate draws one set of row indices with replacement
+    and applies it to every synthetic set, which must have the same number of rows (notes
+    conditioned on the same rows): differences between methods are then paired.
+    ``tr (C_r C_s)^(1/2)`` is computed from the eigenvalues of the ``m x m`` matrix
+    ``(X A)(X A)^T / (m - 1)`` (``A = C_r^(1/2)``, ``X`` the centred synthetic rows), equal to
+    :func:`frechet_distance` to rounding and fast enough for thousands of replicates.
+
+    Parameters
+    ----------
+    real : ndarray, shape (n, dimension)
+    synthetic : mapping of name to ndarray, shape (m, dimension)
+    reps : int
+        Bootstrap replicates.
+    level : float
+        Coverage of the percentile intervals.
+    seed : int
+
+    Returns
+    -------
+    dict
+        Per name: ``value`` (on all rows), ``low``, ``high`` and ``draws`` (ndarray of the
+        replicates, for paired differences).
+    """
+    real = np.asarray(real, float)
+    sets = {name: np.asarray(x, float) for name, x in synthetic.items()}
+    sizes = {len(x) for x in sets.values()}
+    if len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError(f"the synthetic sets need the same number (>= 2) of rows, got {sizes}")
+    m = sizes.pop()
+    mu_r, cov_r = real.mean(0), np.cov(real, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_r)
+    root_r = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    tr_r = float(np.trace(cov_r))
+
+    def distance(x: np.ndarray) -> float:
+        mean = x.mean(0)
+        centred = (x - mean) @ root_r
+        small = centred @ centred.T / (m - 1)
+        tr_root = np.sqrt(np.clip(np.linalg.eigvalsh(small), 0, None)).sum()
+        tr_s = float(((x - mean) ** 2).sum() / (m - 1))
+        gap = mu_r - mean
+        return float(max(gap @ gap + tr_r + tr_s - 2 * tr_root, 0.0))
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(m, size=(reps, m))
+    tail = (1 - level) / 2
+    out = {}
+    for name, x in sets.items():
+        boot = np.array([distance(x[idx]) for idx in draws])
+        low, high = np.quantile(boot, [tail, 1 - tail])
+        out[name] = {"value": distance(x), "low": float(low), "high": float(high), "draws": boot}
+    return out
+
+
 def precision_recall(real: np.ndarray, synthetic: np.ndarray, *, k: int = 5) -> dict[str, float]:
     """k-NN precision and recall of synthetic note embeddings (Kynkäänniemi et al. 2019).
 
