@@ -97,6 +97,13 @@ def arguments() -> argparse.Namespace:
     add("--arms", default=",".join(SYNTHETIC_ARMS), help="synthetic arms to run")
     add("--seed", type=int, default=0)
     add("--name", default=None)
+    add(
+        "--combine",
+        nargs="+",
+        metavar="PART",
+        help="merge the results of runs split by --arms (same cohort, seed and settings) into "
+        "--name, and state the targets over all their arms; trains nothing",
+    )
     args = parser.parse_args()
     if args.quick:
         defaults = {"n": 1000, "synthetic": None, "clf_epochs": None, "clf_rounds": 10}
@@ -209,8 +216,39 @@ def cohort_parts(args):
     return train_by_site, concat(held), test
 
 
+def combine(parts: list[str], name: str) -> None:
+    """One result from runs split by ``--arms``: the first part's real classifiers (every part
+    trains the same ones on the same cohort), the synthetic arms of all parts, summed CPU time,
+    the largest peak memory and the longest wall time (the parts ran side by side)."""
+    loaded = [json.loads((RESULTS / f"{part}.json").read_text()) for part in parts]
+    first = loaded[0]
+    for part, other in zip(parts[1:], loaded[1:], strict=True):
+        if (
+            other["images"] != first["images"]
+            or other["settings"]["seed"] != first["settings"]["seed"]
+        ):
+            raise SystemExit(f"{part}: another cohort or seed than {parts[0]}; not combined")
+    arms = {k: v for k, v in first["arms"].items() if k.startswith("real_")}
+    for other in loaded:
+        arms |= {k: v for k, v in other["arms"].items() if not k.startswith("real_")}
+    result = {
+        "settings": first["settings"] | {"arms": ",".join(a for a in arms if a[:5] != "real_")},
+        "parts": parts,
+        "images": first["images"],
+        "arms": arms,
+        "wall_s": max(r["wall_s"] for r in loaded),
+        "cpu_s": sum(r["cpu_s"] for r in loaded),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in loaded),
+    }
+    result["targets"] = targets(result)
+    write(result, name)
+
+
 def main() -> None:
     args = arguments()
+    if args.combine:
+        combine(args.combine, args.name)
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
