@@ -73,6 +73,10 @@ def execute(config: Mapping[str, Any], storage: Storage, out: Path, say: Reporte
     FedsynthError, ValueError
         For data or settings that cannot be used; the message is shown to the user.
     """
+    if config.get("modality") == "imaging":
+        from fedsynth.web.image_pipeline import execute_images
+
+        return execute_images(config, storage, out, say)
     say.progress(0.01, "reading the data")
     sources = config["sources"]
     tables = {

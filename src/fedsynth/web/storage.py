@@ -6,6 +6,7 @@ Layout::
       fedsynth.sqlite3          datasets, runs, logs, sessions, audit log (see fedsynth.web.db)
       access-token, secret-key  created on the first start, readable by the owner only
       datasets/<id>/            source.csv or source.parquet (the upload, under a fixed name)
+      image_datasets/<id>/      images.npz + labels.csv of an uploaded zip of images
       runs/<id>/                the artifacts of a finished run
       runs/<id>.partial/        a run being computed; renamed to runs/<id>/ when complete
       logs/<id>.worker.txt      what a worker process printed (for crashes)
