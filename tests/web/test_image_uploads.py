@@ -56,7 +56,7 @@ def test_png_zip_with_labels_is_read(tmp_path):
     assert loaded.layout == "png/tiff"
     assert loaded.images.shape == (12, 1, 32, 32)
     assert loaded.images.labels["grade"].tolist() == [i % 2 for i in range(12)]
-    assert 0.0 <= loaded.images.images.min() and loaded.images.images.max() <= 1.0
+    assert loaded.images.images.min() >= 0.0 and loaded.images.images.max() <= 1.0
 
 
 def test_missing_labels_csv_is_named(tmp_path):
@@ -70,7 +70,8 @@ def test_labels_without_images_are_named(tmp_path):
     with zipfile.ZipFile(buffer, "w") as archive:
         for i in range(10):
             archive.writestr(f"img{i}.png", png(seed=i))
-        archive.writestr("labels.csv", "file,grade\n" + "".join(f"img{i}.png,0\n" for i in range(12)))
+        rows = "".join(f"img{i}.png,0\n" for i in range(12))
+        archive.writestr("labels.csv", "file,grade\n" + rows)
     text = refusal(tmp_path, buffer.getvalue())
     assert "2 label row(s) name a file that is not among the images" in text
     assert "'img10.png'" in text and "'img11.png'" in text

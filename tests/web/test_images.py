@@ -54,9 +54,7 @@ def test_image_run_reports_grids_and_gates_the_download(client, sessions):
     dataset_url = uploaded.headers["location"]
     page = analyst.get(dataset_url).text
     assert "12 images of 1 x 32 x 32" in page and "0: 6 · 1: 6" in page
-    started = post_form(
-        analyst, dataset_url, f"{dataset_url}/runs", label_columns="grade", **TINY
-    )
+    started = post_form(analyst, dataset_url, f"{dataset_url}/runs", label_columns="grade", **TINY)
     assert started.status_code == 303, started.text
     run_id = started.headers["location"].rsplit("/", 1)[1]
     run = wait_for(client, run_id, timeout=240)

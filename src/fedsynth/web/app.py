@@ -96,9 +96,9 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.state.templates = _templates()
 
     from fedsynth.web.routes_api import public_router
+    from fedsynth.web.routes_api import router as api_router
     from fedsynth.web.routes_images import api_router as images_api_router
     from fedsynth.web.routes_images import router as images_router
-    from fedsynth.web.routes_api import router as api_router
     from fedsynth.web.routes_notes import router as notes_router
     from fedsynth.web.routes_pages import router as pages_router
     from fedsynth.web.routes_release import router as release_router

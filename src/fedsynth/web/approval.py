@@ -5,9 +5,10 @@ steward's override) builds its release bundle (see :mod:`fedsynth.release`: synt
 SAFE report, metadata, privacy ledger, generator, federation summary, manifest) and signs it
 with the server's Ed25519 key, the approval (steward, time, comment) inside the signed
 statement. An image run's bundle holds its synthetic images, the report without real images
-and ``release.json`` (:func:`~fedsynth.web.image_pipeline.image_release_members`). The audit log records the approval with the manifest's SHA-256. Only an approved
-run's bundle can be downloaded as a release; receiving sites verify it with the server's
-public key (``GET /api/release-key``) and ``fedsynth release verify``.
+and ``release.json`` (see :func:`~fedsynth.web.image_pipeline.image_release_members`).
+The audit log records the approval with the manifest's SHA-256. Only an approved run's bundle
+can be downloaded as a release; receiving sites verify it with the server's public key
+(``GET /api/release-key``) and ``fedsynth release verify``.
 """
 
 from __future__ import annotations

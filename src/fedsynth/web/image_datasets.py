@@ -306,15 +306,9 @@ def _label_summary(labels) -> list[dict[str, Any]]:
     for column in labels.columns:
         counts = labels[column].value_counts(dropna=True)
         few = 1 < len(counts) <= MAX_LABEL_VALUES
-        out.append(
-            {
-                "name": str(column),
-                "distinct": int(len(counts)),
-                "values": {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
-                if few
-                else None,
-            }
-        )
+        values = {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+        shown = values if few else None
+        out.append({"name": str(column), "distinct": len(counts), "values": shown})
     return out
 
 

@@ -73,7 +73,9 @@ def execute_images(
     images = read_images(storage.root / "image_datasets" / config["image_dataset_id"])
     columns = list(config["label_columns"]) or None
     stratify = columns[0] if columns else None
-    train, holdout = images.split(config["holdout_fraction"], seed=config["seed"], stratify=stratify)
+    train, holdout = images.split(
+        config["holdout_fraction"], seed=config["seed"], stratify=stratify
+    )
     say.log(
         f"read {len(images)} images of {'x'.join(map(str, images.shape[1:]))} (CxHxW); split: "
         f"{len(train)} training images, {len(holdout)} holdout images (never trained on)"
@@ -189,9 +191,7 @@ def write_synthetic_zip(synthetic, train, path: Path) -> Path:
                 shown = pixels[0] if len(channels) == 1 else np.moveaxis(pixels, 0, -1)
                 names = [(f"png/{i:05d}.png", shown)]
             else:
-                names = [
-                    (f"png/{i:05d}_{_safe(c)}.png", pixels[k]) for k, c in enumerate(channels)
-                ]
+                names = [(f"png/{i:05d}_{_safe(c)}.png", pixels[k]) for k, c in enumerate(channels)]
             for name, array in names:
                 buffer = io.BytesIO()
                 Image.fromarray(array).save(buffer, format="PNG")

@@ -44,6 +44,8 @@ MAX_VALUES = 64 * 1024**2
 MIN_IMAGES = 8
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+#: Layouts as the dataset records name them.
+LAYOUTS = {"PNG/TIFF": "png/tiff", "NIfTI": "nifti", "DICOM": "dicom"}
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _CHUNK = 1024**2
 
@@ -128,7 +130,7 @@ def read_image_zip(archive: Path, *, filename: str, workdir: Path) -> LoadedImag
             [f"{filename}: {str(p).replace(f'{workdir}/', '')}" for p in error.problems]
         ) from None
     _check_size(loaded, filename)
-    return LoadedImages(loaded, {"PNG/TIFF": "png/tiff", "NIfTI": "nifti", "DICOM": "dicom"}[layout])
+    return LoadedImages(loaded, LAYOUTS[layout])
 
 
 def _unpack(archive: Path, filename: str, workdir: Path) -> list[PurePosixPath]:
@@ -157,20 +159,20 @@ def _unpack(archive: Path, filename: str, workdir: Path) -> list[PurePosixPath]:
                 continue  # an archiver's own files, not the user's
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise _error(filename, f"member {info.filename!r} is a link; links are refused")
-            if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(
-                info.compress_size, 1
-            ):
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
                 raise _error(
                     filename,
-                    f"member {info.filename!r} unpacks {info.file_size / max(info.compress_size, 1):,.0f}"
-                    f" times larger than it is packed (at most {MAX_RATIO}); refused as a zip bomb",
+                    f"member {info.filename!r} unpacks {ratio:,.0f} times larger than it is "
+                    f"packed (at most {MAX_RATIO}); refused as a zip bomb",
                 )
             target = workdir.joinpath(*name.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 budget = _copy_capped(handle, info, target, budget, filename)
             except (zipfile.BadZipFile, OSError, EOFError) as error:
-                raise _error(filename, f"member {info.filename!r} cannot be unpacked ({error})")
+                message = f"member {info.filename!r} cannot be unpacked ({error})"
+                raise _error(filename, message) from None
             kept.append(name)
     return sorted(kept)
 

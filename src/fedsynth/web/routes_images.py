@@ -10,18 +10,18 @@ steward, the role trusted with the private data (as for the review of real notes
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import UploadFile as FormFile
 
 from fedsynth.exceptions import FedsynthError
 from fedsynth.web.db import RunRecord
 from fedsynth.web.deps import ServicesDep, User
-from fedsynth.web.errors import InvalidRequestError, NotFoundError, status_of
+from fedsynth.web.errors import NotFoundError, status_of
 from fedsynth.web.image_datasets import (
     IMAGE_GENERATORS,
     RUN_SETTINGS,
@@ -30,13 +30,15 @@ from fedsynth.web.image_datasets import (
 )
 from fedsynth.web.image_pipeline import PRIVATE_REPORT, REPORT
 from fedsynth.web.release import GATED, released
+from fedsynth.web.routes_api import ERROR_RESPONSES, TOO_MANY_RUNS
 from fedsynth.web.routes_pages import render, see_other
+from fedsynth.web.schemas import ErrorOut, RunOut
 from fedsynth.web.security import REPORT_POLICY, Principal
 from fedsynth.web.services import Services
 from fedsynth.web.storage import ID_PATTERN
 
 router = APIRouter(include_in_schema=False)
-api_router = APIRouter(prefix="/api/images", tags=["images"])
+api_router = APIRouter(prefix="/api/images", tags=["images"], responses=ERROR_RESPONSES)
 DatasetId = Annotated[str, Path(pattern=ID_PATTERN)]
 RunId = Annotated[str, Path(pattern=ID_PATTERN)]
 #: Report pages a browser may open inline.
@@ -62,7 +64,9 @@ class ImageDatasetOut(BaseModel):
 class ImageRunIn(BaseModel):
     """The settings of an image run (empty: the generator's defaults)."""
 
-    generator: str = Field("latent_diffusion", description=f"One of {list(IMAGE_GENERATORS)}.")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    generator: Literal[IMAGE_GENERATORS] = "latent_diffusion"  # type: ignore[valid-type]
     epochs: int | None = Field(None, description="Training epochs (default: the generator's).")
     epsilon: float | None = Field(None, description="Differential privacy budget (dp_gan).")
     delta: float = 1e-5
@@ -73,7 +77,7 @@ class ImageRunIn(BaseModel):
     report_epochs: int = Field(10, description="Epochs of the report's feature encoder.")
 
 
-def _upload(services: Services, who: Principal, upload: UploadFile, name: Any) -> ImageDataset:
+def _upload(services: Services, who: Principal, upload: Any, name: Any) -> ImageDataset:
     chunks = iter(lambda: upload.file.read(_CHUNK), b"")
     try:
         record = services.images.upload(
@@ -144,7 +148,7 @@ async def upload_images(request: Request, who: User, services: ServicesDep) -> R
     """Upload a zip of images; show the dataset, or the list with the error naming the file."""
     form = await request.form()
     upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    if not isinstance(upload, FormFile) or not upload.filename:
         error = {"message": "choose a .zip of images to upload", "problems": []}
         return _images(request, who, services, error, 422)
     try:
@@ -238,16 +242,20 @@ def view_image_report(run_id: RunId, name: str, who: User, services: ServicesDep
 
 
 # ---------------------------------------------------------------------- API
-@api_router.post("", status_code=201)
-async def upload_images_api(request: Request, user: User, services: ServicesDep) -> ImageDatasetOut:
-    """Upload a zip of images (multipart field ``file``, optional ``name``): PNG/TIFF with one
-    labels CSV (column ``file``), NIfTI volumes, or one DICOM series. 422 names the file."""
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise InvalidRequestError("file: upload a .zip of images")
-    record = await run_in_threadpool(_upload, services, user, upload, form.get("name"))
-    return ImageDatasetOut(**record.__dict__)
+@api_router.post(
+    "",
+    status_code=201,
+    responses={415: {"model": ErrorOut, "description": "Not a zip archive."}},
+)
+def upload_images_api(
+    user: User,
+    services: ServicesDep,
+    file: Annotated[UploadFile, File(description="A zip of images (see the module).")],
+    name: Annotated[str | None, Form(max_length=200, description="Display name.")] = None,
+) -> ImageDatasetOut:
+    """Upload a zip of images: PNG/TIFF with one labels CSV (column ``file``), NIfTI volumes,
+    or one DICOM series. A refusal (422) names the zip and the member at fault."""
+    return ImageDatasetOut(**_upload(services, user, file, name).__dict__)
 
 
 @api_router.get("")
@@ -256,12 +264,11 @@ def list_images_api(user: User, services: ServicesDep) -> list[ImageDatasetOut]:
     return [ImageDatasetOut(**d.__dict__) for d in services.images.list()]
 
 
-@api_router.post("/{dataset_id}/runs", status_code=201)
+@api_router.post("/{dataset_id}/runs", status_code=201, responses=TOO_MANY_RUNS)
 def start_image_run_api(
     dataset_id: DatasetId, body: ImageRunIn, user: User, services: ServicesDep
-) -> dict[str, Any]:
+) -> RunOut:
     """Queue an image run; follow it at ``/api/runs/{id}`` like any run."""
     from fedsynth.web import views
 
-    record = _start(services, user, dataset_id, body.model_dump())
-    return views.run(record).model_dump()
+    return views.run(_start(services, user, dataset_id, body.model_dump()))

@@ -316,7 +316,9 @@ class Services:
                 max_queued=self.settings.max_queued_runs,
                 rerun_of=run_id,
             )
-            self.audit(who, "image run created", rerun.id, dataset=record.dataset_id, rerun_of=run_id)
+            self.audit(
+                who, "image run created", rerun.id, dataset=record.dataset_id, rerun_of=run_id
+            )
             self.jobs.wake()
             return rerun
         request = RunIn.model_validate(
