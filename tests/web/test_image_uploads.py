@@ -113,3 +113,42 @@ def test_unsafe_members_zip_bombs_and_huge_images_are_refused(tmp_path):
 
 def test_too_few_images_are_refused(tmp_path):
     assert "a run needs at least 8" in refusal(tmp_path, image_zip(n=3))
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"upload/{path.relative_to(folder).as_posix()}")
+    return buffer.getvalue()
+
+
+def test_nifti_volumes_are_read_as_axial_slices(tmp_path):
+    from tests.imaging.test_loaders import _nifti
+
+    source = tmp_path / "source"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.nii.gz", "b.nii.gz"):
+        _nifti(source / name, rng.random((16, 16, 5)).astype(np.float32))
+    (source / "labels.csv").write_text("file,grade\na.nii.gz,1\nb.nii.gz,2\n")
+    loaded = read(tmp_path, _zip_folder(source), "volumes.zip")
+    assert loaded.layout == "nifti" and loaded.images.shape == (10, 1, 16, 16)
+    assert loaded.images.labels["grade"].tolist() == [1] * 5 + [2] * 5
+
+
+def test_dicom_series_is_read_by_its_marker(tmp_path):
+    from pydicom.uid import generate_uid
+
+    from tests.imaging.test_loaders import _dicom
+
+    source = tmp_path / "source"
+    source.mkdir()
+    series = generate_uid()
+    for i in range(8):  # half without a suffix: found by the DICOM marker
+        name = f"slice{i}.dcm" if i % 2 else f"IM{i:04d}"
+        _dicom(source / name, np.full((12, 12), 100 + i), float(i), i + 1, series)
+    loaded = read(tmp_path, _zip_folder(source), "series.zip")
+    assert loaded.layout == "dicom" and loaded.images.shape == (8, 1, 12, 12)
+    assert "PatientName" not in loaded.images.labels.columns

@@ -6,7 +6,10 @@ synthetic rows with SAFE. A federated run runs the experiment of
 :mod:`fedsynth.experiments.runner` (centralized and isolated references and every strategy,
 over Flower) and validates the first strategy's synthetic rows the same way.
 
-Files written (the names offered for download): ``synthetic.csv``, ``synthetic.parquet``,
+An image run (``config["modality"] == "imaging"``) is computed by
+:func:`fedsynth.web.image_pipeline.execute_images` instead.
+
+Files written by table runs (the names offered for download): ``synthetic.csv``, ``synthetic.parquet``,
 ``model.zip``, ``report.html``, ``report.json`` and, for federated runs,
 ``experiment-scores.csv``, ``experiment-summary.csv`` and ``experiment-scores.png``.
 """
