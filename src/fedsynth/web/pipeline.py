@@ -9,8 +9,8 @@ over Flower) and validates the first strategy's synthetic rows the same way.
 An image run (``config["modality"] == "imaging"``) is computed by
 :func:`fedsynth.web.image_pipeline.execute_images` instead.
 
-Files written by table runs (the names offered for download): ``synthetic.csv``, ``synthetic.parquet``,
-``model.zip``, ``report.html``, ``report.json`` and, for federated runs,
+Files written by table runs (the names offered for download): ``synthetic.csv``,
+``synthetic.parquet``, ``model.zip``, ``report.html``, ``report.json`` and, for federated runs,
 ``experiment-scores.csv``, ``experiment-summary.csv`` and ``experiment-scores.png``.
 """
 
