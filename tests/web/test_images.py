@@ -127,7 +127,7 @@ def test_image_run_reports_grids_and_gates_the_download(client, sessions):
     )
 
 
-def test_bad_uploads_and_settings_are_named(client, sessions):
+def test_bad_uploads_and_settings_are_named_and_a_run_is_rerun(client, sessions):
     _, analyst = sessions
     page = analyst.get("/images").text
     refused = analyst.post(
@@ -145,3 +145,14 @@ def test_bad_uploads_and_settings_are_named(client, sessions):
     )
     detail = bad.json()["detail"]
     assert bad.status_code == 422 and "label column 'file'" in detail and "public images" in detail
+
+    settings = {"generator": "dp_gan", "epochs": 1, "epsilon": 3.0, "label_columns": ["grade"]}
+    run = client.post(f"/api/images/{dataset['id']}/runs", json=settings).json()
+    assert run["kind"] == "imaging" and run["status"] == "queued"
+    assert client.post(f"/api/runs/{run['id']}/cancel").status_code == 200
+    again = client.post(f"/api/runs/{run['id']}/rerun")
+    assert again.status_code == 202, again.text
+    rerun = again.json()
+    assert rerun["rerun_of"] == run["id"] and rerun["kind"] == "imaging"
+    assert rerun["config"]["epsilon"] == 3.0 and rerun["config"]["label_columns"] == ["grade"]
+    client.post(f"/api/runs/{rerun['id']}/cancel")

@@ -128,8 +128,9 @@ class Storage:
 
     def remove_leftovers(self, active_runs: set[str]) -> None:
         """Remove half-made uploads and the partial folders of runs no worker computes."""
-        for path in (self.root / "datasets").glob(".upload-*"):
-            shutil.rmtree(path, ignore_errors=True)
+        for folder in ("datasets", "image_datasets"):
+            for path in (self.root / folder).glob(".upload-*"):
+                shutil.rmtree(path, ignore_errors=True)
         for path in (self.root / "runs").glob(f"*{_PARTIAL}"):
             if path.name.removesuffix(_PARTIAL) not in active_runs:
                 shutil.rmtree(path, ignore_errors=True)
