@@ -108,7 +108,14 @@ def test_unsafe_members_zip_bombs_and_huge_images_are_refused(tmp_path):
     text = refusal(tmp_path, bomb.getvalue())
     assert "'scans/big.tif'" in text and "zip bomb" in text
     huge = image_zip(extra={"scans/huge.png": png(size=MAX_SIDE + 1)})
-    assert f"larger than {MAX_SIDE} pixels a side" in refusal(tmp_path, huge)
+    assert f"'scans/huge.png' ({MAX_SIDE + 1} x {MAX_SIDE + 1})" in refusal(tmp_path, huge)
+
+
+def test_too_many_pixel_values_are_refused_before_decoding(tmp_path, monkeypatch):
+    import fedsynth.web.image_uploads as uploads
+
+    monkeypatch.setattr(uploads, "MAX_VALUES", 11 * 32 * 32)
+    assert "12,288 pixel values in all; at most 11,264" in refusal(tmp_path, image_zip(12))
 
 
 def test_too_few_images_are_refused(tmp_path):

@@ -79,8 +79,9 @@ def read_image_zip(archive: Path, *, filename: str, workdir: Path) -> LoadedImag
     ------
     ImageDataError
         Naming the zip and, where one is at fault, the member: not a zip, unsafe or too large
-        members, no images, no or several labels CSVs, unreadable files, mixed shapes, labels
-        without images, 3-D volumes, too many or too few images.
+        members, no images, no or several labels CSVs, images too large or too many pixel values
+        (from their headers), unreadable files, mixed shapes, labels without images, 3-D
+        volumes, too many or too few images.
     """
     members = _unpack(archive, filename, workdir)
     images = [m for m in members if m.name.lower().endswith(IMAGE_SUFFIXES)]
@@ -108,19 +109,19 @@ def read_image_zip(archive: Path, *, filename: str, workdir: Path) -> LoadedImag
                     "has no labels CSV: add one CSV with a 'file' column naming each image "
                     f"(images: {_names(images)})",
                 )
-            _check_sides(workdir, images, _image_side)
+            _check_sides(workdir, images, _image_header)
             loaded = _load_folder(workdir, labels)
         elif nifti:
             folders = {m.parent for m in nifti}
             if len(folders) > 1:
                 raise _error(filename, "holds NIfTI files in several folders; put them in one")
-            _check_sides(workdir, nifti, _nifti_side)
+            _check_sides(workdir, nifti, _nifti_header)
             loaded = _load_nifti(workdir / folders.pop(), labels)
         else:
             folders = {m.parent for m in dicom}
             if len(folders) > 1:
                 raise _error(filename, "holds DICOM files in several folders; give one series")
-            _check_sides(workdir, dicom, _dicom_side)
+            _check_sides(workdir, dicom, _dicom_header)
             loaded = _load_dicom(workdir / folders.pop())
     except ImageDataError as error:
         if all(str(p).startswith(f"{filename}:") for p in error.problems):
@@ -201,14 +202,16 @@ def _is_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def _check_sides(workdir: Path, members: list[PurePosixPath], side) -> None:
-    """Refuse an image larger than :data:`MAX_SIDE` from its header, before it is decoded."""
-    too_large = []
+def _check_sides(workdir: Path, members: list[PurePosixPath], header) -> None:
+    """Refuse images larger than :data:`MAX_SIDE` a side, or more pixel values in all than
+    :data:`MAX_VALUES`, from the files' headers, before any is decoded."""
+    too_large, values = [], 0
     for member in members:
         try:
-            sides = side(workdir / member)
+            sides, count = header(workdir / member)
         except Exception:  # an unreadable header: the loader names the file and the reason
             continue
+        values += count
         if max(sides, default=0) > MAX_SIDE:
             too_large.append(f"{member.as_posix()!r} ({' x '.join(map(str, sides))})")
     if too_large:
@@ -218,26 +221,40 @@ def _check_sides(workdir: Path, members: list[PurePosixPath], side) -> None:
                 + (" ..." if len(too_large) > 8 else "")
             ]
         )
+    if values > MAX_VALUES:
+        raise ImageDataError(
+            [
+                f"the images hold {values:,} pixel values in all; at most {MAX_VALUES:,} "
+                "(fewer or smaller images)"
+            ]
+        )
 
 
-def _image_side(path: Path) -> tuple[int, ...]:
+def _image_header(path: Path) -> tuple[tuple[int, ...], int]:
+    """Height and width of a PNG/TIFF, and its values (pixels x bands x pages)."""
     from PIL import Image
 
     with Image.open(path) as image:
-        return image.size
+        width, height = image.size
+        pages = getattr(image, "n_frames", 1)
+        return (height, width), width * height * len(image.getbands()) * pages
 
 
-def _nifti_side(path: Path) -> tuple[int, ...]:
+def _nifti_header(path: Path) -> tuple[tuple[int, ...], int]:
     import nibabel as nib
 
-    return tuple(int(s) for s in nib.load(str(path)).header.get_data_shape()[:2])
+    shape = tuple(int(s) for s in nib.load(str(path)).header.get_data_shape())
+    return shape[:2], int(np.prod(shape, dtype=np.int64))
 
 
-def _dicom_side(path: Path) -> tuple[int, ...]:
+def _dicom_header(path: Path) -> tuple[tuple[int, ...], int]:
     import pydicom
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
-    return int(ds.Rows), int(ds.Columns)
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    return (rows, columns), rows * columns * frames * samples
 
 
 def _load_folder(workdir: Path, labels: Path) -> ImageSet:
