@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "imaging": {"core"},
     "text": {"core"},
     "release": {"core"},
-    "federated": {"core", "tabular"},
+    "federated": {"core", "tabular", "imaging"},
     "experiments": {"core", "tabular", "federated"},
     "cli": {
         "core",

@@ -91,7 +91,7 @@ def test_evaluate_writes_grids_and_verdict(tmp_path, model_dir, real_folder, cap
     text = page.read_text()
     assert '<img src="data:image/png;base64,' in text
     assert "Privacy verdict" in text and report["verdict"].upper() in text
-    assert "idh_mutant = 1" in text and len(report["metrics"]) == 12
+    assert "idh_mutant = 1" in text and len(report["metrics"]) == 14
     assert f"privacy verdict: {report['verdict']}" in capsys.readouterr().out
 
 

@@ -12,6 +12,7 @@ from fedsynth.core import registry
 from fedsynth.core.base import BaseEstimator
 from fedsynth.core.privacy import PrivacyBudgetError, PrivacyConfigError, PrivacyLedger
 from fedsynth.core.privacy import config as privacy_config
+from fedsynth.exceptions import NotFittedError
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.generators.gaussian_copula import GaussianCopula
 from fedsynth.tabular.privacy import declare_public
@@ -80,6 +81,26 @@ def test_a_failed_fit_leaves_no_ledger_on_a_new_estimator(table):
     with pytest.raises(RuntimeError, match="hook failed"):
         gen.fit(table, metadata=public(table))
     assert not hasattr(gen, "privacy_spent_") and not gen.is_fitted
+
+
+def test_a_refit_that_fails_during_training_leaves_the_estimator_unfitted(table):
+    gen = fedsynth.make("gaussian_copula", dp={"epsilon": 1.0, "delta": 1e-5})
+    gen.fit(table, metadata=public(table))
+    assert gen.is_fitted and isinstance(gen.privacy_spent_, PrivacyLedger)
+
+    def fail_midway(*args):
+        gen.marginals_ = "half learned"  # training changed the model, then failed
+        raise RuntimeError("hook failed")
+
+    gen._fit_private = fail_midway
+    with pytest.raises(RuntimeError, match="hook failed"):
+        gen.fit(table, metadata=public(table))
+    assert not gen.is_fitted and not hasattr(gen, "privacy_spent_")
+    assert not hasattr(gen, "marginals_")
+    with pytest.raises(NotFittedError):
+        gen.sample(5)
+    del gen._fit_private
+    assert gen.fit(table, metadata=public(table)).sample(5, seed=0).shape[0] == 5
 
 
 def _raise(*args):

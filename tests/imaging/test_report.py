@@ -48,7 +48,7 @@ def test_flags_follow_the_documented_thresholds():
 def test_copies_of_the_training_images_fail_and_the_page_shows_grids(tmp_path, cohort):
     train, holdout = cohort.split(0.5, seed=0)
     report = image_report(train, train, holdout, epochs=1, max_images=12)
-    assert len(report["metrics"]) == 12 and report["images"]["synthetic"] == len(train)
+    assert len(report["metrics"]) == 14 and report["images"]["synthetic"] == len(train)
     flags = {f["name"]: f["status"] for f in report["flags"]}
     assert flags["privacy.near_copies"] == "fail" and report["verdict"] == "fail"
 
@@ -63,6 +63,9 @@ def test_copies_of_the_training_images_fail_and_the_page_shows_grids(tmp_path, c
     assert all(base64.b64decode(png).startswith(b"\x89PNG") for png in images)
     assert "site = " in text and "idh_mutant = 1" in text
     assert "one row per channel: T1, T1c, T2, FLAIR" in text
+    # Train on synthetic, test on the holdout: per label, beside the real-trained reference.
+    assert "Utility per label" in text and "<td>tumour_type</td><td>real (reference)</td>" in text
+    assert "utility.classifier_utility" in flags and "fidelity.piqe" in flags
     assert not list(page.parent.glob(".report*"))  # no temporary file left
 
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from fedsynth.cli.evaluate import evaluate as _evaluate
 from fedsynth.cli.federate import federate as _federate
 from fedsynth.cli.images import images_app
+from fedsynth.cli.images_federate import federate_images
 from fedsynth.cli.notes import notes_app
 from fedsynth.cli.progress import (
     console,
@@ -44,6 +45,7 @@ app.add_typer(metadata_app, name="metadata")
 app.add_typer(release_app, name="release")
 app.add_typer(notes_app, name="notes")
 app.add_typer(images_app, name="images")
+images_app.command("federate")(federate_images)
 
 # Bad image input (missing or unreadable file, wrong channels) is a usage error like a bad
 # condition: the user fixes the command, not the data pipeline.

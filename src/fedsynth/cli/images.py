@@ -24,14 +24,14 @@ import typer
 from fedsynth.cli.progress import console, fitting, make_generator, step
 from fedsynth.exceptions import FedsynthError, ImageDataError
 from fedsynth.imaging.imageset import ImageSet
+from fedsynth.imaging.npz import ARRAYS, LABELS
+from fedsynth.imaging.validation.api import IMAGE_METRICS
 
 images_app = typer.Typer(
-    help="Synthetic medical images (latent diffusion, DP-GAN): fit, sample, evaluate.",
+    help="Synthetic medical images (latent diffusion, DP-GAN): fit, sample, evaluate, federate.",
     no_args_is_help=True,
 )
 
-#: The files of a folder written by ``images sample``.
-ARRAYS, LABELS = "images.npz", "labels.csv"
 IMAGE_MODELS = ("latent_diffusion", "dp_gan")
 NIFTI = (".nii", ".nii.gz")
 #: Images drawn per call of ``sample`` (one step of the progress bar).
@@ -111,35 +111,18 @@ def _load(
 
 def write_sample_folder(images: ImageSet, folder: Path) -> None:
     """Write ``images.npz`` and ``labels.csv`` in ``folder`` (atomically each)."""
-    from fedsynth.core.io import atomic_path
+    from fedsynth.imaging.npz import save_image_set
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / ARRAYS) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            images=images.images,
-            channels=np.asarray(list(images.channels), dtype=str),
-            spacing=np.asarray(images.spacing, dtype=np.float64),
-        )
-    with atomic_path(folder / LABELS) as tmp:
-        images.labels.to_csv(tmp, index=False)
+    save_image_set(images, folder)
 
 
 def _read_sample_folder(folder: Path) -> ImageSet:
+    from fedsynth.imaging.npz import load_image_set
+
     try:
-        with np.load(folder / ARRAYS, allow_pickle=False) as arrays:
-            images, channels = arrays["images"], arrays["channels"].tolist()
-            spacing = arrays["spacing"].tolist()
-    except Exception as error:  # any reader failure is the file's fault: name it
-        raise ImageInputError([f"{folder / ARRAYS}: cannot be read ({error})"]) from error
-    labels_file = folder / LABELS
-    labels = None
-    if labels_file.is_file() and labels_file.read_text(encoding="utf-8").strip():
-        try:
-            labels = pd.read_csv(labels_file)
-        except (ValueError, pd.errors.ParserError) as error:
-            raise ImageInputError([f"{labels_file}: cannot be read as CSV ({error})"]) from error
-    return ImageSet(images, labels, channels=channels, spacing=spacing)
+        return load_image_set(folder)
+    except ImageDataError as error:
+        raise ImageInputError(error.problems) from error
 
 
 def _split_names(text: str | None) -> list[str] | None:
@@ -246,11 +229,18 @@ def sample(
 
     import fedsynth
     from fedsynth.cli.app import _parse_pairs
+    from fedsynth.federated.task import GeneratorMixture, load_model
 
     if not model_dir.is_dir():
         raise ImageInputError([f"{model_dir}: no such model directory"])
-    generator = fedsynth.load(model_dir)
-    if getattr(generator, "modality", None) != "imaging":
+    # A generator-sharing model of 'images federate' is a folder of site generators.
+    generator = load_model(model_dir) if (model_dir / "mixture.json").is_file() else None
+    if generator is None:
+        generator = fedsynth.load(model_dir)
+    if isinstance(generator, GeneratorMixture):
+        if any(getattr(g, "modality", None) != "imaging" for g in generator.generators.values()):
+            raise ImageInputError([f"{model_dir}: holds table models, not image models"])
+    elif getattr(generator, "modality", None) != "imaging":
         raise ImageInputError(
             [f"{model_dir}: holds a {type(generator).__name__} model, not an image model"]
         )
@@ -322,7 +312,7 @@ def evaluate(
                     f"real images {real} are {'x'.join(map(str, train.shape[1:]))}"
                 ]
             )
-    with step("Scoring the images (12 metrics)"):
+    with step(f"Scoring the images ({len(IMAGE_METRICS)} metrics)"):
         result = image_report(
             train,
             generated,

@@ -40,6 +40,9 @@ from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
 from fedsynth.exceptions import FedsynthError, ModelFileError, NotFittedError, Problem
 
+#: Instance flag: the fit hook has started (a failure from here on leaves the estimator
+#: unfitted).
+_HOOK_STARTED = "_fit_hook_started"
 #: Key of the privacy ledger in the estimator's saved ``state`` (where fedsynth 0.1.0 put it).
 PRIVACY_KEY = "privacy"
 #: Version of the model files written here; :func:`load` refuses newer ones.
@@ -128,8 +131,11 @@ class BaseEstimator:
 
         Resolves ``dp`` once (:func:`~fedsynth.core.privacy.config.resolve_dp`), checks the
         hyperparameters (:meth:`_check_params`), then runs the modality's steps
-        (:meth:`_fit_data`), which end in :meth:`_run_fit_hook`. When the fit fails, the
-        previous ``privacy_spent_`` is put back.
+        (:meth:`_fit_data`), which end in :meth:`_run_fit_hook`. When the fit fails before the
+        hook starts (a refused setting, data that fails the checks, a budget above the cap),
+        the estimator is left as it was, its ``privacy_spent_`` included; when it fails once the
+        hook has started training, the estimator is left unfitted (a model part-trained on the
+        new data must not be sampled under the old ledger).
 
         Raises
         ------
@@ -139,15 +145,27 @@ class BaseEstimator:
         settings = resolve_dp(getattr(self, "dp", None))
         self._check_params(settings)
         previous = getattr(self, "privacy_spent_", _UNSET)
+        self.__dict__.pop(_HOOK_STARTED, None)
         try:
             self._fit_data(data, settings, **options)
         except BaseException:
-            if previous is _UNSET:
+            if self.__dict__.pop(_HOOK_STARTED, False):
+                # Training began: networks may hold part of what the new data taught them,
+                # which the old ledger does not account for. Nothing of it may be sampled.
+                self._forget_fit()
+            elif previous is _UNSET:
                 self.__dict__.pop("privacy_spent_", None)
             else:
                 self.privacy_spent_ = previous
             raise
+        self.__dict__.pop(_HOOK_STARTED, None)
         return self
+
+    def _forget_fit(self) -> None:
+        """Drop every fitted attribute (scikit-learn's trailing underscore), the ledger with
+        them: the estimator is unfitted, as after construction."""
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
 
     def _run_fit_hook(self, settings: DPSettings | None, *args: Any) -> None:
         """Run ``_fit(*args)``, or under ``dp`` ``_fit_private(*args, settings, ledger)``.
@@ -157,11 +175,13 @@ class BaseEstimator:
         runs (a training loop charges it), ``None`` without ``dp``.
         """
         if settings is None:
+            self.__dict__[_HOOK_STARTED] = True
             self.privacy_spent_ = None
             self._fit(*args)
             return
         ledger = PrivacyLedger(settings.max_epsilon)
         ledger.check(f"{self.name} fit", self.privacy_parts, settings.epsilon)
+        self.__dict__[_HOOK_STARTED] = True
         self.privacy_spent_ = ledger
         self._fit_private(*args, settings, ledger)
 

@@ -29,7 +29,6 @@ from fedsynth.federated.strategy_base import (
     n_examples,
     privacy_log,
 )
-from fedsynth.tabular.generators.site_mix import SiteMix, attach_site_mix
 
 _EXTRA = "extra/"
 
@@ -214,9 +213,7 @@ class FedAvg(Strategy):
         if extra is not None:
             model.load_extra_state(extra)
         # Averaged weights cannot tell the sites apart (see site_mix): sample by site.
-        return attach_site_mix(
-            model, SiteMix.from_encoder(self.schema.metadata, self.schema.encoder)
-        )
+        return task.by_site(model, self.schema)
 
     def ready_models(self) -> list[tuple[int, Federable]]:
         ready, self._ready = self._ready, []

@@ -3,7 +3,8 @@
 A SuperNode is started at each site with its own settings (``--node-config``):
 
 * ``site-name``: the name the site is known by in logs and results;
-* ``data-path``: its table (CSV, TSV or Parquet), read at each message and never sent.
+* ``data-path``: its table (CSV, TSV or Parquet), or its image set folder (``images.npz`` +
+  ``labels.csv``), read at each message and never sent.
 
 Three messages reach a site: ``query.statistics`` (check the table against the shared metadata,
 send aggregate statistics or a refusal), ``train`` (one round of every strategy of the run, or
@@ -18,14 +19,17 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedsynth.exceptions import DataWarning
-from fedsynth.federated.encoder_stats import SharedSchema, check_site, site_statistics
+from fedsynth.federated import image_sites
+from fedsynth.federated.encoder_stats import check_site, site_statistics
 from fedsynth.federated.errors import SiteRefusedError
+from fedsynth.federated.image_sites import TABULAR
 from fedsynth.federated.messages import Content, Payload, from_records, to_records
 from fedsynth.federated.secure_aggregation import is_secure, masked_reply, secure_mod
 from fedsynth.federated.strategies import STRATEGIES
@@ -35,9 +39,15 @@ from fedsynth.tabular.metadata import Metadata
 
 
 # ---------------------------------------------------------------------- pure handlers
-def statistics_reply(content: Mapping[str, Payload], name: str, data: pd.DataFrame) -> Content:
-    """Check the site's table against the shared metadata; its statistics, or a refusal."""
+def statistics_reply(content: Mapping[str, Payload], name: str, data: Any) -> Content:
+    """Check the site's table against the shared metadata; its statistics, or a refusal (for
+    images: :func:`~fedsynth.federated.image_sites.statistics_reply`)."""
     settings = content["common"].config
+    if settings.get("modality", TABULAR) != TABULAR:
+        return image_sites.statistics_reply(content, name, data)
+    if not isinstance(data, pd.DataFrame):
+        text = f"site {name!r} holds {type(data).__name__}, but the federation trains on tables"
+        return {"site": Payload({"name": name, "refused": text, "columns": "[]"})}
     metadata = Metadata.from_dict(json.loads(content["metadata"].config["json"]))
     try:
         check_site(data, metadata, name)
@@ -54,15 +64,17 @@ def statistics_reply(content: Mapping[str, Payload], name: str, data: pd.DataFra
     return {"site": Payload({"name": name, "statistics": json.dumps(statistics)})}
 
 
-def _site(content: Mapping[str, Payload], name: str, data: pd.DataFrame, state) -> Site:
+def _site(content: Mapping[str, Payload], name: str, data: Any, state) -> Site:
     settings = content["common"].config
     import_plugins(str(settings["plugins"]))
     schema_part = content["schema"]
     return Site(
         name=name,
         data=data,
-        schema=SharedSchema.from_payload(
-            json.loads(schema_part.config["json"]), schema_part.arrays
+        schema=image_sites.schema_from_payload(
+            str(settings.get("modality", TABULAR)),
+            json.loads(schema_part.config["json"]),
+            schema_part.arrays,
         ),
         model=str(settings["model"]),
         params=json.loads(settings["params"]),
@@ -74,7 +86,7 @@ def _site(content: Mapping[str, Payload], name: str, data: pd.DataFrame, state) 
 def round_reply(
     content: Mapping[str, Payload],
     name: str,
-    data: pd.DataFrame,
+    data: Any,
     state: dict[str, Payload],
     *,
     finalize: bool = False,
@@ -108,10 +120,9 @@ def round_reply(
 app = ClientApp()
 
 
-def _node(context: Context) -> tuple[str, pd.DataFrame]:
-    from fedsynth.tabular.io import read_table
-
-    return str(context.node_config["site-name"]), read_table(str(context.node_config["data-path"]))
+def _node(context: Context) -> tuple[str, Any]:
+    name = str(context.node_config["site-name"])
+    return name, image_sites.read_site(str(context.node_config["data-path"]))
 
 
 def _load_state(context: Context) -> dict[str, Payload]:

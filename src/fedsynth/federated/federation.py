@@ -16,6 +16,14 @@ import pandas as pd
 
 from fedsynth.exceptions import DataWarning
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.image_sites import (
+    IMAGING,
+    TABULAR,
+    check_image_sites,
+    federation_params,
+    is_image_sites,
+    write_image_sites,
+)
 from fedsynth.federated.partition import check_partitions
 from fedsynth.federated.settings import RunSettings
 from fedsynth.federated.strategies import STRATEGIES
@@ -85,10 +93,35 @@ class FederationResult:
         return load_model(paths[round])
 
     def sample(
-        self, n: int, strategy: str | None = None, *, round: int | None = None, seed: int = 0
-    ) -> pd.DataFrame:
-        """``n`` synthetic rows from a strategy's model (see :meth:`model`)."""
-        return self.model(strategy, round).sample(n, seed=seed)
+        self,
+        n: int,
+        strategy: str | None = None,
+        *,
+        round: int | None = None,
+        seed: int = 0,
+        conditions: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """``n`` synthetic rows (a DataFrame), or images (an
+        :class:`~fedsynth.imaging.ImageSet`) when the sites held images, from a strategy's
+        model (see :meth:`model`), meeting ``conditions`` when given."""
+        options = {} if conditions is None else {"conditions": conditions}
+        return self.model(strategy, round).sample(n, seed=seed, **options)
+
+    @property
+    def privacy_spent(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per strategy, the ``{"epsilon": ..., "delta": ...}`` each site had spent by the last
+        round (empty without ``dp``): the sum over rounds for weight averaging, the site
+        model's own ledger for the sharing strategies."""
+        spent: dict[str, dict[str, dict[str, float]]] = {}
+        if not len(self.rounds):
+            return spent
+        for strategy, logs in self.rounds.groupby("strategy", sort=False):
+            last = logs.sort_values("round").iloc[-1]["metrics"]
+            for key, value in last.items():
+                kind, _, site = key.partition("/")
+                if kind in ("epsilon", "delta") and site:
+                    spent.setdefault(strategy, {}).setdefault(site, {})[kind] = float(value)
+        return spent
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -140,9 +173,11 @@ def federate(
     plugins: Sequence[str] = (),
     on_round: RoundCallback | None = None,
 ) -> FederationResult:
-    """Train a generator over several sites with Flower, without any row leaving its site.
+    """Train a generator over several sites with Flower, without any row (or image) leaving its
+    site.
 
-    Each partition plays one hospital: it is written to its own file, read only by that site's
+    Each partition plays one hospital: it is written to its own file (an image site: its own
+    folder), read only by that site's
     Flower SuperNode. A SuperLink and the SuperNodes run as local processes on loopback
     (:class:`~fedsynth.federated.runtime.LocalFederation`); the same apps run at a real
     deployment. What leaves a site depends on the strategy
@@ -150,10 +185,13 @@ def federate(
 
     Parameters
     ----------
-    partitions : mapping of str to DataFrame
-        Site name to its table (see :mod:`fedsynth.federated.partition`).
+    partitions : mapping of str to DataFrame or to ImageSet
+        Site name to its table (see :mod:`fedsynth.federated.partition`), or to its images
+        (an :class:`~fedsynth.imaging.ImageSet` each, for an image generator; see
+        :mod:`fedsynth.federated.image_sites`).
     model : str, default "vae_bgm"
-        Generator name; ``fedavg``/``fedprox`` need a neural generator.
+        Generator name; ``fedavg``/``fedprox`` need a neural generator, image sites an image
+        generator (``latent_diffusion``, ``dp_gan``).
     strategy : str or list of str, default "fedavg"
         ``fedavg``, ``fedprox``, ``synthetic_sharing``, ``generator_sharing``, or several: they
         then run in lock-step in one federation (one message per site and round).
@@ -163,10 +201,12 @@ def federate(
     local_epochs : int, default 10
         Epochs of local training per round.
     params : dict, optional
-        The generator's hyperparameters (its ``epochs`` is not used).
+        The generator's hyperparameters (its ``epochs`` is not used). For images without
+        ``label_columns`` or ``label_values``, the label columns are chosen on the pooled
+        labels, as a simulation allows.
     metadata : Metadata, dict or path, optional
-        The shared metadata; inferred from the pooled partitions when omitted, and resolved on
-        them (categories, bounds), as a simulation allows.
+        The shared metadata of tables; inferred from the pooled partitions when omitted, and
+        resolved on them (categories, bounds), as a simulation allows. Images take none.
     proximal_mu : float, default 0.01
         FedProx's proximal weight.
     min_sites : int, default 2
@@ -204,6 +244,9 @@ def federate(
     ------
     FederationError
         When too few sites can take part, a deadline passes, or the run fails.
+    ImageDataError
+        Naming each image site whose images do not fit (channels, size or label columns that
+        differ from the other sites', a missing label column), before any process starts.
 
     Examples
     --------
@@ -213,30 +256,49 @@ def federate(
     >>> sites = partition.by_column(real, "site")
     >>> result = federate(sites, model="vae_bgm", strategy="fedavg", rounds=2)  # doctest: +SKIP
     >>> synthetic = result.sample(500)  # doctest: +SKIP
+
+    Images: one ImageSet per site; the result samples an ImageSet.
+
+    >>> from fedsynth.imaging import brain_mri_cohort
+    >>> mri = brain_mri_cohort(300, sites=3, size=64)  # doctest: +SKIP
+    >>> names = mri.labels["site"]  # doctest: +SKIP
+    >>> sites = {s: mri.take(names == s) for s in sorted(set(names))}  # doctest: +SKIP
+    >>> result = federate(sites, model="latent_diffusion", strategy="generator_sharing",
+    ...                   rounds=3, local_epochs=5)  # doctest: +SKIP
+    >>> images = result.sample(64, conditions={"idh_mutant": 1})  # doctest: +SKIP
     """
     from fedsynth.federated.runtime import LocalFederation
 
-    partitions = check_partitions(partitions)
     strategies = [strategy] if isinstance(strategy, str) else list(strategy)
+    params = dict(params or {})
+    images = is_image_sites(partitions)
+    if images:
+        params = _check_image_run(partitions, model, params, metadata)
+    else:
+        partitions = check_partitions(partitions)
     averaging = [s for s in strategies if s in STRATEGIES and STRATEGIES[s].averages_weights]
-    if averaging and not averages_weights(new_generator(model, dict(params or {}))):
+    if averaging and not averages_weights(new_generator(model, params)):
         raise FederationError(
             f"{model} has no trainable weights, so {', '.join(averaging)} cannot average them; "
             "use synthetic_sharing or generator_sharing"
         )
-    shared = shared_metadata(partitions, metadata)
     # Absolute: the Flower processes that read these paths run in folders of their own.
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fedsynth-federate-"))
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    site_files = _write_sites(partitions, root / "sites")
     metadata_path = root / "metadata.json"
-    metadata_path.write_text(json.dumps(shared.to_dict(), indent=2) + "\n")
+    if images:
+        site_files = write_image_sites(partitions, root / "sites")
+    else:
+        shared = shared_metadata(partitions, metadata)
+        site_files = _write_sites(partitions, root / "sites")
+        metadata_path.write_text(json.dumps(shared.to_dict(), indent=2) + "\n")
     settings = RunSettings(
-        metadata_path=str(metadata_path),
+        metadata_path="" if images else str(metadata_path),
         out_dir=str(root / "server"),
+        modality=IMAGING if images else TABULAR,
         model=model,
-        params=dict(params or {}),
+        params=params,
         plugins=",".join(plugins),
         strategies=strategies,
         rounds=rounds,
@@ -264,6 +326,24 @@ def federate(
     (Path(settings.out_dir) / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
     watcher.poll()
     return FederationResult(settings.out_dir)
+
+
+def _check_image_run(
+    partitions: Mapping[str, Any], model: str, params: dict[str, Any], metadata: Any
+) -> dict[str, Any]:
+    """Check a federation of image sites before any process starts; the generator's params
+    with the label columns every site conditions on."""
+    if metadata is not None:
+        raise FederationError("metadata describes tables; image sites take none")
+    modality = getattr(new_generator(model, params), "modality", None)
+    if modality != IMAGING:
+        raise FederationError(
+            f"the sites hold images but {model} is a {modality} generator; use an image "
+            "generator (latent_diffusion, dp_gan)"
+        )
+    params = federation_params(partitions, params)
+    check_image_sites(partitions, params)
+    return params
 
 
 def _write_sites(partitions: Mapping[str, pd.DataFrame], folder: Path) -> dict[str, Path]:

@@ -9,8 +9,10 @@ The protocol:
 
 1. wait for ``min_sites`` sites; send the shared metadata; each site checks its table against it
    and replies with aggregate statistics, or with a refusal naming its problem columns (the site
-   is then left out of the run);
-2. build the shared encoder from the statistics (:func:`~.encoder_stats.build_schema`);
+   is then left out of the run); image sites send their image schema instead
+   (:mod:`~fedsynth.federated.image_sites`; ``modality = "imaging"``, no metadata);
+2. build the shared encoder from the statistics (:func:`~.encoder_stats.build_schema`), or
+   merge the image schemas (:func:`~.image_sites.build_image_schema`);
 3. for each round: one ``train`` message per site carrying the instructions of every strategy;
    each strategy aggregates its part of the replies, rejecting unusable ones; a site that fails
    or does not reply within ``round_timeout`` is left out of the round, which goes on with the
@@ -44,8 +46,9 @@ from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
 from fedsynth.federated.averaging import FedAvg
-from fedsynth.federated.encoder_stats import SharedSchema, build_schema, check_shared_metadata
+from fedsynth.federated.encoder_stats import build_schema, check_shared_metadata
 from fedsynth.federated.errors import FederationError
+from fedsynth.federated.image_sites import TABULAR, build_image_schema
 from fedsynth.federated.messages import Content, Payload, from_records, to_records
 from fedsynth.federated.secure_aggregation import SecureResult, new_weights, secure_average
 from fedsynth.federated.settings import RunSettings
@@ -98,7 +101,7 @@ class _Output:
     def write_json(self, name: str, record: Mapping[str, Any]) -> None:
         (self.root / name).write_text(json.dumps(record, indent=2) + "\n")
 
-    def save_schema(self, schema: SharedSchema) -> None:
+    def save_schema(self, schema: Any) -> None:
         config, arrays = schema.to_payload()
         folder = self.root / "schema"
         folder.mkdir(exist_ok=True)
@@ -214,13 +217,16 @@ def _common(settings: RunSettings, round: int) -> Payload:
             "min-count": settings.min_count,
             "max-modes": settings.max_modes,
             "secure-clipping-range": float(settings.secure_clipping_range),
+            "modality": settings.modality,
         }
     )
 
 
 def _run(transport: Transport, settings: RunSettings, out: _Output) -> None:
-    metadata = Metadata.from_dict(json.loads(Path(settings.metadata_path).read_text()))
-    check_shared_metadata(metadata)
+    metadata = None
+    if settings.modality == TABULAR:
+        metadata = Metadata.from_dict(json.loads(Path(settings.metadata_path).read_text()))
+        check_shared_metadata(metadata)
     names, sizes, schema = _statistics(transport, settings, metadata, out)
     out.save_schema(schema)
     strategies = [
@@ -308,14 +314,17 @@ def _secure_round(
 
 
 def _statistics(
-    transport: Transport, settings: RunSettings, metadata: Metadata, out: _Output
-) -> tuple[dict[int, str], dict[str, int], SharedSchema]:
+    transport: Transport, settings: RunSettings, metadata: Metadata | None, out: _Output
+) -> tuple[dict[int, str], dict[str, int], Any]:
     """Phase 1: every site checks its table and sends statistics; the sites' names and row
-    counts, and the shared encoder."""
+    counts, and the shared encoder. Image sites send their image schemas instead, merged into
+    the shared one (``metadata`` is then ``None``)."""
     nodes = wait_for_nodes(transport, settings.min_sites, settings.connect_timeout)
     out.event("statistics", nodes=len(nodes))
-    metadata_part = Payload({"json": json.dumps(metadata.to_dict())})
-    contents = {n: {"common": _common(settings, 0), "metadata": metadata_part} for n in nodes}
+    common: Content = {"common": _common(settings, 0)}
+    if metadata is not None:
+        common["metadata"] = Payload({"json": json.dumps(metadata.to_dict())})
+    contents = {n: common for n in nodes}
     replies, failed = transport.exchange("query.statistics", contents, settings.round_timeout)
     names: dict[int, str] = {}
     statistics: dict[str, Any] = {}
@@ -342,6 +351,8 @@ def _statistics(
             f"only {len(statistics)} site(s) can take part, at least {settings.min_sites} are "
             f"needed (min_sites){details}"
         )
+    if metadata is None:
+        return names, rows, build_image_schema(statistics)
     schema = build_schema(metadata, statistics, max_modes=settings.max_modes, seed=settings.seed)
     return names, rows, schema
 

@@ -22,7 +22,7 @@ class RunSettings:
     Parameters
     ----------
     metadata_path : str
-        The shared metadata (JSON), on the server's disk.
+        The shared metadata (JSON), on the server's disk (empty for images).
     out_dir : str
         Where the server writes its results (schema, round logs, round models, audit log).
     model : str, default "vae_bgm"
@@ -61,6 +61,9 @@ class RunSettings:
     secure_clipping_range : float, default 8.0
         Largest change of a weight in one round that a site may send securely; a site whose
         update goes beyond it is left out of the round with a message saying so.
+    modality : str, default "tabular"
+        What the sites hold: ``"tabular"`` (a table each, shared metadata) or ``"imaging"``
+        (an image set each, :mod:`~fedsynth.federated.image_sites`).
     """
 
     metadata_path: str
@@ -81,9 +84,17 @@ class RunSettings:
     audit: bool = False
     secure_aggregation: bool = False
     secure_clipping_range: float = 8.0
+    modality: str = "tabular"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.modality not in ("tabular", "imaging"):
+            problems.append(f"modality must be 'tabular' or 'imaging', got {self.modality!r}")
+        elif self.modality == "imaging" and "synthetic_sharing" in self.strategies:
+            problems.append(
+                "synthetic_sharing is for tables (its server trains on pooled rows); federate "
+                "images with fedavg, fedprox or generator_sharing"
+            )
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown or not self.strategies:
             problems.append(

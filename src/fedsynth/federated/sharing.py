@@ -29,7 +29,6 @@ from fedsynth.federated.strategy_base import (
     reported_privacy,
 )
 from fedsynth.tabular.generators import BaseGenerator
-from fedsynth.tabular.generators.site_mix import SiteMix, attach_site_mix
 
 
 def _local_generator(site: Site, epochs: int) -> BaseGenerator:
@@ -52,8 +51,9 @@ def _local_generator(site: Site, epochs: int) -> BaseGenerator:
         previous=previous,
         n_fits=site.round - 1,
     )
-    # Every row it samples is labelled with this site's own site value(s) (see site_mix).
-    attach_site_mix(generator, SiteMix.from_data(site.schema.metadata, site.data))
+    # Every row it samples is labelled with this site's own site value(s) (see site_mix); an
+    # image model samples the site's own case mix.
+    task.by_site(generator, site.schema, site.data)
     site.state["local"] = Payload({"model": generator.to_bytes(keep_guard=True)})
     site.cache["local"] = generator
     return generator
@@ -157,7 +157,7 @@ class SyntheticSharing(Strategy):
             self.model, self.params, schema, pooled, epochs=self.local_epochs, previous=previous
         )
         # The pooled rows hold each site's share only up to sampling noise: sample by site.
-        return attach_site_mix(model, SiteMix.from_encoder(schema.metadata, schema.encoder))
+        return task.by_site(model, schema)
 
     def ready_models(self) -> list[tuple[int, BaseGenerator]]:
         ready, self._ready = self._ready, []
@@ -234,8 +234,9 @@ class GeneratorSharing(Strategy):
             generator = task.model_from_bytes(reply.config["model"])
         except FedsynthError as exc:
             return f"generator rejected: {exc}"
-        if generator.columns_ != self.schema.columns:
-            return f"generator rejected: it makes columns {generator.columns_}"
+        problem = task.output_problem(generator, self.schema)
+        if problem is not None:
+            return f"generator rejected: {problem}"
         if task.averages_weights(generator):
             weights = generator.get_weights()
             problems = task.check_update(weights, weights)

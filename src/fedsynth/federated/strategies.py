@@ -33,6 +33,11 @@ With ``secure_aggregation`` on, fedavg's and fedprox's weights leave a site mask
 the server can only sum with the other sites' (:mod:`~fedsynth.federated.secure_aggregation`
 lists what still travels in clear).
 
+The same strategies train image generators (:mod:`~fedsynth.federated.image_sites`): what
+leaves a site is the same with "image" for "row" (fedavg/fedprox: the weights; generator sharing:
+the site's generator, which samples the site's own label mix); ``synthetic_sharing`` is for
+tables only.
+
 No strategy sends a training row, a row identifier or a per-row value. The server sends every
 site the same things: the shared schema, the round's settings and, for fedavg and fedprox, the
 global weights.

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedsynth.core.base import BaseEstimator
 from fedsynth.core.federable import Federable
-from fedsynth.exceptions import FedsynthError, ModelFileError, Problem
+from fedsynth.exceptions import ConditionError, FedsynthError, ModelFileError, Problem
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.tabular.generators import BaseGenerator, load, make
+from fedsynth.tabular.generators.site_mix import SiteMix, attach_site_mix
 
 
 def import_plugins(plugins: str | Sequence[str]) -> None:
@@ -161,10 +163,42 @@ def fit_local(
     return generator
 
 
-def model_from_bytes(data: bytes) -> BaseGenerator:
+def model_from_bytes(data: bytes) -> BaseEstimator:
     """A generator from :meth:`~fedsynth.core.federable.Federable.to_bytes` (any generator's
-    ``to_bytes``; no pickle)."""
-    return BaseGenerator.from_bytes(data)
+    ``to_bytes``, of any modality; no pickle)."""
+    return BaseEstimator.from_bytes(data)
+
+
+def by_site(generator: Any, schema: Any, data: Any = None) -> Any:
+    """Make a federated model sample each site's share; returns it.
+
+    A table model gets the site mix of the shared encoder, or of ``data``, a site's own rows
+    (:mod:`~fedsynth.tabular.generators.site_mix`); a site's own image model samples the case
+    mix of ``data``, its images (:func:`~fedsynth.federated.image_sites.own_case_mix`), and an
+    averaged image model the pooled one, already in the shared schema.
+    """
+    if isinstance(schema, SharedSchema):
+        mix = (
+            SiteMix.from_encoder(schema.metadata, schema.encoder)
+            if data is None
+            else SiteMix.from_data(schema.metadata, data)
+        )
+        return attach_site_mix(generator, mix)
+    if data is not None:
+        from fedsynth.federated.image_sites import own_case_mix
+
+        own_case_mix(generator, data)
+    return generator
+
+
+def output_problem(generator: Any, schema: Any) -> str | None:
+    """Why a site's generator does not make what the shared schema describes, or ``None``."""
+    if isinstance(schema, SharedSchema):
+        columns = getattr(generator, "columns_", None)
+        return None if columns == schema.columns else f"it makes columns {columns}"
+    from fedsynth.federated.image_sites import output_problem as image_problem
+
+    return image_problem(generator, schema)
 
 
 def table_to_bytes(table: pd.DataFrame) -> bytes:
@@ -202,18 +236,41 @@ class GeneratorMixture:
         self.generators = dict(generators)
         self.weights = {k: float(weights[k]) for k in self.generators}
 
-    def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
-        """``n`` rows: a multinomial share of them from each generator, shuffled together."""
+    def sample(
+        self, n: int, seed: int | None = None, conditions: Mapping[str, Any] | None = None
+    ) -> Any:
+        """``n`` rows (or images): a multinomial share of them from each generator, shuffled
+        together.
+
+        An image generator's share is its weight times the share of its images that meet
+        ``conditions``, so that a site without such images contributes none; the pooled
+        :class:`~fedsynth.imaging.ImageSet` names each image's site in its ``site`` label
+        column (:func:`~fedsynth.federated.image_sites.pool_images`).
+        """
         rng = np.random.default_rng(seed)
         names = list(self.generators)
-        shares = np.array([self.weights[k] for k in names])
+        shares = np.array([self.weights[k] * self._share(k, conditions) for k in names])
+        if not shares.sum() > 0:
+            raise ConditionError(f"no site's generator makes {dict(conditions or {})}")
         counts = rng.multinomial(n, shares / shares.sum())
-        parts = [
-            self.generators[name].sample(int(k), seed=int(rng.integers(2**31 - 1)))
+        options = {} if conditions is None else {"conditions": conditions}
+        parts = {
+            name: self.generators[name].sample(int(k), seed=int(rng.integers(2**31 - 1)), **options)
             for name, k in zip(names, counts, strict=True)
-        ]
-        pooled = pd.concat(parts, ignore_index=True)
+        }
+        if not all(isinstance(part, pd.DataFrame) for part in parts.values()):
+            from fedsynth.federated.image_sites import pool_images
+
+            return pool_images(parts, rng)
+        pooled = pd.concat(parts.values(), ignore_index=True)
         return pooled.iloc[rng.permutation(len(pooled))].reset_index(drop=True)
+
+    def _share(self, name: str, conditions: Mapping[str, Any] | None) -> float:
+        """The share of a generator's output that meets ``conditions`` (1 for a table model,
+        whose conditions are met row by row)."""
+        schema = getattr(self.generators[name], "schema_", None)
+        share_of = getattr(schema, "share_of", None)
+        return 1.0 if share_of is None else float(share_of(conditions))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save as ``mixture.json`` and one model directory per generator."""

@@ -1,5 +1,6 @@
-"""The HTML report of synthetic images: privacy verdict, the 12 image metrics with flags, and
-grids of real and synthetic images per label value (and per site).
+"""The HTML report of synthetic images: privacy verdict, the 14 image metrics with flags, the
+per-label utility of a classifier trained on synthetic images, and grids of real and synthetic
+images per label value (and per site).
 
 :func:`image_report` runs :func:`~fedsynth.imaging.validation.validate_images` and judges each
 metric (:func:`image_flags`); the verdict is the worst privacy flag, the gate that lets
@@ -18,8 +19,9 @@ Thresholds
   real images are; 5 % by chance): ``pass`` up to 10 %, ``warn`` up to 20 %, ``fail`` above.
 * ``privacy.membership_inference`` (AUC of the distance attack): ``pass`` up to 0.6, ``warn``
   up to 0.7, ``fail`` above, the limits of the tables' report.
-* Fidelity and diversity metrics are judged on their score in [0, 1]: ``pass`` at 0.8 or
-  more, ``warn`` at 0.6 or more, ``fail`` below. They inform and do not enter the verdict.
+* Fidelity (PIQE quality included), diversity and utility metrics are judged on their score
+  in [0, 1]: ``pass`` at 0.8 or more, ``warn`` at 0.6 or more, ``fail`` below. They inform and
+  do not enter the verdict.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def image_report(
     epochs: int = 10,
     seed: int = 0,
     max_images: int = 1000,
+    utility_epochs: int = 20,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every image metric, its flag and the privacy verdict, JSON-ready.
@@ -131,7 +134,7 @@ def image_report(
     real, synthetic, holdout : ImageSet
         Real training images, synthetic images, and optionally real images the generator never
         saw (membership inference needs them).
-    epochs, seed, max_images
+    epochs, seed, max_images, utility_epochs
         Passed to :func:`~fedsynth.imaging.validation.validate_images`.
     extra : dict, optional
         More JSON-ready entries (the run's settings, an override reason).
@@ -146,7 +149,13 @@ def image_report(
 
     results = list(
         validate_images(
-            real, synthetic, holdout, epochs=epochs, seed=seed, max_images=max_images
+            real,
+            synthetic,
+            holdout,
+            epochs=epochs,
+            seed=seed,
+            max_images=max_images,
+            utility_epochs=utility_epochs,
         ).values()
     )
     flags = image_flags(results)
@@ -238,6 +247,7 @@ def render_image_report(
         else '<p class="muted">Synthetic images only: no real image is shown.</p>',
         "<h2>Metrics</h2>",
         _metrics_table(report),
+        _utility_table(report),
         "<h2>Real and synthetic images</h2>",
         *figures,
     ]
@@ -333,6 +343,29 @@ def _metrics_table(report: Mapping[str, Any]) -> str:
         for h in ("metric", "family", "value", "direction", "score", "flag", "what it measures")
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _utility_table(report: Mapping[str, Any]) -> str:
+    """Per label column: the holdout performance of the classifier trained on synthetic
+    images beside the one trained on real images (empty when the metric was skipped)."""
+    utility = next((m for m in report["metrics"] if m["name"] == "classifier_utility"), None)
+    per_label = (utility or {}).get("details", {}).get("per_label") or {}
+    if not per_label:
+        return ""
+    keys = ("auc", "accuracy", "sensitivity", "specificity")
+    rows = []
+    for column, results in per_label.items():
+        for trained, label in (("synthetic", "synthetic"), ("real", "real (reference)")):
+            cells = "".join(f'<td class="num">{_fmt(results[trained][k])}</td>' for k in keys)
+            rows.append(f"<tr><td>{_e(column)}</td><td>{label}</td>{cells}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("label", "trained on", *keys))
+    return (
+        "<h2>Utility per label</h2>"
+        '<p class="muted">A small CNN trained on the synthetic (or the real training) images, '
+        "tested on the real holdout; sensitivity and specificity of the positive class, macro "
+        "means beyond two classes.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _badge(status: str | None) -> str:

@@ -11,6 +11,7 @@ with a time zone; each with missing values.
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 
 import numpy as np
@@ -96,6 +97,7 @@ def dtype_columns(draw, n: int) -> pd.Series:
                 "category_numbers",
                 "mixed",
                 "decimal_comma",
+                "thousands",
                 "censored",
                 "dates",
                 "datetime64",
@@ -133,6 +135,15 @@ def dtype_columns(draw, n: int) -> pd.Series:
         return pd.Series(_with_missing(values, missing), dtype=object)
     if kind == "decimal_comma":
         values = [f"{v:.2f}".replace(".", ",") for v in rng.normal(5, 1, n)]
+        return pd.Series(_with_missing(values, missing), dtype=object)
+    if kind == "thousands":
+        # Lab counts as spreadsheets export them: "12,345.6" or, in a decimal-comma locale,
+        # "12.345,6" (a space groups in French exports).
+        sep, mark = draw(st.sampled_from([(",", "."), (".", ","), (" ", ".")]))
+        values = [
+            f"{v:,.1f}".replace(",", "\0").replace(".", mark).replace("\0", sep)
+            for v in rng.lognormal(8, 2, n)
+        ]
         return pd.Series(_with_missing(values, missing), dtype=object)
     if kind == "censored":
         values = ["<0.1" if rng.random() < 0.2 else f"{v:.2f}" for v in rng.uniform(0.1, 8.0, n)]
@@ -239,6 +250,39 @@ def test_text_round_trips_keep_the_written_form():
     assert synthetic["crp"].dropna().str.fullmatch(r"\d+,\d\d").all()
     assert synthetic["diagnosed"].dropna().str.fullmatch(r"\d\d/\d\d/\d{4}").all()
     assert set(synthetic["ward_code"]) <= {"007", "012", "101"}
+
+
+def _grouped(values: np.ndarray, sep: str, mark: str, places: int) -> list[str]:
+    """Numbers written with ``sep`` between thousands and ``mark`` before decimals."""
+    return [
+        f"{v:,.{places}f}".replace(",", "\0").replace(".", mark).replace("\0", sep) for v in values
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sep", "mark", "places"),
+    [(",", ".", 0), (",", ".", 1), (".", ",", 1), (" ", ".", 0), ("'", ".", 0), ("\u202f", ",", 2)],
+)
+def test_thousands_separators_are_read_and_written_back(sep, mark, places):
+    rng = np.random.default_rng(0)
+    numbers = np.round(rng.lognormal(9, 2, 60), places)
+    table = pd.DataFrame({"plt": _grouped(numbers, sep, mark, places), "x": rng.normal(size=60)})
+    metadata = Metadata.infer(table)
+    assert metadata.kinds["plt"] == "numeric"
+    assert encoding_of(metadata.columns["plt"])["thousands"] == sep
+    assert read_text(table["plt"]).numbers.to_numpy() == pytest.approx(numbers)
+    synthetic = fedsynth.make("gaussian_copula", seed=0).fit(table, metadata).sample(60, seed=1)
+    body = r"\d{1,3}(?:" + re.escape(sep) + r"\d{3})*"
+    pattern = body + (re.escape(mark) + r"\d{" + str(places) + "}" if places else "")
+    assert synthetic["plt"].dropna().str.fullmatch(pattern).all()
+    assert read_text(synthetic["plt"], encoding_of(metadata.columns["plt"])).numbers.min() >= 0
+
+
+def test_a_lone_comma_group_stays_a_decimal_comma():
+    # "1,234" alone could be either; a decimal-comma locale's spreadsheet reads 1.234.
+    reading = read_text(pd.Series(["1,234", "0,5", "2"]))
+    assert reading.numbers.tolist() == pytest.approx([1.234, 0.5, 2.0])
+    assert "thousands" not in reading.encoding
 
 
 def fit_and_sample_with_warnings(table: pd.DataFrame) -> tuple[Metadata, pd.DataFrame]:

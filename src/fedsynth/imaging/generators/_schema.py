@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -186,26 +186,44 @@ class ImageSchema:
         )
 
     @classmethod
-    def merge(cls, schemas: Sequence[ImageSchema]) -> ImageSchema:
+    def merge(
+        cls, schemas: Sequence[ImageSchema], names: Sequence[str] | None = None
+    ) -> ImageSchema:
         """One schema for several sites: the union of their classes (shares weighted by their
         images), the widest intensity range per channel; channels, size and label columns must
         agree.
 
+        Parameters
+        ----------
+        schemas : list of ImageSchema
+            One per site.
+        names : list of str, optional
+            The sites' names, for the errors (default: their positions, "site 1", ...).
+
         Raises
         ------
         ImageDataError
-            Naming the site (by position) whose channels, size or label columns differ.
+            Naming each site whose channels, size or label columns differ from those most
+            sites hold.
         """
         if not schemas:
             raise ValueError("no schema to merge")
-        first = schemas[0]
+        if names is None:
+            names = [f"site {i}" for i in range(1, len(schemas) + 1)]
+        else:
+            names = [f"site {name!r}" for name in names]
+        # The reference is what most sites hold (the first of them on a tie), so that the
+        # error names the site that differs rather than the others.
+        kinds = [(tuple(s.channels), tuple(s.size), tuple(s.label_columns)) for s in schemas]
+        ref = max(range(len(kinds)), key=lambda i: (kinds.count(kinds[i]), -i))
+        first = schemas[ref]
         problems = []
-        for i, other in enumerate(schemas[1:], start=2):
+        for label, other in zip(names, schemas, strict=True):
             for name in ("channels", "size", "label_columns"):
                 if list(getattr(other, name)) != list(getattr(first, name)):
                     problems.append(
-                        f"site {i}'s {name} {getattr(other, name)} differ from site 1's "
-                        f"{getattr(first, name)}"
+                        f"{label}'s {name} {list(getattr(other, name))} differ from "
+                        f"{names[ref]}'s {list(getattr(first, name))}"
                     )
         if problems:
             raise ImageDataError(problems)
@@ -266,6 +284,57 @@ class ImageSchema:
         ):
             raise ValueError("the image schema's classes do not match its label columns")
         return schema
+
+    @staticmethod
+    def default_label_columns(labels: pd.DataFrame) -> list[str]:
+        """The label columns conditioned on when none are named: every column with 2 to
+        :data:`MAX_LABEL_VALUES` distinct values, fewer than the rows, no missing value and not
+        a float column (so ``age`` and ``patient_id`` are left out, ``site`` and ``sex`` kept).
+
+        Federated training decides them once on the pooled labels (a simulation), as one site
+        alone may hold a single value of a column the others vary in.
+        """
+        return _default_label_columns(labels)
+
+    def to_payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-ready description and arrays (none), as federated training sends a schema."""
+        return self.to_dict(), {}
+
+    @classmethod
+    def from_payload(
+        cls, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None
+    ) -> ImageSchema:
+        """Inverse of :meth:`to_payload`."""
+        return cls.from_dict(config)
+
+    def with_shares_of(self, images: ImageSet) -> ImageSchema:
+        """This schema with the class shares and image count of ``images`` (e.g. one site's):
+        a site's own generator then samples its own case mix, not the pooled one.
+
+        Raises
+        ------
+        ImageDataError
+            When ``images`` do not fit the schema (see :meth:`check`).
+        """
+        counts = np.bincount(self.check(images), minlength=self.n_classes).astype(float)
+        return replace(
+            self,
+            class_weights=[float(w) for w in counts / max(counts.sum(), 1.0)],
+            n_images=len(images),
+        )
+
+    def share_of(self, conditions: Mapping[str, Any] | None) -> float:
+        """The share of the images (class weights summed) whose labels meet ``conditions``;
+        0 where no class does, or a condition names a value the schema does not hold."""
+        if not conditions:
+            return float(sum(self.class_weights))
+        mask = np.ones(self.n_classes, bool)
+        for column, value in conditions.items():
+            if column not in self.label_columns:
+                return 0.0
+            j = self.label_columns.index(column)
+            mask &= np.array([c[j] == _json(value) for c in self.classes], bool)
+        return float(np.asarray(self.class_weights)[mask].sum())
 
     # ------------------------------------------------------------------ using
     @property

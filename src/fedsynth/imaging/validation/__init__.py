@@ -1,9 +1,13 @@
-"""Image validation in the SAFE format: fidelity, diversity and privacy of synthetic images.
+"""Image validation in the SAFE format: fidelity, quality, diversity, utility and privacy of
+synthetic images.
 
 Metrics are :class:`fedsynth.core.metrics.Metric` objects computed on
 :class:`~fedsynth.imaging.validation.data.ImageValidationData` (real training, synthetic and
 real holdout images on one intensity scale, embedded by an autoencoder trained on the real
-images: no downloaded weights). :func:`validate_images` runs them all.
+images: no downloaded weights). PIQE scores each image's quality without a reference
+(:mod:`~fedsynth.imaging.validation.quality`); the utility metric trains a small CNN on the
+synthetic images and tests it on the real holdout per label column
+(:mod:`~fedsynth.imaging.validation.utility`). :func:`validate_images` runs them all.
 """
 
 from fedsynth.imaging.validation.api import IMAGE_METRICS, validate_images

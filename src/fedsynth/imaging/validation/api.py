@@ -21,6 +21,8 @@ from fedsynth.imaging.validation.privacy import (
     DistanceMembershipInference,
     NearCopies,
 )
+from fedsynth.imaging.validation.quality import PIQEQuality
+from fedsynth.imaging.validation.utility import ClassifierUtility
 
 #: The image metrics, in report order.
 IMAGE_METRICS: tuple[type[Metric], ...] = (
@@ -32,7 +34,9 @@ IMAGE_METRICS: tuple[type[Metric], ...] = (
     Coverage,
     TextureDistance,
     IntensityHistogram,
+    PIQEQuality,
     MSSSIMDiversity,
+    ClassifierUtility,
     NearCopies,
     ClosestTrainingFeatureDistance,
     DistanceMembershipInference,
@@ -47,6 +51,7 @@ def validate_images(
     epochs: int = 10,
     seed: int = 0,
     max_images: int = 1000,
+    utility_epochs: int = 20,
     data: ImageValidationData | None = None,
 ) -> dict[str, MetricResult]:
     """Score synthetic images against the real training images (and a real holdout).
@@ -63,6 +68,9 @@ def validate_images(
         Seed of the feature extractor and of every random draw.
     max_images : int
         Most images used from each set.
+    utility_epochs : int
+        Training epochs of the utility metric's classifiers (train on synthetic, test on the
+        real holdout, per label column).
     data : ImageValidationData, optional
         Inputs already prepared by :func:`prepare_image_validation` (then the sets and the
         options above are not used): several synthetic sets can share one feature extractor.
@@ -81,6 +89,12 @@ def validate_images(
     """
     if data is None:
         data = prepare_image_validation(
-            real, synthetic, holdout, epochs=epochs, seed=seed, max_images=max_images
+            real,
+            synthetic,
+            holdout,
+            epochs=epochs,
+            seed=seed,
+            max_images=max_images,
+            utility_epochs=utility_epochs,
         )
     return {metric.name: metric().compute(data) for metric in IMAGE_METRICS}

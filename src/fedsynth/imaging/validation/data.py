@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from fedsynth.exceptions import ImageDataError
 from fedsynth.imaging.imageset import ImageSet
@@ -23,6 +24,12 @@ class ImageValidationData:
     real_features, synthetic_features, holdout_features : ndarray
         Their standardised autoencoder features (:mod:`fedsynth.imaging.validation.features`).
     channels : tuple of str
+    real_labels, synthetic_labels, holdout_labels : DataFrame or None
+        The labels of the images kept (same rows), for the utility metric.
+    site_column : str or None
+        The real images' site column (not a label a classifier should learn).
+    utility_epochs : int
+        Training epochs of the utility metric's classifiers.
     seed : int
         Seeds every random draw of the metrics.
     extractor : FeatureExtractor
@@ -40,6 +47,11 @@ class ImageValidationData:
     channels: tuple[str, ...]
     seed: int
     extractor: FeatureExtractor
+    real_labels: pd.DataFrame | None = None
+    synthetic_labels: pd.DataFrame | None = None
+    holdout_labels: pd.DataFrame | None = None
+    site_column: str | None = None
+    utility_epochs: int = 20
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,10 +76,10 @@ def _check(real: ImageSet, other: ImageSet, name: str) -> list[str]:
     return problems
 
 
-def _at_most(images: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+def _at_most(images: ImageSet, most: int, rng: np.random.Generator) -> ImageSet:
     if len(images) <= most:
         return images
-    return images[np.sort(rng.choice(len(images), most, replace=False))]
+    return images.take(np.sort(rng.choice(len(images), most, replace=False)))
 
 
 def prepare_image_validation(
@@ -79,6 +91,7 @@ def prepare_image_validation(
     seed: int = 0,
     max_images: int = 1000,
     extractor: FeatureExtractor | None = None,
+    utility_epochs: int = 20,
 ) -> ImageValidationData:
     """Check the sets, put them on one intensity scale and embed them.
 
@@ -99,6 +112,8 @@ def prepare_image_validation(
     extractor : FeatureExtractor, optional
         A feature extractor already fitted on these real images (e.g. the ``extractor`` of an
         earlier preparation), to score several synthetic sets in one feature space.
+    utility_epochs : int
+        Training epochs of the utility metric's classifiers.
 
     Raises
     ------
@@ -113,14 +128,11 @@ def prepare_image_validation(
     if problems:
         raise ImageDataError(problems)
     rng = np.random.default_rng(seed)
-    train = _at_most(real.images, max_images, rng)
-    low, width = intensity_scale(train)
-    sets = [normalise(_at_most(s.images, max_images, rng), low, width) for s in (real, synthetic)]
-    held = (
-        None
-        if holdout is None
-        else normalise(_at_most(holdout.images, max_images, rng), low, width)
-    )
+    kept = [_at_most(s, max_images, rng) for s in (real, synthetic)]
+    held_set = None if holdout is None else _at_most(holdout, max_images, rng)
+    low, width = intensity_scale(kept[0].images)
+    sets = [normalise(s.images, low, width) for s in kept]
+    held = None if held_set is None else normalise(held_set.images, low, width)
     if extractor is None:
         extractor = FeatureExtractor(epochs=epochs, seed=seed).fit(sets[0])
     return ImageValidationData(
@@ -133,4 +145,9 @@ def prepare_image_validation(
         channels=tuple(real.channels),
         seed=seed,
         extractor=extractor,
+        real_labels=kept[0].labels,
+        synthetic_labels=kept[1].labels,
+        holdout_labels=None if held_set is None else held_set.labels,
+        site_column=real.site_column,
+        utility_epochs=int(utility_epochs),
     )

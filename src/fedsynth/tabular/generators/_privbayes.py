@@ -96,5 +96,9 @@ def private_network(
     for v in order:
         counts = family_counts(codes, n_states, v, parents[v])
         noisy = laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon_tables / d, rng=rng)
+        # A pseudo-count of the full noise scale in every cell, not the lighter one of
+        # denoised_counts: on support2 (5 seeds) the lighter one raised quality by 0.03 but
+        # lowered the synthetic-trained AUROC at epsilon 1 by 0.010 on average, so that
+        # sparse parent configurations keep the stronger pull towards the uniform.
         conditionals[v] = conditional_from_counts(np.maximum(noisy, 0.0) + scale, smoothing)
     return order, parents, conditionals

@@ -64,7 +64,8 @@ class GaussianCopula(StatisticalGenerator):
        64 cells of equal width over the bounds, in ``log1p`` for durations, plus a missing
        cell where the dtype can hold one), with Laplace noise of scale ``m / epsilon_m`` for
        ``m`` columns (each row adds 1 to one cell of each). Negative counts become 0 and each
-       cell gets the noise scale as pseudo-count, so a drowned histogram is uniform;
+       cell gets a pseudo-count near the noise scale when noise drowns the histogram (which
+       is then uniform) and near 0 when the counts stand far above it (``denoised_counts``);
     3. the other half of epsilon and the rest of delta: the correlation. Each row is mapped to
        normal scores through the *released* marginals (not through ranks, which every row
        shifts), its latent vector clipped to the norm ``C`` with ``C^2`` the 99% quantile of a

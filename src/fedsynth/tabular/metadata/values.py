@@ -7,7 +7,12 @@ mixing strings and numbers) or *labels* (a categorical dtype, anything else). Te
 once, as numbers when it can be:
 
 * ``"12"``, ``"-3.5"``, ``"1e-3"`` are numbers; ``"1,5"`` is 1.5 when the column writes no
-  ``"."`` anywhere (a decimal comma; thousands separators are not read);
+  ``"."`` anywhere (a decimal comma);
+* thousands separators are read when the column shows them unambiguously (:func:`_thousands`):
+  ``"1,234,567"`` or ``"1,234.5"`` (comma), ``"1.234.567"`` or ``"1.234,5"`` (point, with a
+  decimal comma), ``"1 234"`` (space or no-break space) and ``"1'234"`` (apostrophe). A lone
+  ``"1,234"`` in a column that shows nothing else stays a decimal comma (1.234), as a
+  spreadsheet in a decimal-comma locale reads it;
 * ``"<0.1"``, ``">= 100"`` are censored values, read as their bound (the checks warn);
 * ``""``, ``"NA"``, ``"n/a"``, ``"NaN"``, ``"null"``, ``"None"``, ``"."`` are missing values;
 * dates written in one of :data:`DATE_FORMATS` (``"2021-03-04"``, ``"04/03/2021"``...) are days
@@ -71,7 +76,8 @@ class TextReading:
         One number per row (same index); NaN where the value is missing or unreadable.
     encoding : dict
         How the text writes numbers: ``{"as": "number", "decimal": "." or ",", "places": k}``
-        or ``{"as": "date", "format": "%Y-%m-%d"}``.
+        (with ``"thousands": sep`` when the text groups digits) or
+        ``{"as": "date", "format": "%Y-%m-%d"}``.
     unreadable : list of str
         Distinct values that are neither numbers, dates nor missing.
     censored : list of str
@@ -311,10 +317,26 @@ def write_numbers(numbers: pd.Series, encoding: dict[str, Any]) -> pd.Series:
                 f"{v:.{places}f}" if places is not None else np.format_float_positional(v, trim="-")
             )
         )
-        if encoding.get("decimal") == ",":
-            written = written.str.replace(".", ",", regex=False)
+        thousands = encoding.get("thousands")
+        if thousands is not None:
+            written = written.map(_group_thousands)
+        if encoding.get("decimal") == "," or thousands is not None:
+            # Swap through a placeholder: "1,234.5" -> "1.234,5" when the marks trade places.
+            decimal = encoding.get("decimal", ".")
+            written = written.map(
+                lambda t: t.replace(",", "\0").replace(".", decimal).replace("\0", thousands or "")
+            )
     out[present] = written.to_numpy(dtype=object)
     return out
+
+
+def _group_thousands(text: str) -> str:
+    """``"-1234567.5"`` -> ``"-1,234,567.5"`` (a comma between groups; swapped after)."""
+    sign = "-" if text.startswith("-") else ""
+    whole, point, fraction = text.lstrip("-").partition(".")
+    if not whole.isdigit():
+        return text
+    return f"{sign}{int(whole):,}{point}{fraction}"
 
 
 def _guess_encoding(present: list[str]) -> dict[str, Any]:
@@ -322,17 +344,78 @@ def _guess_encoding(present: list[str]) -> dict[str, Any]:
         for fmt in DATE_FORMATS:
             if pd.to_datetime(pd.Series(present), format=fmt, errors="coerce").notna().all():
                 return {"as": "date", "format": fmt}
-    decimal = "," if any("," in t for t in present) and not any("." in t for t in present) else "."
-    places = [_places(body, decimal) for body in map(_number_body, present) if body is not None]
-    if None in places or not places:
-        return {"as": "number", "decimal": decimal, "places": None}
-    return {"as": "number", "decimal": decimal, "places": max(places)}
+    thousands = _thousands(present)
+    if thousands is not None:
+        decimal = "," if thousands == "." else "."
+        if thousands not in ",.":
+            decimal = _decimal([t.replace(thousands, "") for t in present])
+        bodies = [_number_body(t, thousands) for t in present]
+    else:
+        decimal = _decimal(present)
+        bodies = [_number_body(t) for t in present]
+    places = [_places(body, decimal) for body in bodies if body is not None]
+    encoding = {"as": "number", "decimal": decimal, "places": None}
+    if thousands is not None:
+        encoding["thousands"] = thousands
+    if None not in places and places:
+        encoding["places"] = max(places)
+    return encoding
 
 
-def _number_body(text: str) -> str | None:
-    """The number a value writes, without a censoring mark; ``None`` when it writes none."""
+def _decimal(present: list[str]) -> str:
+    return "," if any("," in t for t in present) and not any("." in t for t in present) else "."
+
+
+#: Characters that group thousands, in the order tried ("\u202f" is the narrow no-break space
+#: that French locales write).
+_GROUPING = (",", ".", " ", "\u00a0", "\u202f", "'")
+
+
+def _thousands(present: list[str]) -> str | None:
+    """The thousands separator the values show unambiguously, or ``None``.
+
+    A separator is read as grouping when every value that writes it is a grouped number
+    (``1-3 digits`` then groups of exactly three, optionally followed by a decimal part in the
+    other mark) and the values prove it: two or more groups (``"1,234,567"``), a decimal mark
+    after the groups (``"1,234.5"``), a space or apostrophe (which never marks decimals), or
+    at least two distinct whole numbers under 1,000 beside at least two distinct grouped ones.
+    Anything else (``"1,5"``, a lone ``"1,234"``) is left to the decimal rule.
+    """
+    for sep in _GROUPING:
+        holding = [_uncensored(t) for t in present if sep in t]
+        if not holding:
+            continue
+        mark = "," if sep == "." else "." if sep == "," else "[.,]"
+        grouped = re.compile(rf"[+-]?[1-9]\d{{0,2}}(?:{re.escape(sep)}\d{{3}})+(?:{mark}\d+)?")
+        if not all(grouped.fullmatch(t) for t in holding):
+            continue
+        plain = {t for t in map(_uncensored, present) if re.fullmatch(r"[+-]?\d{1,3}", t)}
+        proof = (
+            sep not in ",."
+            or any(
+                t.count(sep) >= 2 or re.search(rf"{re.escape(sep)}\d{{3}}{mark}", t)
+                for t in holding
+            )
+            # Whole numbers under 1,000 beside grouped ones: a decimal reading would need every
+            # fraction to have exactly three digits, and none elsewhere.
+            or (len(plain) >= 2 and len(set(holding)) >= 2)
+        )
+        if proof:
+            return sep
+    return None
+
+
+def _uncensored(text: str) -> str:
     censored = _CENSORED.fullmatch(text)
-    body = censored.group(2).strip() if censored else text
+    return censored.group(2).strip() if censored else text
+
+
+def _number_body(text: str, thousands: str | None = None) -> str | None:
+    """The number a value writes, without a censoring mark or thousands separators; ``None``
+    when it writes none."""
+    body = _uncensored(text)
+    if thousands is not None:
+        body = body.replace(thousands, "")
     return body if _NUMBER.fullmatch(body) else None
 
 
@@ -348,6 +431,7 @@ def _places(text: str, decimal: str) -> int | None:
 
 def _read_numbers(distinct: list[str], encoding: dict[str, Any]):
     decimal = encoding.get("decimal", ".")
+    thousands = encoding.get("thousands")
     parsed, unreadable, censored = [], [], []
     whole, leading = True, False
     for text in distinct:
@@ -355,7 +439,7 @@ def _read_numbers(distinct: list[str], encoding: dict[str, Any]):
             parsed.append(np.nan)
             continue
         bound = _CENSORED.fullmatch(text)
-        body = _number_body(text)
+        body = _number_body(text, thousands)
         if body is None or (decimal == "." and "," in body):
             parsed.append(np.nan)
             unreadable.append(text)
@@ -363,7 +447,9 @@ def _read_numbers(distinct: list[str], encoding: dict[str, Any]):
         if bound:
             censored.append(text)
         written = body.lstrip("+-")
-        whole = whole and not bound and written.isdigit()
+        # Digits grouped in thousands write a quantity, never a code.
+        grouped = thousands is not None and thousands in text
+        whole = whole and not bound and not grouped and written.isdigit()
         leading = leading or (len(written) > 1 and written.startswith("0") and written.isdigit())
         parsed.append(float(body.replace(",", ".")))
     return parsed, unreadable, censored, whole, leading

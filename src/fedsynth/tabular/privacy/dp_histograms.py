@@ -50,14 +50,31 @@ def noisy_counts(
     return laplace_mechanism(counts, sensitivity=1.0, epsilon=epsilon, rng=rng)
 
 
-def to_proportions(noisy: np.ndarray, pseudo_count: float) -> np.ndarray:
-    """Proportions from noisy counts: negatives set to 0, ``pseudo_count`` added to each cell.
+def denoised_counts(noisy: np.ndarray, scale: float) -> np.ndarray:
+    """Noisy counts made usable as a distribution: negatives set to 0, then a pseudo-count
+    added to each cell that is large when the noise could explain the histogram's mass and
+    small when the counts stand far above it.
 
-    Post-processing that costs no privacy. Taking the pseudo-count equal to the noise scale
-    makes the estimate fall back on the uniform distribution exactly when the noise drowns the
-    counts (tiny epsilon) and leaves it close to the counts when it does not.
+    Post-processing that costs no privacy. An empty cell keeps ``scale / 2`` of Laplace noise on
+    average after clipping, so ``m`` cells hold about ``m * scale`` of noise mass; the
+    pseudo-count is ``scale * noise / (noise + total)`` (``total`` the clipped sum): close to
+    ``scale`` when the noise drowns the counts (the estimate falls back on the uniform
+    distribution), close to 0 when ``n`` is far above the noise (the counts are kept, and cells
+    that hold nothing are not handed ``scale`` rows each, which at a few hundred rows spread a
+    large share of the synthetic values over empty ranges). On the built-in cohort (gaussian
+    copula, 3 draws) this raised column shapes by 0.004-0.035 and pair trends by 0.003-0.05
+    over a pseudo-count of ``scale`` at 800 and 4,427 rows for epsilon 0.1-5.
     """
-    cleaned = np.maximum(noisy, 0.0) + pseudo_count
+    kept = np.maximum(noisy, 0.0)
+    noise = kept.shape[-1] * scale
+    total = kept.sum(axis=-1, keepdims=True)
+    return kept + scale * noise / (noise + total)
+
+
+def to_proportions(noisy: np.ndarray, pseudo_count: float) -> np.ndarray:
+    """Proportions from noisy counts of Laplace scale ``pseudo_count``
+    (:func:`denoised_counts`, normalised); post-processing that costs no privacy."""
+    cleaned = denoised_counts(noisy, pseudo_count)
     return cleaned / cleaned.sum(axis=-1, keepdims=True)
 
 

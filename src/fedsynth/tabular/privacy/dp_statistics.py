@@ -47,6 +47,7 @@ from fedsynth.tabular.privacy.dp_domains import (
 )
 from fedsynth.tabular.privacy.dp_histograms import (
     cover_domains,
+    denoised_counts,
     grid_cells,
     grid_edges,
     noisy_counts,
@@ -65,6 +66,7 @@ __all__ = [
     "category_codes",
     "cover_domains",
     "declare_public",
+    "denoised_counts",
     "domain_weights",
     "dp_categories",
     "grid_cells",

@@ -1,0 +1,244 @@
+"""The synthetic-image arms of ``benchmarks/imaging.py``: how each arm gets its synthetic set.
+
+Every arm is a function ``arm(study) -> Synthetic`` that trains on ``study.sites`` (the training
+sites' real images) and returns a pooled synthetic set with its costs. All of them run in this
+process, through the generators' public API and the federable protocol only; the same
+arms over Flower (generator sharing and FedAvg of ``latent_diffusion`` as Flower strategies)
+plug in as other functions with this signature, chosen by a flag of the benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from _clock import Clock
+
+from fedsynth.imaging import ImageSet
+
+#: Label columns the generators condition on (and the classifiers predict).
+LABELS = ("tumour_type", "idh_mutant")
+#: Public facts of the simulated cohort under DP (its design, not its patients).
+LABEL_VALUES = {
+    "tumour_type": ["glioblastoma", "astrocytoma", "oligodendroglioma"],
+    "idh_mutant": [0, 1],
+}
+INTENSITY_RANGE = (0.0, 1.5)
+DELTA = 1e-5
+
+
+@dataclass
+class Study:
+    """What every arm gets: the training sites and the settings from the command line."""
+
+    sites: dict[str, ImageSet]
+    n_synthetic: int
+    seed: int
+    ldm: dict[str, Any]
+    gan: dict[str, Any]
+    ldm_rounds: int
+    ldm_local_epochs: int
+    epsilon: float
+
+    @property
+    def pooled(self) -> ImageSet:
+        return concat(list(self.sites.values()))
+
+
+@dataclass
+class Synthetic:
+    """An arm's synthetic images and what they cost (CPU seconds of this process)."""
+
+    images: ImageSet
+    fit_cpu_s: float
+    sample_cpu_s: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_cpu_s(self) -> float:
+        return len(self.images) / max(self.sample_cpu_s, 1e-9)
+
+
+def concat(sets: list[ImageSet]) -> ImageSet:
+    """One ImageSet of several with the same channels (labels stacked)."""
+    first = sets[0]
+    return ImageSet(
+        np.concatenate([s.images for s in sets]),
+        pd.concat([s.labels for s in sets], ignore_index=True),
+        channels=first.channels,
+        spacing=first.spacing,
+        orientation=first.orientation,
+        site_column=first.site_column if all(s.site_column for s in sets) else None,
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _make(name: str, params: dict[str, Any], seed: int):
+    import fedsynth
+
+    return fedsynth.make(
+        name, **{"label_columns": list(LABELS), "device": "cpu", "seed": seed, **params}
+    )
+
+
+def _shares(sizes: list[int], n: int) -> list[int]:
+    """``n`` split in proportion to ``sizes`` (largest remainders), as the server samples."""
+    exact = np.asarray(sizes, float) / sum(sizes) * n
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[: n - counts.sum()]] += 1
+    return counts.tolist()
+
+
+def generator_sharing(study: Study) -> Synthetic:
+    """CATphishing: each site fits its own ``latent_diffusion``; the pooled set samples each
+    site's model in proportion to its number of images."""
+    parts, fit, sample = [], 0.0, 0.0
+    counts = _shares([len(s) for s in study.sites.values()], study.n_synthetic)
+    for k, (images, n) in enumerate(zip(study.sites.values(), counts, strict=True)):
+        gen = _make("latent_diffusion", study.ldm, study.seed + k)
+        with Clock() as clock:
+            gen.fit(images)
+        fit += clock.cpu
+        gen.sample(4, seed=0)  # the first draw's set-up out of the clock
+        with Clock() as clock:
+            parts.append(gen.sample(n, seed=study.seed + 100 + k))
+        sample += clock.cpu
+    return Synthetic(concat(parts), fit, sample, {"site_samples": counts})
+
+
+def central_ldm(study: Study) -> Synthetic:
+    """One ``latent_diffusion`` fitted on the training sites' images pooled."""
+    gen = _make("latent_diffusion", study.ldm, study.seed)
+    with Clock() as fit:
+        gen.fit(study.pooled)
+    gen.sample(4, seed=0)  # the first draw's set-up out of the clock
+    with Clock() as sample:
+        images = gen.sample(study.n_synthetic, seed=study.seed + 100)
+    return Synthetic(images, fit.cpu, sample.cpu)
+
+
+def fedavg_ldm(study: Study) -> Synthetic:
+    """``latent_diffusion`` trained by FedAvg through the federable protocol, in process: each
+    round every site trains ``ldm_local_epochs`` epochs from the global weights, the server
+    averages them weighted by site size; then the latent scale is merged from the sites'."""
+    from fedsynth.federated.task import weighted_average
+    from fedsynth.imaging.generators import ImageSchema
+
+    sites = list(study.sites.values())
+    sizes = [len(s) for s in sites]
+    schema = ImageSchema.merge(
+        [ImageSchema.from_images(s, label_columns=list(LABELS)) for s in sites]
+    )
+
+    def site_model(n_fits: int):
+        return _make("latent_diffusion", study.ldm, study.seed).init_from_schema(
+            schema, n_fits=n_fits
+        )
+
+    with Clock() as fit:
+        server = site_model(0)
+        weights = server.get_weights()
+        for round_no in range(1, study.ldm_rounds + 1):
+            replies = []
+            for images in sites:
+                site = site_model(round_no - 1)
+                site.train_local(
+                    images, epochs=study.ldm_local_epochs, weights=weights, extra_state=False
+                )
+                replies.append(site.get_weights())
+            weights = weighted_average(replies, sizes)
+        states = []
+        for images in sites:
+            site = site_model(study.ldm_rounds)
+            site.train_local(images, epochs=0, weights=weights, extra_state=True)
+            states.append(site.export_extra_state())
+        server.set_weights(weights)
+        server.load_extra_state(type(server).merge_extra_states(states, sizes))
+    server.sample(4, seed=0)
+    with Clock() as sample:
+        images = server.sample(study.n_synthetic, seed=study.seed + 100)
+    details = {"rounds": study.ldm_rounds, "local_epochs": study.ldm_local_epochs}
+    return Synthetic(images, fit.cpu, sample.cpu, details)
+
+
+def independent_epsilon(ledger) -> dict[str, float]:
+    """The ledger's DP-SGD spends recomputed with Opacus's accountants directly (RDP and PRV),
+    from the recorded history (noise multiplier, sample rate, steps) alone."""
+    import warnings
+
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    found = {"ledger_epsilon": float(ledger.epsilon)}
+    for name, cls in (("opacus_rdp_epsilon", RDPAccountant), ("opacus_prv_epsilon", PRVAccountant)):
+        total = 0.0
+        for spend in ledger.spends:
+            accountant = cls()
+            accountant.history = [tuple(step) for step in spend.details["history"]]
+            with warnings.catch_warnings():  # log(0) inside PRV's grid: harmless, noisy
+                warnings.simplefilter("ignore", RuntimeWarning)
+                total += float(accountant.get_epsilon(delta=spend.delta))
+        found[name] = total
+    return found
+
+
+def dp_gan(private: bool) -> Callable[[Study], Synthetic]:
+    """``dp_gan`` on the pooled training images, private at ``study.epsilon`` or not."""
+
+    def arm(study: Study) -> Synthetic:
+        params = dict(study.gan)
+        epsilon = study.epsilon if private else None
+        if epsilon is not None:
+            params |= {
+                "dp": {"epsilon": float(epsilon), "delta": DELTA},
+                "label_values": LABEL_VALUES,
+                "intensity_range": INTENSITY_RANGE,
+            }
+        gen = _make("dp_gan", params, study.seed)
+        with Clock() as fit:
+            gen.fit(study.pooled)
+        gen.sample(4, seed=0)
+        with Clock() as sample:
+            images = gen.sample(study.n_synthetic, seed=study.seed + 100)
+        details = {}
+        if epsilon is not None:
+            details = independent_epsilon(gen.privacy_spent_)
+            details["target_epsilon"] = float(epsilon)
+            details["delta"] = DELTA
+        return Synthetic(images, fit.cpu, sample.cpu, details)
+
+    return arm
+
+
+#: The synthetic arms, in report order (a function per arm; see the module docstring).
+SYNTHETIC_ARMS: dict[str, Callable[[Study], Synthetic]] = {
+    "ldm_generator_sharing": generator_sharing,
+    "ldm_central": central_ldm,
+    "ldm_fedavg": fedavg_ldm,
+    "dp_gan_private": dp_gan(True),
+    "dp_gan_nonprivate": dp_gan(False),
+}
+
+
+def default_epochs(name: str) -> dict[str, int]:
+    """The generator's default epochs (the benchmark uses them unless a flag says otherwise)."""
+    import fedsynth
+
+    gen = fedsynth.make(name)
+    found = {"epochs": int(gen.epochs)}
+    if hasattr(gen, "ae_epochs"):
+        found["ae_epochs"] = int(gen.ae_epochs)
+    return found
+
+
+def split_rounds(total_epochs: int, rounds: int) -> int:
+    """Local epochs per round so that ``rounds`` rounds make at least ``total_epochs``."""
+    return max(1, math.ceil(total_epochs / max(rounds, 1)))
