@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fedsynth.cli import main
+from fedsynth.imaging.validation import IMAGE_METRICS
 
 TINY = ["--image-patients", "24", "--image-epochs", "2", "--image-report-epochs", "2"]
 
@@ -29,7 +30,7 @@ def test_imaging_demo_writes_slices_report_and_verdict(tmp_path, capsys, model):
     report = json.loads((out / "image_report.json").read_text())
     assert report["verdict"] in ("pass", "warn", "fail")
     assert report["images"] == {"real": 17, "synthetic": 17, "holdout": 7}
-    assert len(report["metrics"]) == 12
+    assert [m["name"] for m in report["metrics"]] == [m.name for m in IMAGE_METRICS]
     with np.load(out / "synthetic" / "images.npz") as arrays:
         assert arrays["images"].shape == (17, 4, 32, 32)
     page = (out / "image_report.html").read_text()

@@ -70,6 +70,7 @@ def run_image_demo(
     from fedsynth.cli.images import write_sample_folder
     from fedsynth.imaging.datasets import brain_mri_cohort
     from fedsynth.imaging.report import image_report, write_image_report
+    from fedsynth.imaging.validation import IMAGE_METRICS
 
     if model not in DEMO_PARAMS:
         raise ValueError(f"the imaging demo runs {' or '.join(DEMO_PARAMS)}, not {model!r}")
@@ -98,7 +99,7 @@ def run_image_demo(
     with step(f"Sampling {len(train)} synthetic slices"):
         synthetic = generator.sample(len(train), seed=seed)
     write_sample_folder(synthetic, out / "synthetic")
-    with step("Scoring the synthetic slices (12 metrics, holdout as the reference)"):
+    with step(f"Scoring the synthetic slices ({len(IMAGE_METRICS)} metrics, holdout as reference)"):
         spent = getattr(generator, "privacy_spent_", None)
         report = image_report(
             train,

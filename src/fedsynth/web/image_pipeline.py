@@ -65,6 +65,7 @@ def execute_images(
 
     import fedsynth
     from fedsynth.imaging.report import image_report, render_image_report
+    from fedsynth.imaging.validation import IMAGE_METRICS
     from fedsynth.web.image_uploads import read_images
 
     # One thread: a server's cores are shared with the other runs and the web app itself.
@@ -99,7 +100,7 @@ def execute_images(
     write_synthetic_zip(synthetic, train, out / SYNTHETIC)
     generator.save(out / "model")
     zip_folder(out / "model", out / MODEL)
-    say.progress(_VALIDATE, "scoring the images (12 metrics)")
+    say.progress(_VALIDATE, f"scoring the images ({len(IMAGE_METRICS)} metrics)")
     extra = {
         "generator": config["generator"],
         "epsilon_spent": None if not spent else spent.epsilon,
