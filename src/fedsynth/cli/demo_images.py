@@ -169,4 +169,12 @@ def _summary(report: dict[str, Any], train, synthetic, holdout) -> Table:
             if reference != "real_ms_ssim"
             else f"{shown:.3g} (real)",
         )
+    utility = (metrics.get("classifier_utility") or {}).get("details") or {}
+    label = (utility.get("per_label") or {}).get(LABEL)
+    if label:
+        table.add_row(
+            f"{LABEL} AUC on the holdout, CNN trained on",
+            f"{label['synthetic']['auc']:.3f}",
+            f"{label['real']['auc']:.3f} (real)",
+        )
     return table
