@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "web",
         "front",
     },
-    "web": {"core", "tabular", "text", "federated", "experiments", "release", "front"},
+    "web": {"core", "tabular", "imaging", "text", "federated", "experiments", "release", "front"},
 }
 #: Top-level modules shared by every package.
 SHARED = {"exceptions", "_version", "__version__"}

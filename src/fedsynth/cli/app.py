@@ -288,9 +288,40 @@ def demo(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="End with the SAFE validation report.")
     ] = True,
+    images: Annotated[
+        bool,
+        typer.Option(
+            "--images",
+            help="Run the imaging demo instead: simulated brain MRI slices, latent_diffusion "
+            "(or --model dp_gan, at epsilon 5), the image report; writes OUT/images/.",
+        ),
+    ] = False,
+    image_patients: Annotated[int, typer.Option(min=12, hidden=True)] = 300,
+    image_size: Annotated[int, typer.Option(min=16, hidden=True)] = 32,
+    image_epochs: Annotated[int | None, typer.Option(min=1, hidden=True)] = None,
+    image_report_epochs: Annotated[int, typer.Option(min=1, hidden=True)] = 10,
 ) -> None:
     """Run the whole job on the built-in simulated MDS cohort: train (federated over its sites
-    by default), sample, write the CSV, and validate it (HTML + JSON report)."""
+    by default), sample, write the CSV, and validate it (HTML + JSON report). With --images,
+    the same for images on the simulated brain MRI cohort."""
+    if images:
+        from fedsynth.cli.demo_images import DEMO_PARAMS, run_image_demo
+
+        if model is not None and model not in DEMO_PARAMS:
+            raise typer.BadParameter(
+                f"the imaging demo runs {' or '.join(DEMO_PARAMS)}, not {model!r}",
+                param_hint="--model",
+            )
+        run_image_demo(
+            out=out / "images",
+            model=model or "latent_diffusion",
+            patients=image_patients,
+            size=image_size,
+            epochs=image_epochs,
+            report_epochs=image_report_epochs,
+            seed=seed,
+        )
+        return
     from fedsynth.cli.demo import run_demo
 
     run_demo(

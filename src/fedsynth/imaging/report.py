@@ -193,6 +193,7 @@ def render_image_report(
     per_group: int = 4,
     title: str = "fedsynth image report",
     seed: int = 0,
+    show_real: bool = True,
 ) -> str:
     """The report as one self-contained HTML page.
 
@@ -207,13 +208,17 @@ def render_image_report(
     title : str
     seed : int
         Seed of the choice of images shown.
+    show_real : bool
+        Show real images beside the synthetic ones. ``False`` gives a page without any real
+        image (the grey scale still follows the real images' percentiles), which may go where
+        the synthetic images may.
     """
     rng = np.random.default_rng(seed)
     low, high = _display_range(real)
     groups = grid_groups(real, synthetic) or [(None, None)]
     figures = []
     for column, value in groups:
-        real_idx = _pick(real, column, value, per_group, rng)
+        real_idx = _pick(real, column, value, per_group if show_real else 0, rng)
         synth_idx = _pick(synthetic, column, value, per_group, rng)
         if len(synth_idx) == 0 and len(real_idx) == 0:
             continue
@@ -237,7 +242,9 @@ def render_image_report(
         f'<p class="muted">Images: {_e(counts)}.</p>',
         '<p class="private">Private: real images are shown next to the synthetic ones for '
         "comparison (a few per label value), so this file holds patient images and must stay "
-        "where the real data may be.</p>",
+        "where the real data may be.</p>"
+        if show_real
+        else '<p class="muted">Synthetic images only: no real image is shown.</p>',
         "<h2>Metrics</h2>",
         _metrics_table(report),
         _utility_table(report),

@@ -97,11 +97,21 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     from fedsynth.web.routes_api import public_router
     from fedsynth.web.routes_api import router as api_router
+    from fedsynth.web.routes_images import api_router as images_api_router
+    from fedsynth.web.routes_images import router as images_router
     from fedsynth.web.routes_notes import router as notes_router
     from fedsynth.web.routes_pages import router as pages_router
     from fedsynth.web.routes_release import router as release_router
 
-    routers = (public_router, api_router, pages_router, release_router, notes_router)
+    routers = (
+        public_router,
+        api_router,
+        pages_router,
+        release_router,
+        notes_router,
+        images_router,
+        images_api_router,
+    )
     for router in routers:
         app.include_router(router)
     # Every route with its full path, for the Allow header of 405 and OPTIONS answers.

@@ -4,9 +4,11 @@ Approving a finished run (whose synthetic data passed the privacy gate, or was r
 steward's override) builds its release bundle (see :mod:`fedsynth.release`: synthetic data,
 SAFE report, metadata, privacy ledger, generator, federation summary, manifest) and signs it
 with the server's Ed25519 key, the approval (steward, time, comment) inside the signed
-statement. The audit log records the approval with the manifest's SHA-256. Only an approved
-run's bundle can be downloaded as a release; receiving sites verify it with the server's
-public key (``GET /api/release-key``) and ``fedsynth release verify``.
+statement. An image run's bundle holds its synthetic images, the report without real images
+and ``release.json`` (see :func:`~fedsynth.web.image_pipeline.image_release_members`).
+The audit log records the approval with the manifest's SHA-256. Only an approved run's bundle
+can be downloaded as a release; receiving sites verify it with the server's public key
+(``GET /api/release-key``) and ``fedsynth release verify``.
 """
 
 from __future__ import annotations
@@ -122,15 +124,29 @@ class Releases:
         }
         if record.override is not None:
             approval["privacy_override"] = record.override["reason"]
-        bundle = create_release(
-            self.services.storage.run_dir(run_id),
-            self._bundle_path(run_id),
-            key=self._private_key(),
-            signer=f"fedsynth web app on {socket.gethostname()}",
-            metadata=record.config["metadata"],
-            federation=federation_of(record.config),
-            approval=approval,
-        )
+        signer = f"fedsynth web app on {socket.gethostname()}"
+        if record.kind == "imaging":
+            from fedsynth.release import write_bundle
+            from fedsynth.web.image_pipeline import image_release_members
+
+            members = image_release_members(self.services.storage.run_dir(run_id))
+            bundle = write_bundle(
+                members,
+                self._bundle_path(run_id),
+                key=self._private_key(),
+                signer=signer,
+                approval=approval,
+            )
+        else:
+            bundle = create_release(
+                self.services.storage.run_dir(run_id),
+                self._bundle_path(run_id),
+                key=self._private_key(),
+                signer=signer,
+                metadata=record.config["metadata"],
+                federation=federation_of(record.config),
+                approval=approval,
+            )
         result = Approval(run_id, bundle.manifest_sha256, str(who.user), approval["time"], comment)
         with self.services.db.connect() as con:
             con.execute(

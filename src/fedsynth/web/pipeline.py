@@ -6,8 +6,11 @@ synthetic rows with SAFE. A federated run runs the experiment of
 :mod:`fedsynth.experiments.runner` (centralized and isolated references and every strategy,
 over Flower) and validates the first strategy's synthetic rows the same way.
 
-Files written (the names offered for download): ``synthetic.csv``, ``synthetic.parquet``,
-``model.zip``, ``report.html``, ``report.json`` and, for federated runs,
+An image run (``config["modality"] == "imaging"``) is computed by
+:func:`fedsynth.web.image_pipeline.execute_images` instead.
+
+Files written by table runs (the names offered for download): ``synthetic.csv``,
+``synthetic.parquet``, ``model.zip``, ``report.html``, ``report.json`` and, for federated runs,
 ``experiment-scores.csv``, ``experiment-summary.csv`` and ``experiment-scores.png``.
 """
 
@@ -73,6 +76,10 @@ def execute(config: Mapping[str, Any], storage: Storage, out: Path, say: Reporte
     FedsynthError, ValueError
         For data or settings that cannot be used; the message is shown to the user.
     """
+    if config.get("modality") == "imaging":
+        from fedsynth.web.image_pipeline import execute_images
+
+        return execute_images(config, storage, out, say)
     say.progress(0.01, "reading the data")
     sources = config["sources"]
     tables = {

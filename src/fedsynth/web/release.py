@@ -3,7 +3,9 @@
 A run's synthetic data (CSV, Parquet, and the model, which can draw more of it) is released
 when SAFE's privacy checks pass or only warn. When a privacy check fails, or none could be
 computed, it is released only after someone records an explicit override with a reason, which
-the audit log keeps. Reports hold aggregates only and are never gated.
+the audit log keeps. Table reports hold aggregates only and are never gated; an image run's
+report shows synthetic images, so it is gated like them, and its private version, with real
+images, is for stewards only.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: Files that hold (or can generate) synthetic rows.
-GATED = frozenset({"synthetic.csv", "synthetic.parquet", "model.zip"})
+#: Files that hold (or can generate) synthetic rows or images (an image run's report shows
+#: synthetic images).
+GATED = frozenset(
+    {"synthetic.csv", "synthetic.parquet", "model.zip", "synthetic_images.zip", "image_report.html"}
+)
+#: Files that show real data (an image run's report with real images beside the synthetic
+#: ones): stewards only, whatever the verdict, and never in a release.
+STEWARDS_ONLY = frozenset({"image_report_private.html"})
 #: Verdicts that release the synthetic data without an override.
 RELEASED = frozenset({"pass", "warn"})
 

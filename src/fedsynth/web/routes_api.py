@@ -205,7 +205,7 @@ def download(
     privacy check has not passed and no override is recorded."""
     found = services.download(user, run_id, name)
     response = FileResponse(found.path, media_type=found.media_type, filename=found.filename)
-    if name == "report.html":
+    if name.endswith(".html"):
         response.headers["Content-Security-Policy"] = REPORT_POLICY
     return response
 

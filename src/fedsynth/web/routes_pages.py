@@ -423,6 +423,10 @@ def rerun(run_id: RunId, who: User, services: ServicesDep) -> Response:
 def report_page(request: Request, run_id: RunId, who: User, services: ServicesDep) -> Response:
     """The SAFE report, the privacy verdict and the downloads."""
     record = services.run(run_id)
+    if record.kind == "imaging":
+        from fedsynth.web.routes_images import image_report_page
+
+        return image_report_page(request, record, who, services)
     report = services.report(run_id)
     experiment = None
     if "experiment-summary.csv" in record.artifacts:

@@ -32,6 +32,9 @@ ArtifactName = Literal[
     "experiment-scores.csv",
     "experiment-summary.csv",
     "experiment-scores.png",
+    "synthetic_images.zip",
+    "image_report.html",
+    "image_report_private.html",
 ]
 
 
@@ -213,7 +216,7 @@ class RunOut(BaseModel):
     id: str
     dataset_id: str
     dataset_name: str
-    kind: Literal["central", "federated"]
+    kind: Literal["central", "federated", "imaging"]
     status: RunStatus
     progress: float = Field(ge=0, le=1)
     stage: str

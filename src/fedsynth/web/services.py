@@ -26,12 +26,13 @@ from fedsynth.web.errors import (
     PrivacyGateError,
     TooManyRunsError,
 )
+from fedsynth.web.image_datasets import ImageDatasets
 from fedsynth.web.inspection import ColumnChoice, edit_metadata, inspect_table
 from fedsynth.web.jobs import JobManager
-from fedsynth.web.release import GATED, RELEASED, released
+from fedsynth.web.release import GATED, RELEASED, STEWARDS_ONLY, released
 from fedsynth.web.run_requests import run_config
 from fedsynth.web.schemas import RunIn
-from fedsynth.web.security import Principal
+from fedsynth.web.security import Principal, require_steward
 from fedsynth.web.settings import RETRY_AFTER_SECONDS, WebSettings
 from fedsynth.web.storage import Storage
 from fedsynth.web.summary import column_summaries
@@ -81,6 +82,8 @@ class Services:
         self.db = db
         self.storage = storage
         self.jobs = jobs
+        #: The image datasets (uploaded zips) and their runs.
+        self.images = ImageDatasets(db, storage.root / "image_datasets")
 
     def audit(self, who: Principal, action: str, target: str, **detail: Any) -> None:
         """Append to the audit log."""
@@ -302,6 +305,22 @@ class Services:
         record = self.run(run_id)
         if record.active:
             raise ConflictError(f"run {run_id} is still {record.status}; cancel it first")
+        if record.kind == "imaging":
+            from fedsynth.web.image_datasets import RUN_SETTINGS
+
+            settings = {k: v for k, v in record.config.items() if k in RUN_SETTINGS}
+            rerun = self.images.create_run(
+                who,
+                record.dataset_id,
+                settings,
+                max_queued=self.settings.max_queued_runs,
+                rerun_of=run_id,
+            )
+            self.audit(
+                who, "image run created", rerun.id, dataset=record.dataset_id, rerun_of=run_id
+            )
+            self.jobs.wake()
+            return rerun
         request = RunIn.model_validate(
             {k: v for k, v in record.config.items() if k in RunIn.model_fields}
         )
@@ -347,6 +366,8 @@ class Services:
         record = self.run(run_id)
         if record.status != "done" or name not in record.artifacts:
             raise NotFoundError(f"run {run_id} ({record.status}) has no file {name!r}")
+        if name in STEWARDS_ONLY:
+            require_steward(who, f"open {name}, which shows real images")
         if name in GATED and not released(record.privacy, record.override):
             self.audit(who, "download refused", run_id, file=name, privacy=record.privacy)
             raise PrivacyGateError(

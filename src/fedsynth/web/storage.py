@@ -6,6 +6,7 @@ Layout::
       fedsynth.sqlite3          datasets, runs, logs, sessions, audit log (see fedsynth.web.db)
       access-token, secret-key  created on the first start, readable by the owner only
       datasets/<id>/            source.csv or source.parquet (the upload, under a fixed name)
+      image_datasets/<id>/      images.npz + labels.csv of an uploaded zip of images
       runs/<id>/                the artifacts of a finished run
       runs/<id>.partial/        a run being computed; renamed to runs/<id>/ when complete
       logs/<id>.worker.txt      what a worker process printed (for crashes)
@@ -127,8 +128,9 @@ class Storage:
 
     def remove_leftovers(self, active_runs: set[str]) -> None:
         """Remove half-made uploads and the partial folders of runs no worker computes."""
-        for path in (self.root / "datasets").glob(".upload-*"):
-            shutil.rmtree(path, ignore_errors=True)
+        for folder in ("datasets", "image_datasets"):
+            for path in (self.root / folder).glob(".upload-*"):
+                shutil.rmtree(path, ignore_errors=True)
         for path in (self.root / "runs").glob(f"*{_PARTIAL}"):
             if path.name.removesuffix(_PARTIAL) not in active_runs:
                 shutil.rmtree(path, ignore_errors=True)

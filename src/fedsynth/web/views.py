@@ -115,6 +115,8 @@ _SHOWN_SETTINGS = (
     "families",
     "seed",
     "federated",
+    "images",
+    "label_columns",
 )
 
 
