@@ -279,6 +279,8 @@ def test_fitted_weights_are_the_moving_average_of_the_iterates(table):
     gen = Recorded(epochs=2, seed=0, ema_decay=decay, **{**TINY, "batch_size": 20})
     gen.fit(table)
     assert len(iterates) == 40
+    # The decay's warm-up, (1 + n) / (10 + n), is below 0.5 for the first steps only, whose
+    # share of the end is under 0.5 ** 32: the recursion below holds to float precision.
     for i, param in enumerate(gen.denoiser_.parameters()):
         expected = sum(
             (1 - decay) * decay ** (len(iterates) - 1 - j) * step[i]
@@ -286,6 +288,21 @@ def test_fitted_weights_are_the_moving_average_of_the_iterates(table):
         )
         torch.testing.assert_close(param.detach(), expected, atol=1e-6, rtol=1e-5)
         assert not torch.allclose(param.detach(), iterates[-1][i])
+
+
+def test_moving_average_warms_up_so_a_short_fit_moves_the_weights(table):
+    """A warm start of a few steps (a federated round) must move the weights about as far as
+    without the average: the decay warms up instead of holding the old weights at 0.99."""
+    moved = {}
+    for decay in (0.0, 0.99):
+        gen = fedsynth.make("tab_ddpm", epochs=3, seed=0, ema_decay=decay, **TINY).fit(table)
+        before = [p.detach().clone() for p in gen.denoiser_.parameters()]
+        gen.fit(table, epochs=3, warm_start=True)  # 12 steps
+        moved[decay] = sum(
+            float((p.detach() - b).norm())
+            for p, b in zip(gen.denoiser_.parameters(), before, strict=True)
+        )
+    assert moved[0.99] > 0.4 * moved[0.0]
 
 
 def test_save_and_load_sample_the_same_rows(fitted, tmp_path):
