@@ -4,13 +4,20 @@ exact conditions, DP-SGD accounting, persistence)."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import fedsynth
-from fedsynth.tabular.generators._ddpm_diffusion import MixedDiffusion, cosine_alpha_bars
+from fedsynth.tabular.generators._ddpm_diffusion import (
+    MixedDiffusion,
+    Multistep,
+    cosine_alpha_bars,
+)
 from fedsynth.tabular.generators._ddpm_space import ModelSpace
 from tests.tabular.generators.conftest import public_metadata
 
@@ -116,6 +123,72 @@ def test_posterior_at_the_first_step_recovers_x0_from_x1():
     assert (mass_on_x0 > 0.99).float().mean().item() > 0.99
 
 
+def test_sampler_draws_spans_from_the_posterior_marginalised_over_the_prediction():
+    """p(x_s | x_t) = sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k), each term normalised: the
+    frequencies of the sampler's draws against that sum from the transition matrices."""
+    k, t, s, n = 4, 30, 12, 200_000
+    diffusion = MixedDiffusion(0, [(k, 1)], 50, torch.device("cpu"))
+    abar = diffusion.alpha_bars.double()
+    predicted = torch.tensor([0.6, 0.25, 0.1, 0.05], dtype=torch.float64)
+    xt = one_hot(np.full(n, 2), k)  # the current draw is a category the prediction doubts
+    output = predicted.log().float().expand(n, k)
+    drawn = diffusion.step(output, xt, t, s, torch.Generator().manual_seed(0)).mean(0)
+
+    def matrix(keep: float) -> torch.Tensor:
+        return keep * torch.eye(k, dtype=torch.float64) + (1 - keep) / k
+
+    q_s, q_ts = matrix(float(abar[s])), matrix(float(abar[t] / abar[s]))
+    exact = torch.zeros(k, dtype=torch.float64)
+    for x0 in range(k):
+        bayes = q_s[x0] * q_ts[:, 2]
+        exact += predicted[x0] * bayes / bayes.sum()
+    torch.testing.assert_close(drawn.double(), exact, atol=0.004, rtol=0)
+    # Hoogeboom's plug-in (the prediction fed to the posterior as if it were x_0) keeps the
+    # current draw more often: the sampler must not match it.
+    plug_in = diffusion.posterior(
+        predicted, xt[0].double(), float(abar[s]), float(abar[t] / abar[s]), k
+    )
+    assert (plug_in / plug_in.sum())[2] > exact[2] + 0.05
+
+
+def test_second_order_sampler_keeps_the_spread_that_ddim_loses_in_few_steps():
+    """With the exact x_0 predictor of N(0, 0.3^2) data, six steps of DPM-Solver++(2M) end
+    close to the data's spread, where first-order steps (DDIM) shrink it."""
+    diffusion = MixedDiffusion(1, [], 30, torch.device("cpu"))
+    sigma = 0.3
+
+    def final_spread(memory: Multistep | None) -> float:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(20_000, 1, generator=generator)
+        for t, s in itertools.pairwise(diffusion.schedule(6)):
+            abar = float(diffusion.alpha_bars[t])
+            x0 = math.sqrt(abar) * sigma**2 / (abar * sigma**2 + 1 - abar) * x
+            noise = (x - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
+            velocity = math.sqrt(abar) * noise - math.sqrt(1 - abar) * x0
+            x = diffusion.step(velocity, x, t, s, generator, memory)
+        return x.std().item()
+
+    second, first = final_spread(Multistep()), final_spread(None)
+    assert abs(second - sigma) < 0.015
+    assert first < sigma - 0.05
+
+
+def test_sampling_network_pass_folds_the_projection_into_the_first_layer():
+    """Without gradients (sampling) the denoiser runs its folded, in-place form: the same
+    outputs as the training form, for one step shared by all rows or one step per row."""
+    from fedsynth.tabular.generators._ddpm_networks import build_denoiser
+
+    torch.manual_seed(0)
+    net = build_denoiser(12, (32, 16), 8).eval()
+    x = torch.randn(64, 12)
+    for t in (torch.full((1,), 7), torch.randint(1, 30, (64,))):
+        with torch.no_grad():
+            folded = net(x, t)
+        with torch.enable_grad():
+            plain = net(x, t.expand(64))
+        torch.testing.assert_close(folded, plain.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_last_step_returns_x0_given_the_true_velocity_and_a_sure_prediction():
     diffusion = MixedDiffusion(3, [(2, 1), (3, 1)], 100, torch.device("cpu"))
     n = 50
@@ -190,6 +263,48 @@ def test_dp_sgd_fit_reports_its_epsilon(table):
     assert list(gen.sample(30).columns) == list(table.columns)
 
 
+def test_fitted_weights_are_the_moving_average_of_the_iterates(table):
+    """The weights kept after a fit are sum_i (1 - d) d^(N - i) w_i over the optimiser's
+    iterates w_1..w_N (the initial weights' share d^N is negligible after 40 steps)."""
+    from fedsynth.tabular.generators.tab_ddpm import TabDDPM
+
+    iterates: list[list[torch.Tensor]] = []
+
+    class Recorded(TabDDPM):
+        def _update_ema(self) -> None:
+            iterates.append([p.detach().clone() for p in self.denoiser_.parameters()])
+            super()._update_ema()
+
+    decay = 0.5
+    gen = Recorded(epochs=2, seed=0, ema_decay=decay, **{**TINY, "batch_size": 20})
+    gen.fit(table)
+    assert len(iterates) == 40
+    # The decay's warm-up, (1 + n) / (10 + n), is below 0.5 for the first steps only, whose
+    # share of the end is under 0.5 ** 32: the recursion below holds to float precision.
+    for i, param in enumerate(gen.denoiser_.parameters()):
+        expected = sum(
+            (1 - decay) * decay ** (len(iterates) - 1 - j) * step[i]
+            for j, step in enumerate(iterates)
+        )
+        torch.testing.assert_close(param.detach(), expected, atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(param.detach(), iterates[-1][i])
+
+
+def test_moving_average_warms_up_so_a_short_fit_moves_the_weights(table):
+    """A warm start of a few steps (a federated round) must move the weights about as far as
+    without the average: the decay warms up instead of holding the old weights at 0.99."""
+    moved = {}
+    for decay in (0.0, 0.99):
+        gen = fedsynth.make("tab_ddpm", epochs=3, seed=0, ema_decay=decay, **TINY).fit(table)
+        before = [p.detach().clone() for p in gen.denoiser_.parameters()]
+        gen.fit(table, epochs=3, warm_start=True)  # 12 steps
+        moved[decay] = sum(
+            float((p.detach() - b).norm())
+            for p, b in zip(gen.denoiser_.parameters(), before, strict=True)
+        )
+    assert moved[0.99] > 0.4 * moved[0.0]
+
+
 def test_save_and_load_sample_the_same_rows(fitted, tmp_path):
     _, gen, _ = fitted
     loaded = fedsynth.load(gen.save(tmp_path / "model"))
@@ -205,3 +320,5 @@ def test_bad_parameters_are_named():
         fedsynth.make("tab_ddpm", timesteps=10, sampling_steps=20)._check_training_params()
     with pytest.raises(ValueError, match="hidden_dims"):
         fedsynth.make("tab_ddpm", hidden_dims=(0,))._check_training_params()
+    with pytest.raises(ValueError, match=r"ema_decay must be a number in \[0, 1\)"):
+        fedsynth.make("tab_ddpm", ema_decay=1.0)._check_training_params()

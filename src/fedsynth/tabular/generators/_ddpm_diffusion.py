@@ -10,15 +10,18 @@ network's small errors into values at the clip (SDMetrics quality 0.71 on SUPPOR
 ``x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v`` is stable at every step. Each span (a category,
 a missingness indicator, the mode of a point-mass column) diffuses as multinomial diffusion
 (Hoogeboom et al. 2021): ``q(x_t | x_0) = Cat(abar_t x_0 + (1 - abar_t) / K)``, the network
-predicting the logits of ``x_0``; the loss is the KL divergence between the posteriors
-``q(x_{t-1} | x_t, x_0)`` given the true and the predicted ``x_0`` (at ``t = 1``, the negative
-log-likelihood of ``x_0``).
+predicting the logits of ``x_0``; the loss is the KL divergence between the posterior
+``q(x_{t-1} | x_t, x_0)`` of the true ``x_0`` and the model's ``p(x_{t-1} | x_t)``, that
+posterior averaged over the predicted ``x_0`` (D3PM's marginalisation, Austin et al. 2021:
+see :meth:`MixedDiffusion.marginal_weights`), and at ``t = 1`` the negative log-likelihood of
+``x_0``.
 Both share the cosine schedule (Nichol & Dhariwal 2021) over ``T`` steps, as in TabDDPM
 (Kotelnikov et al. 2023).
 
 Sampling may skip steps: both posteriors are exact for any earlier step ``s < t`` with
 ``alpha_{t|s} = abar_t / abar_s`` in place of ``alpha_t`` (the forward chains are Markov), so
-a strided sampler runs the same formulas on a subsequence of the steps.
+a strided sampler runs the same formulas on a subsequence of the steps. The values' steps
+are DPM-Solver++(2M)'s (Lu et al. 2022), second order at no extra network pass.
 
 Spans of the same width are contiguous and viewed as one ``(rows, spans, width)`` tensor, so
 every operation runs once per width, not once per span; the loss stays a composition of plain
@@ -60,6 +63,16 @@ def cosine_alpha_bars(timesteps: int, s: float = 0.008) -> np.ndarray:
     f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     betas = np.minimum(1.0 - f[1:] / f[:-1], 0.999)
     return np.concatenate([[1.0], np.cumprod(1.0 - betas)])
+
+
+@dataclass
+class Multistep:
+    """What a second-order sampler keeps between steps: the values' last predicted ``x_0``
+    and the log signal-to-noise ratio ``lambda = log(sqrt(abar) / sqrt(1 - abar))`` of the
+    step it was predicted at (``x0`` is ``None`` before the first step)."""
+
+    x0: torch.Tensor | None = None
+    lam: float = 0.0
 
 
 @dataclass
@@ -106,6 +119,12 @@ class MixedDiffusion:
         #: hybrid loss, Austin et al. 2021): see :meth:`loss`.
         self.x0_weight = X0_WEIGHT
         self.n_spans = sum(group.count for group in self.groups)
+        #: 1 / K of each span column, for the sampler's elementwise formulas.
+        self._inverse_widths = torch.tensor(
+            [1.0 / g.width for g in self.groups for _ in range(g.count * g.width)],
+            dtype=torch.float32,
+            device=device,
+        )
 
     def _view(self, matrix: torch.Tensor, group: _Group) -> torch.Tensor:
         return matrix[:, group.start : group.stop].reshape(len(matrix), group.count, group.width)
@@ -147,6 +166,25 @@ class MixedDiffusion:
         from_0 = abar_s * x0_probs + (1 - abar_s) / width  # q(x_s | x_0)
         return from_t * from_0
 
+    @staticmethod
+    def marginal_weights(
+        x0_probs: torch.Tensor, xt: torch.Tensor, abar_t: torch.Tensor | float, width: int
+    ) -> torch.Tensor:
+        """Predicted ``p(x_0 | x_t)`` divided by ``q(x_t | x_0)``: the weights under which
+        :meth:`posterior` gives ``p(x_s | x_t) = sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k)``.
+
+        :meth:`posterior` is linear in ``x_0`` but normalised once, so feeding it the
+        predicted probabilities themselves (Hoogeboom et al.'s plug-in) weights each ``k`` by
+        ``p(k | x_t) q(x_t | k)``: it counts the evidence of ``x_t`` twice and keeps the
+        current draw too often. From the uniform prior that flattens every span towards
+        uniform: on FLCHAIN the commonest sample year (44 % of the rows) came out at 35 %.
+        Dividing by ``q(x_t | x_0 = k) = abar_t [k = x_t] + (1 - abar_t) / K`` is D3PM's
+        exact marginalisation (Austin et al. 2021). The weights are normalised, as
+        :meth:`posterior` needs (its uniform term assumes weights summing to 1).
+        """
+        weights = x0_probs / (abar_t * xt + (1 - abar_t) / width)
+        return weights / weights.sum(-1, keepdim=True)
+
     def _log_posterior(self, x0_probs, xt, abar_s, alpha_ts, width) -> torch.Tensor:
         import torch
 
@@ -176,6 +214,7 @@ class MixedDiffusion:
             loss = loss + ((output[:, :v] - target) ** 2).mean(1)
         if not self.groups:
             return loss
+        abar_t = self.alpha_bars[t][:, None, None]
         abar_s = self.alpha_bars[t - 1][:, None, None]
         alpha_t = self.alphas[t][:, None, None]
         first = (t == 1)[:, None]
@@ -184,7 +223,8 @@ class MixedDiffusion:
             true_x0, noisy = self._view(x0, group), self._view(xt, group)
             log_pred = torch.log_softmax(self._view(output, group), dim=-1)
             log_true = self._log_posterior(true_x0, noisy, abar_s, alpha_t, group.width)
-            log_model = self._log_posterior(log_pred.exp(), noisy, abar_s, alpha_t, group.width)
+            mixture = self.marginal_weights(log_pred.exp(), noisy, abar_t, group.width)
+            log_model = self._log_posterior(mixture, noisy, abar_s, alpha_t, group.width)
             kl = (log_true.exp() * (log_true - log_model)).sum(-1)
             nll = -(true_x0 * log_pred).sum(-1)
             multinomial = multinomial + torch.where(first, nll, kl).sum(1)
@@ -215,11 +255,19 @@ class MixedDiffusion:
         t: int,
         s: int,
         generator: torch.Generator,
+        memory: Multistep | None = None,
     ) -> torch.Tensor:
-        """``x_s`` from ``x_t`` given the network's ``output`` at step ``t``: the values by
-        DDIM's deterministic update (Song et al. 2021, eta = 0), which keeps its quality with
-        few steps where ancestral sampling does not; the spans drawn from the multinomial
-        posterior with the predicted ``x_0`` (from the prediction itself when ``s = 0``)."""
+        """``x_s`` from ``x_t`` given the network's ``output`` at step ``t``.
+
+        The values take a step of DPM-Solver++ (Lu et al. 2022), which solves the
+        probability-flow ODE in the predicted ``x_0``: second order (2M) when ``memory`` holds
+        the previous step's prediction, else first order, which is DDIM (eta = 0). With the
+        same six network passes, the second order brought FLCHAIN's column shapes from 0.947
+        to 0.970 and SUPPORT2's from 0.924 to 0.956 (SDMetrics), where DDIM's few long steps
+        left the marginals too smooth. ``memory`` is updated in place. The spans are drawn
+        from ``p(x_s | x_t)``, the multinomial posterior marginalised over the predicted
+        ``x_0`` (:meth:`marginal_weights`), or at ``s = 0`` from the prediction itself.
+        """
         import torch
 
         abar_t = float(self.alpha_bars[t])
@@ -232,21 +280,47 @@ class MixedDiffusion:
             x0 = (signal * x_t - noise_level * velocity).clamp(-Z_MAX, Z_MAX)
             if s == 0:
                 out[:, :v] = x0
-            else:  # DDIM (eta = 0): x_0 and the noise, carried to step s
-                eps = noise_level * x_t + signal * velocity
-                out[:, :v] = math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
+            else:
+                signal_s, noise_s = math.sqrt(abar_s), math.sqrt(1 - abar_s)
+                lam_t = math.log(signal / noise_level)
+                h = math.log(signal_s / noise_s) - lam_t
+                data = x0
+                if memory is not None and memory.x0 is not None:
+                    # 2M: x_0 extrapolated linearly in lambda from the last two predictions.
+                    ratio = (lam_t - memory.lam) / h
+                    data = (1 + 0.5 / ratio) * x0 - (0.5 / ratio) * memory.x0
+                out[:, :v] = (noise_s / noise_level) * x_t - (signal_s * math.expm1(-h)) * data
+                if memory is not None:
+                    memory.x0, memory.lam = x0, lam_t
+        if not self.groups:
+            return out
+        # Every span at once where the formulas are elementwise (1 / K per column), per width
+        # only for the sums and the draws: marginal_weights() and posterior() in place.
+        # Unnormalised: the draw divides by the total. Clamped logits cannot overflow.
+        weights = output[:, v:].clamp(-60.0, 60.0).exp_()
+        if s > 0:
+            noisy = xt[:, v:]
+            inverse_k = self._inverse_widths
+            weights.div_(
+                torch.addcmul((1 - abar_t) * inverse_k, noisy, inverse_k.new_tensor(abar_t))
+            )
+            for group in self.groups:
+                view = self._view_spans(weights, group)
+                view.div_(view.sum(-1, keepdim=True))
+            alpha_ts = abar_t / abar_s
+            weights.mul_(abar_s).add_((1 - abar_s) * inverse_k)
+            weights.mul_(
+                torch.addcmul((1 - alpha_ts) * inverse_k, noisy, inverse_k.new_tensor(alpha_ts))
+            )
         for group in self.groups:
-            # Unnormalised: the draw divides by the total. Clamped logits cannot overflow.
-            weights = self._view(output, group).clamp(-60.0, 60.0).exp()
-            if s > 0:
-                # The posterior of the predicted x_0 = weights / total, times the total.
-                total = weights.sum(-1, keepdim=True)
-                from_0 = weights.mul_(abar_s).add_(total * ((1 - abar_s) / group.width))
-                alpha_ts = abar_t / abar_s
-                from_t = self._view(xt, group) * alpha_ts + (1 - alpha_ts) / group.width
-                weights = from_0.mul_(from_t)
-            out[:, group.start : group.stop] = _draw(weights, generator).flatten(1)
+            draw = _draw(self._view_spans(weights, group), generator)
+            out[:, group.start : group.stop] = draw.flatten(1)
         return out
+
+    def _view_spans(self, spans: torch.Tensor, group: _Group) -> torch.Tensor:
+        """``group``'s view of a tensor of the span columns alone."""
+        start, stop = group.start - self.n_values, group.stop - self.n_values
+        return spans[:, start:stop].reshape(len(spans), group.count, group.width)
 
     def impose(
         self,
@@ -275,9 +349,8 @@ def _draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     cumulative = probs.cumsum(-1)
     u = torch.rand((*probs.shape[:-1], 1), generator=generator, device=generator.device)
     u = u.to(probs.device) * cumulative[..., -1:]
-    choice = (cumulative < u).sum(-1, keepdim=True).clamp_max(probs.shape[-1] - 1)
-    slots = torch.arange(probs.shape[-1], device=probs.device)
-    return (slots == choice).to(probs.dtype)
+    choice = (cumulative < u).sum(-1, keepdim=True).clamp_max_(probs.shape[-1] - 1)
+    return torch.zeros_like(probs).scatter_(-1, choice, 1.0)
 
 
 def _randn(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:

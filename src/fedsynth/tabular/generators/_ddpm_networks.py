@@ -50,6 +50,19 @@ def build_denoiser(
         def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             angles = t.to(x.dtype)[:, None] * self.frequencies[None, :]
             embedding = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-            return self.body(self.project(x) + self.time(embedding))
+            if self.training or torch.is_grad_enabled():
+                return self.body(self.project(x) + self.time(embedding))
+            # Sampling: the projection and the first layer are two affine maps in a row, so
+            # they are folded into one, ``W1 (P x + b + e) + b1 = (W1 P) x + W1 (b + e) + b1``,
+            # and the ReLUs run in place. The same function in fewer operations: on SUPPORT2
+            # (133 inputs, 128-wide projection, 256 hidden) a fifth of the sampler's
+            # multiply-adds, none of which a gradient would need.
+            first = self.body[0]
+            weight = first.weight @ self.project.weight
+            bias = (self.project.bias + self.time(embedding)) @ first.weight.T + first.bias
+            h = torch.addmm(bias, x, weight.T)
+            for layer in list(self.body)[1:]:
+                h = torch.relu_(h) if isinstance(layer, nn.ReLU) else layer(h)
+            return h
 
     return Denoiser()

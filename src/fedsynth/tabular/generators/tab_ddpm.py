@@ -10,7 +10,7 @@ import pandas as pd
 
 from fedsynth.core.privacy.config import DPConfig
 from fedsynth.core.registry import register
-from fedsynth.tabular.generators._ddpm_diffusion import MixedDiffusion
+from fedsynth.tabular.generators._ddpm_diffusion import MixedDiffusion, Multistep
 from fedsynth.tabular.generators._ddpm_networks import build_denoiser
 from fedsynth.tabular.generators._ddpm_space import ModelSpace
 from fedsynth.tabular.generators._neural import NeuralGenerator
@@ -39,9 +39,11 @@ class TabDDPM(NeuralGenerator):
     category from the noisy row and its step (see
     :mod:`fedsynth.tabular.generators._ddpm_diffusion`, which also says why velocity and not
     TabDDPM's noise, and why the spans' loss adds a cross-entropy of the clean category). A
-    new row starts from noise and is denoised in ``sampling_steps`` strided steps (DDIM for the
-    scores, the exact multinomial posteriors for the spans), all columns together: a duration
-    and its event, a value and its missingness come out of one joint process.
+    new row starts from noise and is denoised in ``sampling_steps`` strided steps
+    (DPM-Solver++(2M) for the scores, the multinomial posteriors marginalised over the
+    predicted categories for the spans), all columns together: a duration and its event, a
+    value and its missingness come out of one joint process. The weights sampled with are an
+    exponential moving average of the training iterates (``ema_decay``), as TabDDPM's are.
 
     The mode-specific encoding itself is not diffused: its mode spans are most of the matrix
     (194 of SUPPORT2's 327 columns), and one score per number costs the sampler 2.5 times
@@ -66,13 +68,21 @@ class TabDDPM(NeuralGenerator):
         optimiser steps, fewer and coarser steps are each trained more: on SUPPORT2 (60 epochs,
         before the x_0 term of the loss) SDMetrics quality was 0.870, 0.896 and 0.914 and TSTR
         AUROC 0.765, 0.819 and 0.877 with ``T`` = 1000, 100 and 30.
-    sampling_steps : int, default 6
+    sampling_steps : int, default 7
         Network passes per new row: the sampler visits this many of the ``T`` steps, evenly
         spaced, with the exact strided posteriors between them (``timesteps`` for the full
-        chain). Sampling time is about proportional to it.
+        chain). Sampling time is about proportional to it. SDMetrics quality with 6 / 7 / 8
+        passes: 0.944 / 0.948 / 0.949 on SUPPORT2, 0.959 / 0.962 / 0.967 on FLCHAIN; 7 keeps
+        SUPPORT2's sampling above 20,000 rows per CPU second.
     anneal_lr : bool, default True
         Decay the learning rate linearly from ``lr`` to 0 over each fit's epochs (TabDDPM's
         schedule); ``False`` keeps it constant.
+    ema_decay : float, default 0.99
+        After each fit, the denoiser's weights are replaced by their exponential moving
+        average over its optimiser steps (decay per step; TabDDPM uses 0.999 over 30,000
+        steps, a fit here takes about 2,000); 0 keeps the last iterate. Under ``dp`` the
+        average is post-processing of the private iterates and costs no budget. FLCHAIN
+        quality (SDMetrics, 6 sampling steps): 0.956 without, 0.959 with 0.99.
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the rows and stop when their loss (at random steps)
         has not improved for ``patience`` epochs, keeping the best epoch.
@@ -141,8 +151,9 @@ class TabDDPM(NeuralGenerator):
         hidden_dims: tuple[int, ...] = (256, 256),
         embedding_dim: int = 128,
         timesteps: int = 30,
-        sampling_steps: int = 6,
+        sampling_steps: int = 7,
         anneal_lr: bool = True,
+        ema_decay: float = 0.99,
         early_stopping: bool = False,
         patience: int = 10,
         validation_fraction: float = 0.1,
@@ -160,6 +171,7 @@ class TabDDPM(NeuralGenerator):
         self.timesteps = timesteps
         self.sampling_steps = sampling_steps
         self.anneal_lr = anneal_lr
+        self.ema_decay = ema_decay
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -192,6 +204,10 @@ class TabDDPM(NeuralGenerator):
             problems.append(
                 f"hidden_dims must be a tuple of positive integers, got {self.hidden_dims!r}"
             )
+        if isinstance(self.ema_decay, bool) or not (
+            isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1
+        ):
+            problems.append(f"ema_decay must be a number in [0, 1), got {self.ema_decay!r}")
         if not isinstance(self.anneal_lr, (bool, np.bool_)):
             problems.append(f"anneal_lr must be True or False, got {self.anneal_lr!r}")
         if isinstance(self.weight_decay, bool) or not (
@@ -225,11 +241,40 @@ class TabDDPM(NeuralGenerator):
         # call's learning rate decays linearly to 0 over its epochs, as TabDDPM anneals it:
         # measured on SUPPORT2, the last epochs at a small rate are what settles the weights.
         self._epoch_of_fit = 0
+        self._ema, self._ema_updates = None, 0
+        if self.ema_decay > 0:
+            self._ema = [p.detach().clone() for p in self.denoiser_.parameters()]
         try:
             super()._train(self.space_.to_model(matrix), rng, plan, **kwargs)
+            if self._ema is not None:
+                import torch
+
+                with torch.no_grad():
+                    for param, average in zip(self.denoiser_.parameters(), self._ema, strict=True):
+                        param.copy_(average)
         finally:
+            self._ema = None
             for group in self.optimizer_.param_groups:
                 group["lr"] = self.lr
+
+    def _update_ema(self) -> None:
+        """Move the running average of the weights towards the weights of this step.
+
+        The decay warms up as ``(1 + n) / (10 + n)`` over this fit's first ``n`` steps (capped
+        at ``ema_decay``): a federated round or a warm start takes a few dozen steps, and an
+        average that still weighed the starting weights at 0.99 per step would undo most of
+        them (0.99 ** 30 = 0.74). A whole fit's average hardly changes: the cap is reached
+        after 890 steps, and their share at the end of a 1,500-step fit is 0.99 ** 610 = 0.002.
+        """
+        if self._ema is None:
+            return
+        import torch
+
+        self._ema_updates += 1
+        n = self._ema_updates
+        decay = min(float(self.ema_decay), (1 + n) / (10 + n))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema, list(self.denoiser_.parameters()), 1 - decay)
 
     def _anneal(self) -> None:
         """Set this epoch's learning rate: ``lr`` times the share of this fit's epochs left."""
@@ -270,6 +315,7 @@ class TabDDPM(NeuralGenerator):
             self.optimizer_.zero_grad(set_to_none=True)
             (loss / len(batch)).backward()
             self.optimizer_.step()
+            self._update_ema()
             total += loss.item()
             rows += len(batch)
         return {"loss": total / max(rows, 1)}
@@ -295,6 +341,7 @@ class TabDDPM(NeuralGenerator):
                 generator=generator,
                 mean_of=plan.expected_batch_size,
             )
+            self._update_ema()
             total += float(sum(part.sum() for part in losses))
             rows += len(batch)
         return {"loss": total / max(rows, 1)}
@@ -323,10 +370,11 @@ class TabDDPM(NeuralGenerator):
         x = diffusion.prior(n, generator)
         if known is not None:
             x = diffusion.impose(x, *known, steps[0], generator)
+        memory = Multistep()
         for t, s in itertools.pairwise(steps):
             # One step for every row: its embedding is computed once and broadcast.
             output = self.denoiser_(x, torch.full((1,), t, device=self.device_))
-            x = diffusion.step(output, x, t, s, generator)
+            x = diffusion.step(output, x, t, s, generator, memory)
             if known is not None:
                 x = diffusion.impose(x, *known, s, generator)
         return x
