@@ -37,9 +37,7 @@ def test_latents_are_scaled_to_unit_variance_and_the_scale_is_saved(adversarial,
     np.testing.assert_array_equal(loaded.sample(3, seed=1).images, gen.sample(3, seed=1).images)
 
 
-def test_adversarial_loss_joins_after_the_warmup_and_trains_the_discriminator(
-    adversarial, cohort
-):
+def test_adversarial_loss_joins_after_the_warmup_and_trains_the_discriminator(adversarial, cohort):
     gen = adversarial
     first, second = gen.history_[0], gen.history_[1]
     assert set(first) == {"epoch", "reconstruction", "kl"}
@@ -62,7 +60,9 @@ def test_moving_average_of_the_unet_is_kept_and_leaves_the_autoencoder_alone(coh
     params = {**TINY["latent_diffusion"], "adversarial_weight": 0}
     last = fedsynth.make("latent_diffusion", seed=0, ema_decay=0.0, **params).fit(cohort)
     averaged = fedsynth.make("latent_diffusion", seed=0, ema_decay=0.5, **params).fit(cohort)
-    for a, b in zip(last.autoencoder_.parameters(), averaged.autoencoder_.parameters()):
+    for a, b in zip(
+        last.autoencoder_.parameters(), averaged.autoencoder_.parameters(), strict=True
+    ):
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
     # The same training steps (same losses), another UNet kept.
     assert [h["diffusion"] for h in last.history_[1:]] == [
@@ -70,7 +70,7 @@ def test_moving_average_of_the_unet_is_kept_and_leaves_the_autoencoder_alone(coh
     ]
     differ = [
         not np.allclose(a.detach().numpy(), b.detach().numpy())
-        for a, b in zip(last.unet_.parameters(), averaged.unet_.parameters())
+        for a, b in zip(last.unet_.parameters(), averaged.unet_.parameters(), strict=True)
     ]
     assert any(differ)
     with pytest.raises(ValueError, match="ema_decay"):

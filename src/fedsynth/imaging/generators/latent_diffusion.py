@@ -342,9 +342,11 @@ class LatentDiffusion(ImageGenerator):
         labels = torch.from_numpy(classes).to(device)
         ae_optimizer = torch.optim.Adam(self.autoencoder_.parameters(), lr=float(self.ae_lr))
         unet_optimizer = torch.optim.Adam(self.unet_.parameters(), lr=float(self.lr))
+        # Drawn with or without the adversarial loss, so that it leaves the other draws alike.
+        adversary_rng = np.random.default_rng(torch_seed(rng))
         if self.adversarial_weight > 0 and self._adversarial is None:
             # Kept between calls: a federated site's rounds continue one discriminator.
-            with seeded(rng):
+            with seeded(adversary_rng):
                 self._adversarial = AdversarialPart(
                     len(self.schema_.channels),
                     float(self.adversarial_weight),
@@ -354,7 +356,8 @@ class LatentDiffusion(ImageGenerator):
                 )
         total = ae_epochs + epochs
         title = f"Training {type(self).__name__}"
-        with epoch_reporter(self.verbose, title, total, self._progress) as advance:
+        # Seeded: the autoencoder's reparameterisation draws from torch's global generator.
+        with seeded(rng), epoch_reporter(self.verbose, title, total, self._progress) as advance:
             for epoch in range(ae_epochs):
                 batches = shuffled_batches(len(ae_data), int(self.batch_size), generator)
                 losses = autoencoder_epoch(
