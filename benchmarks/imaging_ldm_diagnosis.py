@@ -6,8 +6,8 @@ autoencoder features, fitted on the real training images). Measures, each as FID
 real training images:
 
 1. the feature space's sensitivity: the real holdout as it is, with its scanner noise removed
-   (a 3 x 3 median filter and a Gaussian blur), with extra Gaussian noise, with one site's
-   intensity gain changed by 10 %;
+   (a 3 x 3 median filter, a Gaussian blur, and the same images simulated without noise),
+   with extra Gaussian noise, with one site's intensity gain changed by 10 %;
 2. the autoencoder's ceiling: ``latent_diffusion``'s autoencoder trained alone for
    ``--ae-epochs`` epochs (its loss as set by ``--adversarial``), then the FID of its
    reconstructions of the training and holdout images; no diffusion model can beat it.
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--adversarial", type=float, default=None, help="default: the model's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-sensitivity", action="store_true")
+    parser.add_argument("--skip-autoencoder", action="store_true")
     parser.add_argument(
         "--set", nargs="*", default=[], help="more model parameters, as name=json-value"
     )
@@ -73,8 +74,16 @@ def main() -> None:
             ("holdout, all intensities x 1.1", fid(held * 1.1)),
             ("holdout, site_0 intensities x 1.1", fid(_site_gain(holdout, "site_0", 1.1))),
         ]
+        clean = _noise_free(args, holdout)
+        level = float(cohort_truth_noise(args))
+        rows += [
+            ("holdout without scanner noise (same images)", fid(clean)),
+            (f"  + Rician noise at the sites' mean level {level:.3f}", fid(_rician(clean, level))),
+        ]
         for name, value in rows:
             print(f"{name}: {value:.2f}", flush=True)
+    if args.skip_autoencoder:
+        return
 
     params = {"seed": args.seed, "device": "cpu", "ae_epochs": args.ae_epochs, "epochs": 1}
     params["label_columns"] = ["tumour_type", "idh_mutant"]
@@ -107,6 +116,41 @@ def _scale(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     low, width = intensity_scale(images)
     return low[None, :, None, None], width[None, :, None, None]
+
+
+def _noise_free(args, holdout) -> np.ndarray:
+    """The holdout's images simulated again without the sites' Rician noise: the same seed,
+    anatomy, bias fields and blur (the noise is the simulator's last draw, scaled by the
+    site's level, here 0)."""
+    from unittest import mock
+
+    from fedsynth.imaging import brain_mri_cohort
+    from fedsynth.imaging.datasets import brain_mri
+
+    original = brain_mri._site_table
+
+    def quiet(sites, rng):
+        return original(sites, rng).assign(noise=0.0)
+
+    with mock.patch.object(brain_mri, "_site_table", quiet):
+        clean = brain_mri_cohort(args.n, sites=3, size=64, seed=args.seed)
+    _, held = clean.split(0.3, seed=args.seed, stratify="tumour_type")
+    assert held.labels["patient_id"].equals(holdout.labels["patient_id"])
+    return held.images
+
+
+def cohort_truth_noise(args) -> float:
+    """The mean of the sites' noise levels (the simulator's truth)."""
+    from fedsynth.imaging import brain_mri_cohort
+
+    _, truth = brain_mri_cohort(8, sites=3, size=16, seed=args.seed, return_truth=True)
+    return float(truth.sites["noise"].mean())
+
+
+def _rician(images: np.ndarray, sigma: float) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    real = images + sigma * rng.standard_normal(images.shape)
+    return np.hypot(real, sigma * rng.standard_normal(images.shape)).astype(np.float32)
 
 
 def _median(images: np.ndarray, ndimage) -> np.ndarray:
