@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=256, help="images drawn for speed and FID")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="imaging_ldm", help="results file stem")
+    parser.add_argument("--save", default=None, help="folder to save the fitted model to")
     args = parser.parse_args()
 
     import torch
@@ -70,6 +71,8 @@ def main() -> None:
     defaults = type(gen)()
     at_defaults = ae_per_epoch * defaults.ae_epochs + unet_per_epoch * defaults.epochs
 
+    if args.save:
+        gen.save(args.save)
     gen.sample(8, seed=0)  # first call's set-up out of the clock
     start = time.process_time()
     synthetic = gen.sample(args.sample, seed=1)
