@@ -106,13 +106,13 @@ class LatentDiffusion(ImageGenerator):
     Notes
     -----
     The defaults are sized for 64 x 64 x 4 slices on a CPU (one torch thread, 280 simulated
-    training slices, ``benchmarks/imaging_ldm.py``): 4.1 CPU s per autoencoder epoch and 1.0
-    per UNet epoch, 411 CPU s in all, sampling 40 images per CPU s. The validation's features
+    training slices, ``benchmarks/imaging_ldm.py``): 4.0 CPU s per autoencoder epoch and 0.9
+    per UNet epoch, 384 CPU s in all, sampling 42 images per CPU s. The validation's features
     react most to images without any scanner noise (``benchmarks/imaging_ldm_diagnosis.py``),
     which is what an L1 decoder returns: the adversarial loss brought the autoencoder's
-    ceiling (FID of its reconstructions of held-out images) from 27 to 6.0 (holdout 1.4), but
-    the samples' FID is 139, far above that ceiling: the diffusion model's latents do not
-    carry what the decoder turns into noise texture (see ``benchmarks/results``).
+    ceiling (FID of its reconstructions of held-out images) from 27 to 3.3 (holdout 1.4), but
+    the samples' FID is 56 (139 in another run), far above that ceiling (see
+    ``benchmarks/results/imaging_ldm_diagnosis.md``).
 
     Examples
     --------
