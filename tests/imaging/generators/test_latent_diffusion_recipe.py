@@ -85,3 +85,19 @@ def test_reconstruct_keeps_labels_and_refuses_another_shape(adversarial, cohort)
     assert out.images.min() >= low - 1e-5 and out.images.max() <= high + 1e-5
     with pytest.raises(ImageDataError, match="images to reconstruct"):
         adversarial.reconstruct(cohort.images[:, :2])
+
+
+def test_stochastic_ddim_draws_fresh_noise_each_step_and_stays_seeded(adversarial, cohort):
+    gen = adversarial
+    assert gen.sampling_eta == 1.0
+    stochastic = gen.sample(3, seed=7).images
+    np.testing.assert_array_equal(gen.sample(3, seed=7).images, stochastic)
+    gen.set_params(sampling_eta=0.0)
+    try:
+        deterministic = gen.sample(3, seed=7).images
+    finally:
+        gen.set_params(sampling_eta=1.0)
+    assert not np.allclose(stochastic, deterministic)
+    params = {**TINY["latent_diffusion"], "sampling_eta": 1.5}
+    with pytest.raises(ValueError, match="sampling_eta"):
+        fedsynth.make("latent_diffusion", **params).fit(cohort)

@@ -157,9 +157,11 @@ def ddim_sample(
     *,
     null_class: int,
     guidance: float,
+    eta: float = 0.0,
 ) -> torch.Tensor:
     """Images (scaled to about ``[-1, 1]``) of ``classes`` by ``steps`` DDIM steps from noise
-    and the decoder; ``guidance`` > 1 mixes in the null class (classifier-free guidance)."""
+    and the decoder; ``guidance`` > 1 mixes in the null class (classifier-free guidance);
+    ``eta`` is DDIM's share of fresh noise per step (0: deterministic, 1: as DDPM)."""
     import torch
 
     n = len(classes)
@@ -179,5 +181,5 @@ def ddim_sample(
             )
             conditional, unconditional = both.chunk(2)
             eps = unconditional + guidance * (conditional - unconditional)
-        z, _ = ddim.step(eps, int(t), z)
+        z, _ = ddim.step(eps, int(t), z, eta=eta, generator=generator)
     return ae.decode(z / scale).clamp(-1.0, 1.0)

@@ -72,6 +72,9 @@ class LatentDiffusion(ImageGenerator):
         DDPM's diffusion steps.
     sampling_steps : int
         DDIM steps per sample.
+    sampling_eta : float
+        DDIM's stochasticity (Song et al. 2021): 0 deterministic, 1 DDPM's variance at each
+        step (FID 7.4 against 45.6 at 0, ``benchmarks/imaging_ldm_sampler.py``).
     ema_decay : float
         Decay per step of the moving average of the UNet's weights that the fit keeps as the
         UNet (0: the last weights; a federated round always keeps its last weights, the
@@ -143,6 +146,7 @@ class LatentDiffusion(ImageGenerator):
         adversarial_warmup: int = 10,
         train_timesteps: int = 1000,
         sampling_steps: int = 25,
+        sampling_eta: float = 1.0,
         ema_decay: float = 0.995,
         guidance: float = 1.0,
         label_dropout: float = 0.1,
@@ -168,6 +172,7 @@ class LatentDiffusion(ImageGenerator):
         self.adversarial_warmup = adversarial_warmup
         self.train_timesteps = train_timesteps
         self.sampling_steps = sampling_steps
+        self.sampling_eta = sampling_eta
         self.ema_decay = ema_decay
         self.guidance = guidance
         self.label_dropout = label_dropout
@@ -207,6 +212,8 @@ class LatentDiffusion(ImageGenerator):
                 problems.append(f"norm_groups={self.norm_groups} must divide every {name} {value}")
         if not 0 <= self.label_dropout < 1:
             problems.append(f"label_dropout must be in [0, 1), got {self.label_dropout!r}")
+        if not 0 <= self.sampling_eta <= 1:
+            problems.append(f"sampling_eta must be in [0, 1], got {self.sampling_eta!r}")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not self.guidance >= 1:
@@ -483,9 +490,7 @@ class LatentDiffusion(ImageGenerator):
         data = torch.from_numpy(self.schema_.scale(images.images)).to(self.device_)
         latents = diffusion.latent_means(self.autoencoder_, data)
         with torch.no_grad():
-            decoded = torch.cat(
-                [self.autoencoder_.decode(latents[i : i + 64]) for i in range(0, len(data), 64)]
-            )
+            decoded = torch.cat([self.autoencoder_.decode(z) for z in latents.split(64)])
         return ImageSet(
             self.schema_.unscale(decoded.clamp(-1.0, 1.0).float().cpu().numpy()),
             images.labels,
@@ -506,4 +511,5 @@ class LatentDiffusion(ImageGenerator):
             generator,
             null_class=self.schema_.n_classes,
             guidance=float(self.guidance),
+            eta=float(self.sampling_eta),
         )
