@@ -109,13 +109,11 @@ class LatentDiffusion(ImageGenerator):
     Notes
     -----
     The defaults are sized for 64 x 64 x 4 slices on a CPU (one torch thread, 280 simulated
-    training slices, ``benchmarks/imaging_ldm.py``): 4.0 CPU s per autoencoder epoch and 0.9
-    per UNet epoch, 384 CPU s in all, sampling 42 images per CPU s. The validation's features
-    react most to images without any scanner noise (``benchmarks/imaging_ldm_diagnosis.py``),
-    which is what an L1 decoder returns: the adversarial loss brought the autoencoder's
-    ceiling (FID of its reconstructions of held-out images) from 27 to 3.3 (holdout 1.4), but
-    the samples' FID is 56 (139 in another run), far above that ceiling (see
-    ``benchmarks/results/imaging_ldm_diagnosis.md``).
+    training slices, ``benchmarks/imaging_ldm.py``): 3.5 CPU s per autoencoder epoch and 0.9
+    per UNet epoch, 349 CPU s in all, sampling 43 images per CPU s, FID 6.6 (real holdout
+    1.4). The features react most to images without scanner noise, what an L1 decoder gives:
+    the adversarial loss took the autoencoder's ceiling from 27 to 3.3, stochastic DDIM the
+    samples from 56 to 6.6 (``benchmarks/results/imaging_ldm_diagnosis.md``).
 
     Examples
     --------
