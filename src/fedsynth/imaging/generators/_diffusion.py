@@ -1,7 +1,7 @@
 """Latent diffusion training and sampling on MONAI's networks and schedulers.
 
-The autoencoder learns to reconstruct the images (L1 loss plus a small KL term on its
-latents); the UNet learns DDPM's noise prediction on the latent means, scaled to unit variance
+The autoencoder (:mod:`~fedsynth.imaging.generators._autoencoder`) learns to reconstruct the
+images; the UNet learns DDPM's noise prediction on the latent means, scaled to unit variance
 (Rombach et al. 2022), with the class index as its label and, with probability
 ``label_dropout``, a "null" class (the last index) so that sampling can use classifier-free
 guidance. Sampling runs DDIM (:class:`monai.networks.schedulers.DDIMScheduler`) from noise and
@@ -33,36 +33,6 @@ def schedulers(train_timesteps: int):
     ddpm = DDPMScheduler(num_train_timesteps=train_timesteps, clip_sample=False, **SCHEDULE)
     ddim = DDIMScheduler(num_train_timesteps=train_timesteps, clip_sample=False, **SCHEDULE)
     return ddpm, ddim
-
-
-def autoencoder_epoch(
-    ae: torch.nn.Module,
-    images: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    batches,
-    kl_weight: float,
-) -> dict[str, float]:
-    """One epoch of the KL autoencoder over ``batches`` (index tensors); mean losses."""
-    import torch
-
-    ae.train()
-    totals = torch.zeros(2)
-    steps = 0
-    for index in batches:
-        x = images[index]
-        reconstruction, mu, sigma = ae(x)
-        l1 = (reconstruction - x).abs().mean()
-        kl = 0.5 * (mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1).sum(
-            dim=(1, 2, 3)
-        )
-        loss = l1 + kl_weight * kl.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        totals += torch.stack([l1.detach(), kl.mean().detach()]).cpu()
-        steps += 1
-    l1, kl = (totals / max(steps, 1)).tolist()
-    return {"reconstruction": l1, "kl": kl}
 
 
 def latent_means(ae: torch.nn.Module, images: torch.Tensor, block: int = 64) -> torch.Tensor:
@@ -116,8 +86,11 @@ def unet_epoch(
     null_class: int,
     label_dropout: float,
     plan: PrivateTraining | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict[str, float]:
-    """One epoch of the UNet's noise prediction (DP-SGD steps with ``plan``); mean loss."""
+    """One epoch of the UNet's noise prediction (DP-SGD steps with ``plan``); mean loss.
+    ``ema`` (an exponential moving average of the UNet's weights) is updated after each step:
+    under DP it only post-processes the private iterates."""
     import torch
 
     from fedsynth.imaging.generators._torch import private_step
@@ -144,6 +117,8 @@ def unet_epoch(
                 generator=generator,
             )
             total += float(torch.cat(losses).mean()) if losses else 0.0
+        if ema is not None:
+            ema.update_parameters(unet)
         steps += 1
     return {"diffusion": total / max(steps, 1)}
 
@@ -160,6 +135,16 @@ def _sample_loss(unet: torch.nn.Module) -> Callable:
     return loss
 
 
+def moving_average(unet: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``unet``'s weights (``decay`` per step), started at
+    its current weights: the averaged weights sample better than the last iterate (Ho et al.
+    2020; Rombach et al. 2022). Buffers are the UNet's own (it has GroupNorm, no running
+    statistics)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(unet, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+
+
 def ddim_sample(
     unet: torch.nn.Module,
     ae: torch.nn.Module,
@@ -172,9 +157,11 @@ def ddim_sample(
     *,
     null_class: int,
     guidance: float,
+    eta: float = 0.0,
 ) -> torch.Tensor:
     """Images (scaled to about ``[-1, 1]``) of ``classes`` by ``steps`` DDIM steps from noise
-    and the decoder; ``guidance`` > 1 mixes in the null class (classifier-free guidance)."""
+    and the decoder; ``guidance`` > 1 mixes in the null class (classifier-free guidance);
+    ``eta`` is DDIM's share of fresh noise per step (0: deterministic, 1: as DDPM)."""
     import torch
 
     n = len(classes)
@@ -194,5 +181,5 @@ def ddim_sample(
             )
             conditional, unconditional = both.chunk(2)
             eps = unconditional + guidance * (conditional - unconditional)
-        z, _ = ddim.step(eps, int(t), z)
+        z, _ = ddim.step(eps, int(t), z, eta=eta, generator=generator)
     return ae.decode(z / scale).clamp(-1.0, 1.0)
