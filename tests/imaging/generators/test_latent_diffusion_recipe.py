@@ -51,8 +51,9 @@ def test_adversarial_loss_joins_after_the_warmup_and_trains_the_discriminator(ad
     assert plain._adversarial is None and gen._adversarial is not None
     assert len(plain.get_weights()) == len(gen.get_weights())
     assert not any("discriminator" in k for k in gen._get_state()[1])
-    # Same seed, same first epoch: the adversarial term alone changed the autoencoder.
-    assert plain.history_[0] == gen.history_[0]
+    # Same seed, same first epoch (to float rounding: the two fits' kernels may sum in another
+    # order): the adversarial term alone changed the autoencoder.
+    assert plain.history_[0] == pytest.approx(gen.history_[0], rel=1e-5)
     assert not np.allclose(_latents(plain, cohort), _latents(gen, cohort))
 
 
