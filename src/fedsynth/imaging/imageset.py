@@ -9,8 +9,9 @@ as axis codes (the letter each axis points towards as its index grows, as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,3 +222,43 @@ class ImageSet:
         mask = np.zeros(len(self), bool)
         mask[test] = True
         return self.take(~mask), self.take(mask)
+
+
+def as_image_set(
+    images: Any, labels: Any = None, *, channels: Sequence[str] | None = None
+) -> ImageSet:
+    """An :class:`ImageSet` from an ImageSet (``labels`` then replace its labels) or an array
+    ``N x C x H x W`` with ``labels`` (a DataFrame or a dict of columns).
+
+    Raises
+    ------
+    ImageDataError
+        When ``images`` is neither, or the labels do not match the images.
+    """
+    if isinstance(labels, Mapping):
+        try:
+            labels = pd.DataFrame(dict(labels))
+        except ValueError as exc:
+            raise ImageDataError([f"labels: the columns differ in length ({exc})"]) from exc
+    if labels is not None and not isinstance(labels, pd.DataFrame):
+        raise ImageDataError(
+            [f"labels must be a DataFrame or a dict of columns; got {type(labels).__name__}"]
+        )
+    if isinstance(images, ImageSet):
+        if labels is None:
+            return images
+        if len(labels) != len(images):
+            raise ImageDataError([f"{len(labels)} label rows for {len(images)} images"])
+        return ImageSet(
+            images.images,
+            labels,
+            channels=images.channels,
+            spacing=images.spacing,
+            orientation=images.orientation,
+            sources=images.sources,
+        )
+    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
+        return ImageSet(np.asarray(images), labels, channels=channels)
+    raise ImageDataError(
+        [f"images must be an ImageSet or an array N x C x H x W; got {type(images).__name__}"]
+    )

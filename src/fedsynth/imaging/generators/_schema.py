@@ -26,10 +26,14 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import ConditionError, ImageDataError
-from fedsynth.imaging.imageset import ImageSet
+from fedsynth.imaging.generators._label_values import (
+    MAX_LABEL_VALUES,
+    default_label_columns,
+    label_json,
+)
+from fedsynth.imaging.imageset import ImageSet, as_image_set
 
-#: Label columns with at most this many distinct values are conditioned on by default.
-MAX_LABEL_VALUES = 10
+__all__ = ["MAX_LABEL_VALUES", "ImageSchema", "as_image_set"]
 
 
 @dataclass
@@ -118,7 +122,7 @@ class ImageSchema:
         elif label_values is not None:
             columns = [str(c) for c in label_values]
         else:
-            columns = _default_label_columns(labels)
+            columns = default_label_columns(labels)
         problems = [
             f"label column {c!r} is not among the labels {list(labels.columns)}"
             for c in columns
@@ -145,12 +149,12 @@ class ImageSchema:
             raise ImageDataError(problems)
         n = len(images)
         if label_values is not None:
-            declared = [[_json(v) for v in label_values[c]] for c in columns]
+            declared = [[label_json(v) for v in label_values[c]] for c in columns]
             classes = [list(combo) for combo in itertools.product(*declared)]
             counts = np.zeros(len(classes))
             unknown = []
             for c, values in zip(columns, declared, strict=True):
-                seen = {_json(v) for v in labels[c].unique()}
+                seen = {label_json(v) for v in labels[c].unique()}
                 unknown += [
                     f"label column {c!r} holds {v!r}, not among the declared values {values}"
                     for v in sorted(seen - set(values), key=str)
@@ -159,7 +163,7 @@ class ImageSchema:
                 raise ImageDataError(unknown)
         else:
             combos = (
-                labels[columns].apply(lambda row: tuple(_json(v) for v in row), axis=1)
+                labels[columns].apply(lambda row: tuple(label_json(v) for v in row), axis=1)
                 if columns
                 else pd.Series([()] * n)
             )
@@ -294,7 +298,7 @@ class ImageSchema:
         Federated training decides them once on the pooled labels (a simulation), as one site
         alone may hold a single value of a column the others vary in.
         """
-        return _default_label_columns(labels)
+        return default_label_columns(labels)
 
     def to_payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """JSON-ready description and arrays (none), as federated training sends a schema."""
@@ -333,7 +337,7 @@ class ImageSchema:
             if column not in self.label_columns:
                 return 0.0
             j = self.label_columns.index(column)
-            mask &= np.array([c[j] == _json(value) for c in self.classes], bool)
+            mask &= np.array([c[j] == label_json(value) for c in self.classes], bool)
         return float(np.asarray(self.class_weights)[mask].sum())
 
     # ------------------------------------------------------------------ using
@@ -374,7 +378,7 @@ class ImageSchema:
             raise ImageDataError(problems)
         index = {tuple(c): i for i, c in enumerate(self.classes)}
         combos = [
-            tuple(_json(v) for v in row)
+            tuple(label_json(v) for v in row)
             for row in images.labels[self.label_columns].itertuples(index=False)
         ]
         unknown = sorted({c for c in combos if c not in index}, key=str)
@@ -414,7 +418,7 @@ class ImageSchema:
                 continue
             j = self.label_columns.index(column)
             values = sorted({c[j] for c in self.classes}, key=str)
-            wanted = _json(value)
+            wanted = label_json(value)
             if wanted not in values:
                 problems.append(f"condition {column}={value!r}: {column!r} takes only {values}")
                 continue
@@ -453,59 +457,6 @@ class ImageSchema:
         return ((np.clip(scaled, -1.0, 1.0) + 1.0) / 2.0 * (high - low) + low).astype(np.float32)
 
 
-def as_image_set(
-    images: Any, labels: Any = None, *, channels: Sequence[str] | None = None
-) -> ImageSet:
-    """An :class:`ImageSet` from an ImageSet (``labels`` then replace its labels) or an array
-    ``N x C x H x W`` with ``labels`` (a DataFrame or a dict of columns).
-
-    Raises
-    ------
-    ImageDataError
-        When ``images`` is neither, or the labels do not match the images.
-    """
-    if isinstance(labels, Mapping):
-        try:
-            labels = pd.DataFrame(dict(labels))
-        except ValueError as exc:
-            raise ImageDataError([f"labels: the columns differ in length ({exc})"]) from exc
-    if labels is not None and not isinstance(labels, pd.DataFrame):
-        raise ImageDataError(
-            [f"labels must be a DataFrame or a dict of columns; got {type(labels).__name__}"]
-        )
-    if isinstance(images, ImageSet):
-        if labels is None:
-            return images
-        if len(labels) != len(images):
-            raise ImageDataError([f"{len(labels)} label rows for {len(images)} images"])
-        return ImageSet(
-            images.images,
-            labels,
-            channels=images.channels,
-            spacing=images.spacing,
-            orientation=images.orientation,
-            sources=images.sources,
-        )
-    if isinstance(images, np.ndarray) or hasattr(images, "__array__"):
-        return ImageSet(np.asarray(images), labels, channels=channels)
-    raise ImageDataError(
-        [f"images must be an ImageSet or an array N x C x H x W; got {type(images).__name__}"]
-    )
-
-
-def _default_label_columns(labels: pd.DataFrame) -> list[str]:
-    n = len(labels)
-    chosen = []
-    for column in labels.columns:
-        values = labels[column]
-        if values.isna().any() or pd.api.types.is_float_dtype(values):
-            continue
-        distinct = values.nunique()
-        if 2 <= distinct <= MAX_LABEL_VALUES and distinct < n:
-            chosen.append(str(column))
-    return chosen
-
-
 def _intensity_range(
     images: ImageSet, declared: Sequence[float] | Sequence[Sequence[float]] | None
 ) -> tuple[list[float], list[float]]:
@@ -526,15 +477,3 @@ def _intensity_range(
             ]
         )
     return [float(v) for v in pairs[:, 0]], [float(v) for v in pairs[:, 1]]
-
-
-def _json(value: Any) -> Any:
-    """A label value as a JSON value (numpy scalars to Python ones), so that it reads back
-    equal from ``model.json``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    return str(value)
