@@ -41,6 +41,7 @@ from fedsynth.tabular.generators._conditions import (
     matches,
     rejection_sample,
 )
+from fedsynth.tabular.generators._parts import draw_in_parts
 from fedsynth.tabular.generators._restore import (
     cast_constant,
     json_value,
@@ -218,6 +219,12 @@ class BaseGenerator(BaseEstimator):
             Seed of this draw: the same seed gives the same rows. Without it, successive calls
             continue one random stream.
 
+        Notes
+        -----
+        Draws of more than ``SAMPLE_PART_CELLS`` cells (``_parts.py``; 200,000 rows of 50
+        columns) are made in parts from the same random stream and joined, which keeps the
+        cost per row flat as ``n`` grows.
+
         Raises
         ------
         SampleTooLargeError
@@ -243,7 +250,8 @@ class BaseGenerator(BaseEstimator):
                 "with `fedsynth sample MODEL --rows N --out FILE`"
             )
         rng = self._sample_rng if seed is None else np.random.default_rng(seed)
-        return self._draw(n, self._checked_conditions(conditions), rng)
+        checked = self._checked_conditions(conditions)
+        return draw_in_parts(lambda k: self._draw(k, checked, rng), n, len(self.columns_))
 
     def sample_blocks(
         self,
