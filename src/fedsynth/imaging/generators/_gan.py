@@ -1,6 +1,7 @@
 """The training epoch of the conditional GAN, with or without DP-SGD on the discriminator.
 
-Losses are the non-saturating ones of DCGAN (softplus on the logits). Under DP, each
+Losses are the hinge losses of SAGAN / BigGAN or the non-saturating ones of DCGAN (softplus
+on the logits); both are sums of per-image terms, as DP-SGD needs. Under DP, each
 discriminator step reads the Poisson-drawn real images: each image, with its class, is one
 sample whose gradient (its own real term plus the term of a fake image drawn for it alone) is
 clipped and noised (:func:`~fedsynth.imaging.generators._torch.private_step`), so that adding
