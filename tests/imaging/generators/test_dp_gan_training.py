@@ -111,3 +111,17 @@ def test_private_training_with_the_options_is_charged_as_opacus_counts(cohort):
 def test_bad_training_options_are_refused(cohort, option, match):
     with pytest.raises(ValueError, match=match):
         fedsynth.make("dp_gan", **{**TINY["dp_gan"], **option}).fit(cohort)
+
+
+def test_loss_terms_known_answers():
+    from fedsynth.imaging.generators._gan import LOSSES
+
+    logits = torch.tensor([-2.0, 0.0, 0.5, 2.0])
+    real, fake, generator = LOSSES["hinge"]
+    torch.testing.assert_close(real(logits), torch.tensor([3.0, 1.0, 0.5, 0.0]))
+    torch.testing.assert_close(fake(logits), torch.tensor([0.0, 1.0, 1.5, 3.0]))
+    torch.testing.assert_close(generator(logits), -logits)
+    real, fake, generator = LOSSES["nonsaturating"]
+    torch.testing.assert_close(real(logits), torch.log1p(torch.exp(-logits)))
+    torch.testing.assert_close(fake(logits), torch.log1p(torch.exp(logits)))
+    assert fedsynth.make("dp_gan").loss == "hinge" and fedsynth.make("dp_gan").epochs == 60
