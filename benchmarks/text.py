@@ -297,14 +297,21 @@ def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, hol
     holdout_emb = embedder.embed(holdout)
     out = {}
     for kind, params in (("per-note", per_note), ("shared", shared), ("centroid", centroid)):
-        clean = generator(params, None).sample(args.notes, conditions=rows)
-        sets, same = {}, {}
+        clean_gen = generator(params, None)
+        clean = clean_gen.sample(args.notes, conditions=rows)
+        clean_scores = [np.array(e["scores"]) for e in clean_gen.release_log_]
+        sets, same, noise = {}, {}, {}
         for eps in (1.0, 3.0, 8.0):
             for draw in range(1, args.noise_draws + 1):
                 gen = generator(params, {"epsilon": eps, "delta": DELTA}, draw)
                 texts = gen.sample(args.notes, conditions=rows)
                 sets[(eps, draw)] = embedder.embed(texts)
                 same[(eps, draw)] = np.mean([a == b for a, b in zip(texts, clean, strict=True)])
+                # The noise on each candidate's score in this draw (released minus noiseless).
+                noise[(eps, draw)] = [
+                    np.array(e["scores"]) - c
+                    for e, c in zip(gen.release_log_, clean_scores, strict=True)
+                ]
         values = frechet_bootstrap(holdout_emb, {str(k): v for k, v in sets.items()}, reps=1)
         for eps in (1.0, 3.0, 8.0):
             keys = [(eps, d) for d in range(1, args.noise_draws + 1)]
@@ -317,6 +324,21 @@ def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, hol
                 "frechet_mean": float(f.mean()),
                 "frechet_q": [float(np.quantile(f, q)) for q in (0.025, 0.5, 0.975)],
                 "frechet_values": f.tolist(),
+                # More prompts, extrapolated: if the noiseless sum grows in proportion to the
+                # prompts (the same mean answer per prompt), m times the prompts leave the
+                # choice as with this sum and the noise divided by m.
+                "same_choice_if_prompts_times": {
+                    str(m): float(
+                        np.mean(
+                            [
+                                np.argmax(c + z / m) == np.argmax(c)
+                                for k in keys
+                                for c, z in zip(clean_scores, noise[k], strict=True)
+                            ]
+                        )
+                    )
+                    for m in (1, 2, 4, 8, 16)
+                },
             }
         print(f"noise draws {kind}: done", flush=True)
     return out
@@ -815,6 +837,20 @@ def markdown(result: dict) -> str:
                 f"{q[0]:.0%} / {q[1]:.0%} / {q[2]:.0%} | {d['frechet_mean']:.4f} | "
                 f"{fq[0]:.4f} / {fq[1]:.4f} / {fq[2]:.4f} |"
             )
+        lines += [
+            "",
+            "More prompts, extrapolated from the same draws: share of choices equal to the "
+            "noiseless one if the prompts were multiplied by m, assuming the noiseless sum grows "
+            "in proportion (the same mean answer per prompt), i.e. the noise divided by m "
+            "(m = 1 is the run itself). A model-based projection, not a measurement:",
+            "",
+            "| release | m = 1 | 2 | 4 | 8 | 16 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, d in draws.items():
+            proj = d.get("same_choice_if_prompts_times")
+            if proj:
+                lines.append(f"| {name} | " + " | ".join(f"{v:.0%}" for v in proj.values()) + " |")
     own = result["model_consistency"]
     lines += [
         "",
