@@ -84,7 +84,8 @@ class CachingBackend:
         from fedsynth.text.backends import LLMBackend
 
         self.cache: dict[str, dict] = {}
-        self.outputs: list[tuple[list, str]] = []
+        # Each distinct generation used by this process, once (the noise draws repeat them).
+        self.outputs: dict[str, tuple[list, str]] = {}
         self.calls = 0
         self.hit_cpu = self.hit_wall = 0.0
         self.loads: list[float] = []  # 1-minute load average when each answer was generated
@@ -116,7 +117,7 @@ class CachingBackend:
                 else:
                     self.hit_cpu += entry["cpu_s"]
                     self.hit_wall += entry["wall_s"]
-                self.outputs.append((messages, entry["answer"]))
+                self.outputs.setdefault(key, (messages, entry["answer"]))
                 self.loads.append(entry["load"])
                 return entry["answer"]
 
@@ -558,7 +559,7 @@ def main() -> None:
 
     by_instruction = dict(zip(instructions, row_dicts, strict=True))
     own_a = own_s = 0
-    for messages, text in cached.outputs:
+    for messages, text in cached.outputs.values():
         prompt = messages[-1]["content"]
         if "Example note" not in prompt and prompt in by_instruction:
             a, s = narrative_consistency(text, by_instruction[prompt])
