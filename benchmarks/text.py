@@ -930,6 +930,9 @@ def markdown(result: dict) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--markdown"]:  # rewrite the .md from the saved .json
         saved = json.loads((RESULTS / "text.json").read_text())
+        if (RESULTS / "text_http.json").exists():  # a --http-only run made after this one
+            saved["http"] = json.loads((RESULTS / "text_http.json").read_text())
+            (RESULTS / "text.json").write_text(json.dumps(saved, indent=2, default=float))
         (RESULTS / "text.md").write_text(markdown(saved))
     else:
         main()
