@@ -747,7 +747,8 @@ def markdown(result: dict) -> str:
         "and draw). Fréchet intervals: paired percentile bootstrap over the notes "
         f"({cfg['bootstrap']} replicates, holdout fixed). A resample repeats notes, which "
         "moves the Fréchet "
-        "distance of 20 notes in 384 dimensions upward, so an interval can lie above its point "
+        f"distance of {cfg['notes']} notes in 384 dimensions upward, so an interval can lie "
+        "above its point "
         "estimate (even for the real notes): read the paired differences below, where that "
         "shift is shared by both methods.",
         "",
@@ -921,6 +922,8 @@ def markdown(result: dict) -> str:
             ),
         ]
     lines += ["", "## Targets", "", *targets(result)]
+    if result.get("remarks"):  # written by hand into the .json after the run, then --markdown
+        lines += ["", "## Remarks", "", *result["remarks"]]
     lines += ["", "## One note per method", ""]
     for name, text in result["examples"].items():
         lines += [f"**{name}**", "", "```", text, "```", ""]
