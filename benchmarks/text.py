@@ -55,6 +55,12 @@ from _clock import Clock  # noqa: E402
 
 RESULTS = HERE / "results"
 DELTA = 1e-5
+#: Method names of each private aggregation (the centroid is no published mechanism).
+KINDS = {
+    "shared": "ESA shared",
+    "per-note": "ESA per-note",
+    "centroid": "centroid (not published)",
+}
 SERVER = """
 import sys, time
 from fedsynth.text.llama import LocalLlamaBackend
@@ -65,24 +71,113 @@ sys.stdin.read()
 
 
 class CachingBackend:
-    """The same chat, settings and seed answered once: the ESA runs share their generations."""
+    """The same chat, settings and seed answered once: the ESA runs share their generations.
 
-    def __init__(self, backend):
+    With ``path``, every new answer is appended (and flushed) to a JSON-lines file with the CPU
+    and wall seconds it took, and a later run starts from that file: a killed run loses at most
+    the generation under way. A cache hit adds the recorded seconds to ``hit_cpu`` / ``hit_wall``,
+    so that a timed block is measured seconds + recorded seconds of the answers it reused
+    (:func:`timed`), the same numbers whether its generations ran now or in an earlier process.
+    """
+
+    def __init__(self, backend, path: str | None = None):
         from fedsynth.text.backends import LLMBackend
+
+        self.cache: dict[str, dict] = {}
+        # Each distinct generation used by this process, once (the noise draws repeat them).
+        self.outputs: dict[str, tuple[list, str]] = {}
+        self.calls = 0
+        self.hit_cpu = self.hit_wall = 0.0
+        self.loads: list[float] = []  # 1-minute load average when each answer was generated
+        self.path = Path(path) if path else None
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():  # a line cut by a kill is dropped with its generation
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    self.cache[entry["key"]] = entry
+        self.loaded = len(self.cache)
 
         class _Cached(LLMBackend):
             def chat(inner, messages, **kwargs):
-                key = json.dumps([messages, sorted(kwargs.items())], default=str)
-                if key not in self.cache:
+                key = cache_key(messages, kwargs)
+                entry = self.cache.get(key)
+                if entry is None:
                     self.calls += 1
-                    self.cache[key] = backend.chat(messages, **kwargs)
-                    self.outputs.append((messages, self.cache[key]))
-                return self.cache[key]
+                    with Clock() as clock:
+                        answer = backend.chat(messages, **kwargs)
+                    entry = {"key": key, "answer": answer, "cpu_s": clock.cpu}
+                    entry |= {"wall_s": clock.wall, "load": os.getloadavg()[0]}
+                    self.cache[key] = entry
+                    if self.path:
+                        with self.path.open("a") as handle:
+                            handle.write(json.dumps(entry) + "\n")
+                else:
+                    self.hit_cpu += entry["cpu_s"]
+                    self.hit_wall += entry["wall_s"]
+                self.outputs.setdefault(key, (messages, entry["answer"]))
+                self.loads.append(entry["load"])
+                return entry["answer"]
 
-        self.cache: dict[str, str] = {}
-        self.outputs: list[tuple[list, str]] = []
-        self.calls = 0
         self.backend = _Cached()
+
+
+def cache_key(messages, kwargs) -> str:
+    """The key of one generation: its chat and every setting (seed included)."""
+    import hashlib
+
+    raw = json.dumps([messages, sorted(kwargs.items())], default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class timed:
+    """Wall and CPU seconds of a block, counting the recorded seconds of cached answers."""
+
+    def __init__(self, cached: CachingBackend):
+        self.cached = cached
+
+    def __enter__(self):
+        self._hits = (self.cached.hit_cpu, self.cached.hit_wall)
+        self._first = len(self.cached.loads)
+        self._clock = Clock().__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._clock.__exit__(*exc)
+        self.cpu = self._clock.cpu + self.cached.hit_cpu - self._hits[0]
+        self.wall = self._clock.wall + self.cached.hit_wall - self._hits[1]
+        self.reused_cpu = self.cached.hit_cpu - self._hits[0]
+        loads = self.cached.loads[self._first :] or [os.getloadavg()[0]]
+        self.load = {"mean": float(np.mean(loads)), "min": min(loads), "max": max(loads)}
+
+
+class CachingEmbedder:
+    """Each text embedded once (the noise draws re-embed the same answers and candidates)."""
+
+    def __init__(self, embedder):
+        self.embedder, self.cache = embedder, {}
+
+    def embed(self, texts):
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
+                self.cache[text] = np.asarray(vector)
+        return np.stack([self.cache[t] for t in texts])
+
+
+def reseed_noise(gen, epsilon: float | None, draw: int, seed: int) -> None:
+    """Independent noise for each epsilon and draw, the same prompts and candidates.
+
+    The generator seeds its noise stream from its own seed, so two generators with the same
+    seed at epsilon 1 and 8 would add the same standard normal draws, scaled: common noise,
+    which makes the releases at different epsilons dependent. The benchmark reseeds that stream
+    alone after ``fit`` (the private prompts and the candidates come from the other streams and
+    stay the same, so their generations are shared).
+    """
+    code = 0 if epsilon is None else round(epsilon * 1000)
+    gen._noise_rng = np.random.default_rng([seed, 7_919, code, draw])
 
 
 def fidelity(real, synthetic) -> dict[str, float]:
@@ -109,9 +204,13 @@ def opacus_epsilons(sigma: float, sensitivity: float, steps: int) -> dict[str, f
         return {"rdp": rdp.get_epsilon(DELTA, alphas=alphas), "prv": prv.get_epsilon(DELTA)}
 
 
-def http_run(args, common, train, rows, row_dicts, public, embedder) -> dict:
+def http_run(args, common, train, rows, row_dicts, public, embedder, cached=None) -> dict:
     """The epsilon-3 release of ``--http-notes`` notes through the OpenAI-compatible backend,
-    against an xllamacpp server with the same model in a child process, on loopback."""
+    against an xllamacpp server with the same model in a child process, on loopback.
+
+    With ``cached`` (the in-process generations), each answer of the server is compared with
+    the in-process answer to the same chat and seed, where one was generated.
+    """
     import fedsynth
     from fedsynth.text.backends import OpenAICompatibleBackend
     from fedsynth.text.leakage import reproduced_ngrams
@@ -127,7 +226,15 @@ def http_run(args, common, train, rows, row_dicts, public, embedder) -> dict:
     )
     try:
         address = server.stdout.readline().strip()
-        backend = OpenAICompatibleBackend(address + "/v1", model="SmolLM2-135M-Instruct")
+        answered: list[tuple[str, str]] = []
+
+        class Recording(OpenAICompatibleBackend):
+            def chat(self, messages, **kwargs):
+                answer = super().chat(messages, **kwargs)
+                answered.append((cache_key(messages, kwargs), answer))
+                return answer
+
+        backend = Recording(address + "/v1", model="SmolLM2-135M-Instruct")
         gen = fedsynth.make("dp_icl", dp={"epsilon": 3.0, "delta": DELTA}, **common)
         gen.set_backend(backend, embedder=embedder).fit(train)
         with Clock() as clock:
@@ -136,6 +243,10 @@ def http_run(args, common, train, rows, row_dicts, public, embedder) -> dict:
     finally:
         server.stdin.close()
         server.wait(timeout=30)
+    same = None
+    if cached is not None:
+        pairs = [(a, cached.cache[k]["answer"]) for k, a in answered if k in cached.cache]
+        same = {"compared": len(pairs), "identical": sum(a == b for a, b in pairs)}
     return {
         "address": address,
         "notes": args.http_notes,
@@ -146,6 +257,10 @@ def http_run(args, common, train, rows, row_dicts, public, embedder) -> dict:
         "consistency": row_consistency_rate(texts, row_dicts[: args.http_notes])["agreement"],
         "private_8grams": reproduced_ngrams(texts, private_texts, public=public)["count"],
         "epsilon_spent": gen.privacy_spent_.epsilon,
+        "settings": {k: common[k] for k in ("aggregation", "n_prompts", "candidates", "shots")}
+        | {"max_tokens": common["max_tokens"]},
+        "generations": len(answered),
+        "same_as_in_process": same,
         "example": texts[0],
     }
 
@@ -154,37 +269,6 @@ def _child_cpu(pid: int) -> float:
     """CPU seconds (user + system) a live process has used, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class LoadSampler:
-    """The 1-minute load average, read every ``every`` seconds in a thread during a run."""
-
-    def __init__(self, every: float = 15.0):
-        import threading
-
-        self.every, self.values = every, [os.getloadavg()[0]]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.every):
-            self.values.append(os.getloadavg()[0])
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.values.append(os.getloadavg()[0])
-
-    def summary(self) -> dict[str, float]:
-        return {
-            "mean": float(np.mean(self.values)),
-            "min": float(min(self.values)),
-            "max": float(max(self.values)),
-        }
 
 
 def batching_probe(chats, max_tokens: int) -> dict:
@@ -199,6 +283,65 @@ def batching_probe(chats, max_tokens: int) -> dict:
             llm.chat_many(chats, seeds=list(range(len(chats))), max_tokens=max_tokens)
         out[str(slots)] = {"wall_s": clock.wall, "cpu_s": clock.cpu, "chats": len(chats)}
         llm.close()
+    return out
+
+
+def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, holdout) -> dict:
+    """ESA releases redrawn ``--noise-draws`` times with new noise only (no new generation).
+
+    The released notes of one run are one draw of the noise; these draws give, per epsilon, the
+    expected share of notes whose release equals the noiseless choice and the spread of the
+    Fréchet distance that the noise alone causes, with the prompts and candidates fixed.
+    """
+    from fedsynth.text.metrics import frechet_bootstrap
+
+    holdout_emb = embedder.embed(holdout)
+    out = {}
+    for kind, params in (("per-note", per_note), ("shared", shared), ("centroid", centroid)):
+        clean_gen = generator(params, None)
+        clean = clean_gen.sample(args.notes, conditions=rows)
+        clean_scores = [np.array(e["scores"]) for e in clean_gen.release_log_]
+        sets, same, noise = {}, {}, {}
+        for eps in (1.0, 3.0, 8.0):
+            for draw in range(1, args.noise_draws + 1):
+                gen = generator(params, {"epsilon": eps, "delta": DELTA}, draw)
+                texts = gen.sample(args.notes, conditions=rows)
+                sets[(eps, draw)] = embedder.embed(texts)
+                same[(eps, draw)] = np.mean([a == b for a, b in zip(texts, clean, strict=True)])
+                # The noise on each candidate's score in this draw (released minus noiseless).
+                noise[(eps, draw)] = [
+                    np.array(e["scores"]) - c
+                    for e, c in zip(gen.release_log_, clean_scores, strict=True)
+                ]
+        values = frechet_bootstrap(holdout_emb, {str(k): v for k, v in sets.items()}, reps=1)
+        for eps in (1.0, 3.0, 8.0):
+            keys = [(eps, d) for d in range(1, args.noise_draws + 1)]
+            f = np.array([values[str(k)]["value"] for k in keys])
+            s = np.array([same[k] for k in keys])
+            out[f"{kind} eps {eps:g}"] = {
+                "draws": len(keys),
+                "same_choice_mean": float(s.mean()),
+                "same_choice_q": [float(np.quantile(s, q)) for q in (0.025, 0.5, 0.975)],
+                "frechet_mean": float(f.mean()),
+                "frechet_q": [float(np.quantile(f, q)) for q in (0.025, 0.5, 0.975)],
+                "frechet_values": f.tolist(),
+                # More prompts, extrapolated: if the noiseless sum grows in proportion to the
+                # prompts (the same mean answer per prompt), m times the prompts leave the
+                # choice as with this sum and the noise divided by m.
+                "same_choice_if_prompts_times": {
+                    str(m): float(
+                        np.mean(
+                            [
+                                np.argmax(c + z / m) == np.argmax(c)
+                                for k in keys
+                                for c, z in zip(clean_scores, noise[k], strict=True)
+                            ]
+                        )
+                    )
+                    for m in (1, 2, 4, 8, 16)
+                },
+            }
+        print(f"noise draws {kind}: done", flush=True)
     return out
 
 
@@ -220,12 +363,21 @@ def main() -> None:
     parser.add_argument(
         "--http-only", action="store_true", help="Only the OpenAI-compatible backend's run."
     )
+    parser.add_argument(
+        "--cache", default=None, help="JSON-lines file of generations: resumes a killed run"
+    )
+    parser.add_argument(
+        "--noise-draws", type=int, default=100, help="ESA releases redrawn with new noise only"
+    )
+    parser.add_argument("--skip-batching", action="store_true")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     import fedsynth
+    from fedsynth.text.centroid import SENSITIVITY as CENTROID_SENSITIVITY
+    from fedsynth.text.centroid import centroid_sigma
     from fedsynth.text.corpus import simulate_notes
     from fedsynth.text.embeddings import SentenceEmbedder
     from fedsynth.text.esa import SENSITIVITY, build_prompt, esa_sigma
@@ -248,8 +400,9 @@ def main() -> None:
     instructions = [row_instruction(r) for r in row_dicts]
     public = instructions + [fact_header(r) for r in row_dicts]
 
-    embedder = SentenceEmbedder(n_threads=1)
-    cached = CachingBackend(LocalLlamaBackend(n_threads=1))
+    embedder = CachingEmbedder(SentenceEmbedder(n_threads=1))
+    cached = CachingBackend(LocalLlamaBackend(n_threads=1), args.cache)
+    print(f"{cached.loaded} generations loaded from the cache", flush=True)
     common = {
         "shots": args.shots,
         "candidates": args.candidates,
@@ -258,66 +411,79 @@ def main() -> None:
     }
     per_note = {**common, "n_prompts": args.prompts, "aggregation": "per_note"}
     shared = {**common, "n_prompts": args.shared_prompts, "aggregation": "shared"}
+    # Not published: one noisy sum of the private notes' own embeddings (no private prompt).
+    centroid = {**common, "n_prompts": 1, "aggregation": "note_centroid"}
 
     if args.http_only:
-        http = http_run(args, shared, train, rows, row_dicts, public, embedder)
+        http = http_run(args, shared, train, rows, row_dicts, public, embedder, cached)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.out}.json").write_text(json.dumps(http, indent=2, default=float))
         print(json.dumps(http, indent=2, default=float))
         return
 
-    def generator(params, dp):
+    def generator(params, dp, draw=0):
         gen = fedsynth.make("dp_icl", dp=dp, verbose=False, **params)
-        return gen.set_backend(cached.backend, embedder=embedder).fit(train)
+        gen.set_backend(cached.backend, embedder=embedder).fit(train)
+        reseed_noise(gen, None if dp is None else dp["epsilon"], draw, args.seed)
+        return gen
 
     runs: dict[str, dict] = {}
 
     def record(name, params, dp, mode="esa"):
         gen = generator(params, dp)
         before = cached.calls
-        with LoadSampler() as load, Clock() as clock:
+        with timed(cached) as clock:
             texts = gen.sample(args.notes, conditions=rows, mode=mode)
         runs[name] = {
             "texts": texts,
             "generations": cached.calls - before,
             "wall_s": clock.wall,
             "cpu_s": clock.cpu,
-            "load": load.summary(),
+            "reused_cpu_s": clock.reused_cpu,
+            "load": clock.load,
             "gen": gen,
         }
         print(
             f"{name}: {cached.calls - before} new generations, {clock.wall:.0f} s wall, "
-            f"{clock.cpu:.0f} CPU s, load {load.summary()['mean']:.1f}",
+            f"{clock.cpu:.0f} CPU s, load {clock.load['mean']:.1f}",
             flush=True,
         )
 
     # The target's run, first and on its own generations: 20 notes at epsilon 3, shared mode.
     eps3 = {"epsilon": 3.0, "delta": DELTA}
     gen = generator(shared, eps3)
-    with LoadSampler() as load, Clock() as clock:
+    calls = len(cached.outputs)
+    with timed(cached) as clock:
         gen.sample(args.timed_notes, conditions=rows.iloc[: args.timed_notes])
-    timed = {
+    timed_run = {
         "notes": args.timed_notes,
-        "generations": cached.calls,
+        "generations": len(cached.outputs) - calls,
         "wall_s": clock.wall,
         "cpu_s": clock.cpu,
-        "load": load.summary(),
+        "reused_cpu_s": clock.reused_cpu,
+        "load": clock.load,
         "ensemble": f"{args.shared_prompts} row-free private prompts once + "
         f"{args.candidates} candidates per note (shared aggregate)",
     }
-    print(f"timed: {timed}", flush=True)
+    print(f"timed: {timed_run}", flush=True)
     for eps in (3.0, 1.0, 8.0):
         record(f"ESA shared eps {eps:g}", shared, {"epsilon": eps, "delta": DELTA})
     record("ESA shared no noise", shared, None)
-    for eps in (3.0, 1.0, 8.0):
-        record(f"ESA per-note eps {eps:g}", per_note, {"epsilon": eps, "delta": DELTA})
-    record("ESA per-note no noise", per_note, None)
     # Zero-shot: the first public candidate of each note (the generator's zero_shot mode draws
     # the same seed as ESA's first candidate, so this costs no generation).
     record("zero-shot", per_note, None, mode="zero_shot")
     # Non-private ICL as in the paper: one prompt of ``shots`` private notes (with the row's
     # facts, like ESA's per-note prompts), its answer released as is.
     record("ICL (non-private)", per_note, None, mode="icl")
+    for eps in (3.0, 1.0, 8.0):
+        record(f"{KINDS['centroid']} eps {eps:g}", centroid, {"epsilon": eps, "delta": DELTA})
+    record(f"{KINDS['centroid']} no noise", centroid, None)
+    # The published mechanism last (the bulk of the generations: notes x prompts), its private
+    # answers generated once by the first run and reused by the others (cache).
+    for eps in (3.0, 1.0, 8.0):
+        record(f"ESA per-note eps {eps:g}", per_note, {"epsilon": eps, "delta": DELTA})
+    record("ESA per-note no noise", per_note, None)
+    draws = noise_draws(args, generator, rows, per_note, shared, centroid, embedder, holdout)
 
     holdout_emb = embedder.embed(holdout)
     private_texts = private["text"].tolist()
@@ -358,21 +524,21 @@ def main() -> None:
         }
 
     pairs = {}
-    for kind in ("shared", "per-note"):
+    for kind in KINDS:
         pairs[kind] = {
-            "zero-shot - eps 1": diff("zero-shot", f"ESA {kind} eps 1"),
-            "eps 1 - eps 8": diff(f"ESA {kind} eps 1", f"ESA {kind} eps 8"),
-            "eps 8 - ICL": diff(f"ESA {kind} eps 8", "ICL (non-private)"),
-            "no noise - ICL": diff(f"ESA {kind} no noise", "ICL (non-private)"),
+            "zero-shot - eps 1": diff("zero-shot", f"{KINDS[kind]} eps 1"),
+            "eps 1 - eps 8": diff(f"{KINDS[kind]} eps 1", f"{KINDS[kind]} eps 8"),
+            "eps 8 - ICL": diff(f"{KINDS[kind]} eps 8", "ICL (non-private)"),
+            "no noise - ICL": diff(f"{KINDS[kind]} no noise", "ICL (non-private)"),
         }
 
     # Signal and noise: agreement of each noisy choice with the noiseless one, the estimates
     # from the released sums, and the true score spread (noiseless sum) over the noise.
     snr = {}
-    for kind in ("shared", "per-note"):
-        clean = runs[f"ESA {kind} no noise"]["gen"].release_log_
+    for kind in KINDS:
+        clean = runs[f"{KINDS[kind]} no noise"]["gen"].release_log_
         for eps in (1.0, 3.0, 8.0):
-            log = runs[f"ESA {kind} eps {eps:g}"]["gen"].release_log_
+            log = runs[f"{KINDS[kind]} eps {eps:g}"]["gen"].release_log_
             sigma = log[0]["sigma"]
             snr[f"{kind} eps {eps:g}"] = {
                 "sigma": sigma,
@@ -393,7 +559,7 @@ def main() -> None:
 
     by_instruction = dict(zip(instructions, row_dicts, strict=True))
     own_a = own_s = 0
-    for messages, text in cached.outputs:
+    for messages, text in cached.outputs.values():
         prompt = messages[-1]["content"]
         if "Example note" not in prompt and prompt in by_instruction:
             a, s = narrative_consistency(text, by_instruction[prompt])
@@ -401,30 +567,54 @@ def main() -> None:
     model_consistency = {"agreeing": own_a, "stated": own_s, "rate": own_a / max(own_s, 1)}
 
     accounting = {}
-    for kind, releases in (("shared", 1), ("per-note", args.notes)):
+    for kind, releases in (("shared", 1), ("per-note", args.notes), ("centroid", 1)):
         for eps in (1.0, 3.0, 8.0):
-            sigma = esa_sigma(eps, DELTA, releases)
+            if kind == "centroid":
+                sigma, sensitivity = centroid_sigma(eps, DELTA), CENTROID_SENSITIVITY
+            else:
+                sigma, sensitivity = esa_sigma(eps, DELTA, releases), SENSITIVITY
             accounting[f"{kind} {eps:g}"] = {
-                "ledger": runs[f"ESA {kind} eps {eps:g}"]["gen"].privacy_spent_.epsilon,
+                "ledger": runs[f"{KINDS[kind]} eps {eps:g}"]["gen"].privacy_spent_.epsilon,
                 "sigma": sigma,
                 "releases": releases,
-                **opacus_epsilons(sigma, SENSITIVITY, releases),
+                **opacus_epsilons(sigma, sensitivity, releases),
             }
 
+    first = runs["ESA per-note eps 3"]
     throughput = {
-        **timed,
-        "notes_per_hour_wall": 3600 * timed["notes"] / timed["wall_s"],
-        "notes_per_cpu_hour": 3600 * timed["notes"] / timed["cpu_s"],
+        **timed_run,
+        "notes_per_hour_wall": 3600 * timed_run["notes"] / timed_run["wall_s"],
+        "notes_per_cpu_hour": 3600 * timed_run["notes"] / timed_run["cpu_s"],
+        # The published mechanism's cost per note: its private prompts and its candidates
+        # (recorded when generated, whichever run generated them), plus embedding and choice.
         "per_note": {
-            k: runs["ESA per-note eps 3"][k] for k in ("generations", "wall_s", "cpu_s", "load")
+            "notes": args.notes,
+            "ensemble": f"{args.prompts} row-conditioned private prompts + "
+            f"{args.candidates} candidates per note",
+            "notes_per_hour_wall": 3600 * args.notes / first["wall_s"],
+            "notes_per_cpu_hour": 3600 * args.notes / first["cpu_s"],
+            **{k: first[k] for k in ("generations", "wall_s", "cpu_s", "reused_cpu_s", "load")},
         },
     }
-    probe_chats = [build_prompt(DEFAULT_INSTRUCTION, private_texts[i : i + 1]) for i in range(8)]
-    batching = batching_probe(probe_chats, args.max_tokens)
+    per_prompt = []
+    for entry in runs["ESA per-note no noise"]["gen"].release_log_:
+        ranked = sorted(entry["scores"], reverse=True)
+        per_prompt.append(
+            {"spread": entry["score_spread"] / args.prompts, "gap": ranked[0] - ranked[1]}
+        )
+    signal = {
+        "prompts": args.prompts,
+        "spread_per_prompt": float(np.mean([x["spread"] for x in per_prompt])),
+        "top_gap_per_prompt": float(np.mean([x["gap"] for x in per_prompt]) / args.prompts),
+    }
+    batching = None
+    if not args.skip_batching:
+        chats = [build_prompt(DEFAULT_INSTRUCTION, private_texts[i : i + 1]) for i in range(8)]
+        batching = batching_probe(chats, args.max_tokens)
 
     http = None
     if args.http_notes:
-        http = http_run(args, shared, train, rows, row_dicts, public, embedder)
+        http = http_run(args, shared, train, rows, row_dicts, public, embedder, cached)
     elif (RESULTS / "text_http.json").exists():
         # Run beside this one with --http-only (another process); session 12's file otherwise.
         http = json.loads((RESULTS / "text_http.json").read_text())
@@ -434,6 +624,8 @@ def main() -> None:
         "methods": table,
         "pairs": pairs,
         "snr": snr,
+        "noise_draws": draws,
+        "signal_per_prompt": signal,
         "candidates_after_check": candidates_choice,
         "model_consistency": model_consistency,
         "accounting": accounting,
@@ -463,8 +655,8 @@ def targets(result: dict) -> list[str]:
         )
 
     lines = []
-    for kind in ("shared", "per-note"):
-        z, e1, e8 = "zero-shot", f"ESA {kind} eps 1", f"ESA {kind} eps 8"
+    for kind in pairs:
+        z, e1, e8 = "zero-shot", f"{KINDS[kind]} eps 1", f"{KINDS[kind]} eps 8"
         icl = "ICL (non-private)"
         f = {k: m[k]["frechet"] for k in (z, e1, e8, icl)}
         order = [
@@ -477,12 +669,28 @@ def targets(result: dict) -> list[str]:
         )
         same = [snr[f"{kind} eps {e}"]["same_choice_as_noiseless"] for e in ("1", "3", "8")]
         lines.append(
-            f"- Ordering, {kind} ESA (Fréchet, lower better, 95% bootstrap CI): zero-shot "
+            f"- Ordering, {KINDS[kind]} (Fréchet, lower better, 95% bootstrap CI): zero-shot "
             f"{fd(z)}, eps 1 {fd(e1)}, eps 8 {fd(e8)}, ICL {fd(icl)}. {verdicts}. Same choice "
             f"as the noiseless aggregate at eps 1 / 3 / 8: {same[0]:.0%} / {same[1]:.0%} / "
             f"{same[2]:.0%}."
         )
-    esa = [k for k in m if k.startswith("ESA") and "no noise" not in k]
+        draws = result.get("noise_draws") or {}
+        if f"{kind} eps 8" in draws:
+            d = {e: draws[f"{kind} eps {e}"] for e in ("1", "3", "8")}
+            mean_order = f[z] > d["1"]["frechet_mean"] >= d["8"]["frechet_mean"] >= f[icl]
+            lines.append(
+                f"  - Over {d['8']['draws']} noise draws ({KINDS[kind]}): Fréchet mean "
+                "eps 1 / 3 / 8 "
+                f"{d['1']['frechet_mean']:.4f} / {d['3']['frechet_mean']:.4f} / "
+                f"{d['8']['frechet_mean']:.4f} (zero-shot {f[z]:.4f}, ICL {f[icl]:.4f}): "
+                f"ordering of the means {'holds' if mean_order else 'does NOT hold'}; same "
+                f"choice as noiseless {d['1']['same_choice_mean']:.0%} / "
+                f"{d['3']['same_choice_mean']:.0%} / {d['8']['same_choice_mean']:.0%}; at eps 8 "
+                f"the choices track the noiseless aggregate "
+                f"({'met' if d['8']['same_choice_mean'] >= 0.75 else 'MISSED'}: >= 75 %, chance "
+                f"about 1 in {result['candidates_after_check']:.1f})."
+            )
+    esa = [k for k in m if k.startswith(("ESA", "centroid")) and "no noise" not in k]
     copies = sum(m[k]["private_8grams"] for k in esa)
     lines.append(
         f"- Private 8-grams leaked by ESA outputs: {copies:.0f} "
@@ -533,10 +741,14 @@ def markdown(result: dict) -> str:
         f"row-conditioned private prompts and one noisy sum per note ({cfg['notes']} Gaussian "
         "mechanisms composed). Zero-shot = the first candidate; ICL = one private prompt of "
         f"{cfg['shots']} shot(s) with the row, answered and released as is (as in Wu et al.). "
-        "Every method shares the same candidates for a note; the ESA runs differ only in the "
-        f"noise. Fréchet intervals: paired percentile bootstrap over the notes ({cfg['bootstrap']}"
-        " replicates, holdout fixed). A resample repeats notes, which moves the Fréchet "
-        "distance of 20 notes in 384 dimensions upward, so an interval can lie above its point "
+        "Every method shares the same candidates for a note, and every ESA run of an aggregation "
+        "the same private prompts and answers (generated once); the ESA runs differ only in the "
+        "noise, drawn independently for each epsilon (the noise stream reseeded per epsilon "
+        "and draw). Fréchet intervals: paired percentile bootstrap over the notes "
+        f"({cfg['bootstrap']} replicates, holdout fixed). A resample repeats notes, which "
+        "moves the Fréchet "
+        f"distance of {cfg['notes']} notes in 384 dimensions upward, so an interval can lie "
+        "above its point "
         "estimate (even for the real notes): read the paired differences below, where that "
         "shift is shared by both methods.",
         "",
@@ -599,6 +811,48 @@ def markdown(result: dict) -> str:
             f"{v['true_score_snr']:.2f} | {v['true_signal']:.1f} | "
             f"{v['true_signal_over_noise']:.3f} | {v['estimated_span_snr']:.2f} |"
         )
+    sig = result.get("signal_per_prompt")
+    if sig:
+        lines += [
+            "",
+            f"Signal per private prompt (per-note, noiseless, {sig['prompts']} prompts): spread "
+            f"of the candidates' scores {sig['spread_per_prompt']:.4f} per prompt, gap between "
+            f"the best and second-best candidate {sig['top_gap_per_prompt']:.4f} per prompt "
+            "(means over the notes; the noise on one score is sigma).",
+        ]
+    draws = result.get("noise_draws")
+    if draws:
+        lines += [
+            "",
+            "The same releases redrawn with new noise only (prompts, answers and candidates "
+            "fixed): share of the notes whose release equals the noiseless choice, and Fréchet "
+            "distance to the holdout, over the draws (mean, 2.5 / 50 / 97.5 % quantiles):",
+            "",
+            "| release | draws | same choice mean | same choice quantiles | Fréchet mean | "
+            "Fréchet quantiles |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, d in draws.items():
+            q, fq = d["same_choice_q"], d["frechet_q"]
+            lines.append(
+                f"| {name} | {d['draws']} | {d['same_choice_mean']:.0%} | "
+                f"{q[0]:.0%} / {q[1]:.0%} / {q[2]:.0%} | {d['frechet_mean']:.4f} | "
+                f"{fq[0]:.4f} / {fq[1]:.4f} / {fq[2]:.4f} |"
+            )
+        lines += [
+            "",
+            "More prompts, extrapolated from the same draws: share of choices equal to the "
+            "noiseless one if the prompts were multiplied by m, assuming the noiseless sum grows "
+            "in proportion (the same mean answer per prompt), i.e. the noise divided by m "
+            "(m = 1 is the run itself). A model-based projection, not a measurement:",
+            "",
+            "| release | m = 1 | 2 | 4 | 8 | 16 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, d in draws.items():
+            proj = d.get("same_choice_if_prompts_times")
+            if proj:
+                lines.append(f"| {name} | " + " | ".join(f"{v:.0%}" for v in proj.values()) + " |")
     own = result["model_consistency"]
     lines += [
         "",
@@ -622,33 +876,54 @@ def markdown(result: dict) -> str:
         f"Speed. Shared ESA at eps 3 ({t['ensemble']}): {t['notes']} notes, {t['generations']} "
         f"generations, {t['wall_s']:.0f} s wall ({t['wall_s'] / 60:.1f} min), {t['cpu_s']:.0f} "
         f"CPU s, load {t['load']['mean']:.1f}: {t['notes_per_hour_wall']:.1f} notes/hour wall, "
-        f"{t['notes_per_cpu_hour']:.1f} notes per CPU hour. Per-note ESA at eps 3: "
-        f"{pn['generations']} further generations (its private prompts; the candidates were "
-        f"the shared run's) in {pn['cpu_s']:.0f} CPU s, {pn['wall_s']:.0f} s wall at load "
-        f"{pn['load']['mean']:.1f}.",
+        f"{t['notes_per_cpu_hour']:.1f} notes per CPU hour. Per-note ESA (as published) at "
+        f"eps 3 ({pn.get('ensemble', '')}): {pn['cpu_s']:.0f} CPU s and {pn['wall_s']:.0f} s "
+        f"wall for {cfg['notes']} notes ({pn['generations']} generations run by this run, the "
+        "others reused with the seconds recorded when they were generated), load "
+        f"{pn['load']['mean']:.1f}"
+        + (
+            f": {pn['notes_per_hour_wall']:.1f} notes/hour wall, "
+            f"{pn['notes_per_cpu_hour']:.1f} notes per CPU hour."
+            if "notes_per_hour_wall" in pn
+            else "."
+        ),
     ]
     b = result["batching"]
-    lines += [
-        "",
-        f"Batching in llama.cpp ({b['1']['chats']} one-shot chats, max {cfg['max_tokens']} "
-        f"tokens, 1 thread): 1 slot {b['1']['cpu_s']:.1f} CPU s / {b['1']['wall_s']:.1f} s "
-        f"wall; 4 slots (`n_parallel=4`) {b['4']['cpu_s']:.1f} CPU s / {b['4']['wall_s']:.1f} s "
-        "wall. Batched runs do not repeat a seed's answer exactly, so the benchmark uses 1 slot.",
-    ]
+    if b:
+        lines += [
+            "",
+            f"Batching in llama.cpp ({b['1']['chats']} one-shot chats, max {cfg['max_tokens']} "
+            f"tokens, 1 thread): 1 slot {b['1']['cpu_s']:.1f} CPU s / {b['1']['wall_s']:.1f} s "
+            f"wall; 4 slots (`n_parallel=4`) {b['4']['cpu_s']:.1f} CPU s / "
+            f"{b['4']['wall_s']:.1f} s wall. Batched runs do not repeat a seed's answer exactly, "
+            "so the benchmark uses 1 slot.",
+        ]
     if result["http"]:
         h = result["http"]
         lines += [
             "",
-            f"OpenAI-compatible backend (xllamacpp server, same model, {h['address']}; from "
-            "`text_http.json`, session 12's per-note ESA with 4 prompts x 2 shots + 4 "
-            "candidates, not rerun with this run's settings): "
-            f"{h['notes']} notes at eps 3 in {h['wall_s']:.0f} s wall, "
+            f"OpenAI-compatible backend (xllamacpp server, same model, {h['address']}; "
+            + (
+                "{aggregation} ESA, {n_prompts} private prompts x {shots} shot(s), {candidates} "
+                "candidates per note, max {max_tokens} tokens): ".format(**h["settings"])
+                if "settings" in h
+                else "session 12's per-note ESA with 4 prompts x 2 shots + 4 candidates): "
+            )
+            + f"{h['notes']} notes at eps 3 in {h['wall_s']:.0f} s wall, "
             f"{h['client_cpu_s']:.0f} CPU s client + {h['server_cpu_s']:.0f} CPU s server "
             f"({h['notes_per_hour_wall']:.1f} notes/hour), consistency "
             f"{h['consistency']:.3f}, private 8-grams {h['private_8grams']:.0f}, epsilon spent "
-            f"{h['epsilon_spent']:.3f}.",
+            f"{h['epsilon_spent']:.3f}."
+            + (
+                " Answers identical to the in-process backend's for the same chat and seed: "
+                "{identical} of {compared} compared.".format(**h["same_as_in_process"])
+                if h.get("same_as_in_process")
+                else ""
+            ),
         ]
     lines += ["", "## Targets", "", *targets(result)]
+    if result.get("remarks"):  # written by hand into the .json after the run, then --markdown
+        lines += ["", "## Remarks", "", *result["remarks"]]
     lines += ["", "## One note per method", ""]
     for name, text in result["examples"].items():
         lines += [f"**{name}**", "", "```", text, "```", ""]
@@ -658,6 +933,9 @@ def markdown(result: dict) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--markdown"]:  # rewrite the .md from the saved .json
         saved = json.loads((RESULTS / "text.json").read_text())
+        if (RESULTS / "text_http.json").exists():  # a --http-only run made after this one
+            saved["http"] = json.loads((RESULTS / "text_http.json").read_text())
+            (RESULTS / "text.json").write_text(json.dumps(saved, indent=2, default=float))
         (RESULTS / "text.md").write_text(markdown(saved))
     else:
         main()

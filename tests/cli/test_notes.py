@@ -62,6 +62,18 @@ def test_shared_aggregation_spends_one_gaussian_mechanism(tmp_path, files, capsy
     assert "10 private generation(s) once, then 4 per note" in capsys.readouterr().out
 
 
+def test_note_centroid_runs_no_private_prompt(tmp_path, files, capsys):
+    private, _, rows = files
+    out = tmp_path / "centroid.csv"
+    args = ["notes", "generate", str(private), "-o", str(out), "--rows", str(rows)]
+    args += ["--backend", "fake", "--epsilon", "2", "--aggregation", "note_centroid"]
+    assert main(args) == 0
+    assert len(pd.read_csv(out)) == 3
+    report = json.loads((tmp_path / "centroid_report" / "report.json").read_text())
+    assert report["epsilon_spent"] == pytest.approx(2.0)
+    assert "no private generation, 4 per note" in capsys.readouterr().out
+
+
 def test_copied_notes_are_held_back_unless_overridden(tmp_path, files, capsys):
     private, _, _ = files
     out = tmp_path / "copies.csv"

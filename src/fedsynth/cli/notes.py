@@ -117,7 +117,9 @@ def generate(
         str,
         typer.Option(
             help="ESA: per_note (one noisy sum per note, as published) or shared (one noisy "
-            "sum of row-free prompts for the whole release: one Gaussian mechanism)."
+            "sum of row-free prompts for the whole release: one Gaussian mechanism); "
+            "note_centroid: not published, not DP-ICL (one noisy sum of the private notes' own "
+            "embeddings, no private prompt)."
         ),
     ] = "per_note",
     candidates: Annotated[int, typer.Option(min=1, help="Public candidates per note.")] = 4,
@@ -173,6 +175,8 @@ def generate(
     generator.fit(private["text"].tolist())
     if mode == "esa" and aggregation == "shared":
         work = f"{prompts} private generation(s) once, then {candidates} per note"
+    elif mode == "esa" and aggregation == "note_centroid":
+        work = f"no private generation, {candidates} per note"
     else:
         work = f"{ {'esa': prompts + candidates}.get(mode, 1) } generation(s) each"
     console.print(

@@ -13,6 +13,8 @@
 * :mod:`~fedsynth.text.esa`: embedding space aggregation (Wu et al., ICLR 2024): disjoint
   private prompts, a noisy sum of their answers' embeddings, release of the nearest public
   candidate, and its accounting;
+* :mod:`~fedsynth.text.centroid`: a non-published alternative (not DP-ICL): one noisy sum of
+  the private notes' own embeddings, sensitivity 1, ``dp_icl(aggregation="note_centroid")``;
 * :mod:`~fedsynth.text.dp_icl`: the generator of notes built on it,
   ``fedsynth.make("dp_icl", dp=...)``, with its public instructions in
   :mod:`~fedsynth.text.prompts` (a patient row's facts, for notes that agree with the row);

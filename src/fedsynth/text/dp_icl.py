@@ -15,6 +15,8 @@ row-free private prompts are answered once and one noisy sum, *one* Gaussian mec
 (``shared_aggregate_``); every note's candidates are chosen by cosine to it, post-processing, so
 any number of notes, now or later, costs that one spend. It carries the corpus's style, not what
 a private note says about a patient like the row (docs/text-generation.md).
+``aggregation="note_centroid"`` (not published, not DP-ICL: :mod:`fedsynth.text.centroid`)
+chooses the same way by one noisy sum of the private notes' own unit embeddings (sensitivity 1).
 
 A saved model holds the hyperparameters, the ledger and, once released under ``dp``, the noisy
 shared aggregate (a DP output), never a note: loaded, it writes zero-shot notes, and shared-ESA
@@ -37,6 +39,7 @@ from fedsynth.core.registry import register
 from fedsynth.exceptions import NoteDataError
 from fedsynth.text._inputs import condition_rows, positive_int, read_notes
 from fedsynth.text.backends import LLMBackend, backend_from_spec, backend_spec_problems
+from fedsynth.text.centroid import release_note_centroid
 from fedsynth.text.embeddings import unit_rows
 from fedsynth.text.esa import (
     aggregate,
@@ -52,7 +55,9 @@ from fedsynth.text.grounding import grounded_note, least_contradicting
 from fedsynth.text.prompts import DEFAULT_INSTRUCTION, row_instruction, shot_text
 
 MODES = ("esa", "icl", "zero_shot")
-AGGREGATIONS = ("per_note", "shared")
+AGGREGATIONS = ("per_note", "shared", "note_centroid")
+#: Aggregations released once as one noisy vector (``shared_aggregate_``) that every note reuses.
+ONE_VECTOR = ("shared", "note_centroid")
 #: ``progress(done, total, info)`` after each released note; ``info`` counts the work.
 Progress = Callable[[int, int, dict[str, int]], None]
 
@@ -76,9 +81,9 @@ class DPICLGenerator(BaseEstimator):
         needs at least this many notes.
     candidates : int
         Zero-shot candidates per released note, among which the noisy sum chooses.
-    aggregation : {"per_note", "shared"}
-        One noisy sum per note, or one shared by every note (see the module's docstring for
-        their privacy semantics).
+    aggregation : {"per_note", "shared", "note_centroid"}
+        One noisy sum per note, one shared by every note, or (not published) one noisy sum of
+        the private notes' own embeddings (see the module's docstring).
     backend : {"local", "fake"} or dict, optional
         The language model: ``"local"`` (default, ``None``): SmolLM2-135M in-process
         (:class:`~fedsynth.text.llama.LocalLlamaBackend`); ``"fake"``: the deterministic
@@ -259,6 +264,7 @@ class DPICLGenerator(BaseEstimator):
         # Kept in memory only: no state, file or repr ever holds them.
         paired = rows or [None] * len(notes)
         self._private = [shot_text(n, r) for n, r in zip(notes, paired, strict=True)]
+        self._notes = list(notes)  # the notes' own texts, for aggregation="note_centroid"
 
     def _fit_private(
         self,
@@ -331,7 +337,7 @@ class DPICLGenerator(BaseEstimator):
                 "mode='icl' releases text written from private notes as is: it is non-private "
                 "and needs dp=None; use mode='esa' for the DP release"
             )
-        shared = mode == "esa" and self.aggregation == "shared"
+        shared = mode == "esa" and self.aggregation in ONE_VECTOR
         reusable = shared and self.shared_aggregate_ is not None
         if mode != "zero_shot" and not reusable and not getattr(self, "_private", None):
             raise NoteDataError(
@@ -343,16 +349,8 @@ class DPICLGenerator(BaseEstimator):
         if shared:
             self._shared_release(counts)
         elif mode == "esa" and settings is not None:
-            sigma = esa_sigma(settings.epsilon, settings.delta, n)
             # Charged before any generation, so a refusal costs nothing and releases nothing.
-            charge_esa(
-                self.privacy_spent_,
-                epsilon=settings.epsilon,
-                delta=settings.delta,
-                n_releases=n,
-                n_prompts=self.n_prompts,
-                sigma=sigma,
-            )
+            sigma = self._charge_esa(n)
         notes = []
         for i, (instruction, row) in enumerate(zip(instructions, rows, strict=True)):
             if mode == "esa":
@@ -381,18 +379,12 @@ class DPICLGenerator(BaseEstimator):
         if self.shared_aggregate_ is not None:
             return
         settings = self._settings
-        sigma = 0.0
-        if settings is not None:
-            sigma = esa_sigma(settings.epsilon, settings.delta, 1)
-            charge_esa(
-                self.privacy_spent_,
-                epsilon=settings.epsilon,
-                delta=settings.delta,
-                n_releases=1,
-                n_prompts=self.n_prompts,
-                sigma=sigma,
-                shared=True,
+        if self.aggregation == "note_centroid":
+            self.shared_aggregate_, self.shared_sigma_ = release_note_centroid(
+                self.privacy_spent_, settings, lambda: self._embed(self._notes), self._noise_rng
             )
+            return
+        sigma = 0.0 if settings is None else self._charge_esa(1, shared=True)
         key = int(self._rng.integers(2**31))
         chats = shared_prompts(
             self._private, self.instruction, self.n_prompts, seed=key, max_shots=self.shots
@@ -401,6 +393,14 @@ class DPICLGenerator(BaseEstimator):
         answers = self._generate(chats, seeds, counts)
         self.shared_aggregate_ = aggregate(self._embed(answers), sigma=sigma, rng=self._noise_rng)
         self.shared_sigma_ = sigma
+
+    def _charge_esa(self, n_releases: int, *, shared: bool = False) -> float:
+        """Record ``n_releases`` ESA releases in the ledger; their noise per coordinate."""
+        eps, delta = self._settings.epsilon, self._settings.delta
+        sigma = esa_sigma(eps, delta, n_releases)
+        kwargs = {"n_releases": n_releases, "n_prompts": self.n_prompts, "shared": shared}
+        charge_esa(self.privacy_spent_, epsilon=eps, delta=delta, sigma=sigma, **kwargs)
+        return sigma
 
     def _per_note_aggregate(self, instruction: str, sigma: float, counts: dict[str, int]):
         # A new public partition per release: the analysis holds for any data-independent one.
@@ -476,7 +476,7 @@ class DPICLGenerator(BaseEstimator):
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self._settings = None if self.dp is None else resolve_dp(self.dp)
-        self._private = []
+        self._private, self._notes = [], []
         self._start_streams()
         self.n_released_ = int(state["n_released"])
         self.shared_aggregate_ = arrays.get("shared_aggregate")
