@@ -146,7 +146,7 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
         if ledger is not None:
             self.privacy_spent_ = ledger
         rng = np.random.default_rng(None if self.seed is None else self.seed + self.n_fits_)
-        self._train(self.encoder_.transform(data[self.learned_columns_]), rng, plan)
+        self._train(self._training_matrix(data[self.learned_columns_], rng), rng, plan)
         self.guard_.add(data)
         self.n_rows_ = len(data)
         self._reset_sample_stream()
@@ -168,8 +168,8 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
         self.device_ = resolve_device(self.device)
         self._build_untrained(self.encoder_, rng)
         if proxy is not None:
-            self._pretrain(self.encoder_.transform(proxy), rng, pretrain_epochs)
-        self._train(self.encoder_.transform(data), rng, plan)
+            self._pretrain(self._training_matrix(proxy, rng), rng, pretrain_epochs)
+        self._train(self._training_matrix(data, rng), rng, plan)
 
     def _build_untrained(self, encoder: TableEncoder, rng: np.random.Generator) -> None:
         """The modules on ``encoder``, untrained, seeded from ``rng``, with no training done:
@@ -185,6 +185,11 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed(rng))
             self._build(encoder)
+
+    def _training_matrix(self, data: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """The rows :meth:`_train` learns from: the encoded table, unless a generator learns
+        from a form of its own (TabDDPM's model space)."""
+        return self.encoder_.transform(data)
 
     def _epochs_of_this_fit(self) -> int:
         return int(self.epochs if self._epochs_this_fit is None else self._epochs_this_fit)
