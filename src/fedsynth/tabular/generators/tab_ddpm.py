@@ -28,13 +28,15 @@ class TabDDPM(NeuralGenerator):
     The table is encoded by :class:`~fedsynth.tabular.transforms.TableEncoder`, as for TVAE
     (mixture modes of numbers, one-hot categories, missingness indicators, log durations), then
     mapped to the model space of :mod:`fedsynth.tabular.generators._ddpm_space`: each number
-    becomes one normal score ``Phi^-1(F(x))`` under the encoder's own mixture ``F`` (TabDDPM's
-    quantile transform, with the quantiles of the fitted mixture, so that it needs no
-    statistic beyond the encoder's: the same encoder serves federation, where a server builds
-    it from site statistics, and DP, where it is fitted on a private proxy), and every one-hot
-    span (a category, a missingness indicator, the mode of a column of few values) stays
-    one-hot. The scores diffuse as Gaussian diffusion and the spans as multinomial diffusion
-    (Hoogeboom et al. 2021), on one cosine schedule of ``timesteps`` steps; an MLP (TabDDPM's,
+    becomes one normal score ``Phi^-1(F(x))``, ``F`` TabDDPM's quantile transform of the
+    training rows (under DP, of the private proxy the encoder is fitted on; a federated model,
+    which has only the sites' statistics, and a private fit without a proxy use the encoder's
+    mixture), a value held by many rows spread over its share of the scores; and every
+    one-hot span (a category, a missingness indicator, the mode of a column of few values)
+    stays one-hot. New scores are read back straight to values, the whole range of the
+    quantiles, not through the encoder's modes (clipped at 4 standard deviations). The scores
+    diffuse as Gaussian diffusion and the spans as multinomial diffusion (Hoogeboom et al.
+    2021), on one cosine schedule of ``timesteps`` steps; an MLP (TabDDPM's,
     with a sinusoidal step embedding) predicts each score's velocity and each span's clean
     category from the noisy row and its step (see
     :mod:`fedsynth.tabular.generators._ddpm_diffusion`, which also says why velocity and not
@@ -109,6 +111,11 @@ class TabDDPM(NeuralGenerator):
         The denoising MLP (a plain module, for DP-SGD and federated averaging).
     diffusion_ : MixedDiffusion
         The schedule and the span layout of the diffusion.
+    space_ : ModelSpace
+        The map between the encoder's matrix and the model space; ``space_.quantiles`` holds
+        the numbers' quantiles (saved with the model: like the encoder's mixture and bounds, a
+        summary of the training rows' values, up to 1,000 quantiles and the shares of common
+        values per column).
     history_ : list of dict
         Per epoch: ``epoch``, ``loss`` (per row) and, with early stopping, ``validation``;
         under ``dp`` only ``epoch``.
