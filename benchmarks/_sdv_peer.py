@@ -7,8 +7,9 @@ fedsynth's environment. Two commands, each printing one JSON line:
     Fit an SDV synthesizer (default settings unless ``--epochs``) on the ``TRAIN`` parquet file,
     sample as many rows, write them to ``OUT`` (parquet); report fit seconds, sampling speed
     (a timed draw of ``THROUGHPUT_ROWS`` rows) and the process's peak resident memory.
-``quality TRAIN SYNTHETIC METADATA``
-    SDMetrics' QualityReport score of a synthetic table against the training table.
+``quality TRAIN SYNTHETIC METADATA [--details]``
+    SDMetrics' QualityReport score of a synthetic table against the training table; with
+    ``--details``, also each column's shape score and each pair's trend score.
 
 ``METADATA`` is SDV's single-table metadata as JSON (``{"columns": {name: {"sdtype": ...}}}``).
 """
@@ -68,7 +69,23 @@ def quality(args: argparse.Namespace) -> dict:
     report = QualityReport()
     report.generate({"table": train}, {"table": synthetic}, metadata, verbose=False)
     properties = report.get_properties().set_index("Property")["Score"].to_dict()
-    return {"quality": float(report.get_score()), "quality_properties": properties}
+    result = {"quality": float(report.get_score()), "quality_properties": properties}
+    if args.details:
+        shapes = report.get_details(property_name="Column Shapes")
+        pairs = report.get_details(property_name="Column Pair Trends")
+        result["column_shapes"] = {
+            row["Column"]: [row["Metric"], _number(row["Score"])] for _, row in shapes.iterrows()
+        }
+        result["pair_trends"] = [
+            [row["Column 1"], row["Column 2"], row["Metric"], _number(row["Score"])]
+            for _, row in pairs.iterrows()
+        ]
+    return result
+
+
+def _number(value) -> float | None:
+    """A score as JSON holds it: NaN (a pair SDMetrics could not score) as null."""
+    return None if pd.isna(value) else float(value)
 
 
 def main() -> None:
@@ -85,6 +102,7 @@ def main() -> None:
     quality_parser.add_argument("train")
     quality_parser.add_argument("synthetic")
     quality_parser.add_argument("metadata")
+    quality_parser.add_argument("--details", action="store_true")
     args = parser.parse_args()
     # SDV and SDMetrics warn about their own deprecations and about the data; the numbers are
     # what the benchmark reads.

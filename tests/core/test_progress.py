@@ -20,6 +20,7 @@ from fedsynth.core.progress import (
     StageStarted,
     StepDone,
     format_scores,
+    training_progress,
     validation_steps,
 )
 
@@ -120,6 +121,27 @@ def test_a_family_that_fails_is_not_reported_done():
     with pytest.raises(ValueError), validation_steps(events.append)("Fidelity"):
         raise ValueError("broken metric")
     assert events == [FamilyStarted("Fidelity")]
+
+
+def test_training_progress_shows_a_bar_and_reports_each_epoch(capsys, monkeypatch):
+    monkeypatch.delenv("FEDSYNTH_NO_PROGRESS", raising=False)
+    events = []
+    with training_progress(True, "Training Toy", 2, events.append) as advance:
+        advance(1, {"loss": 0.25})
+        advance(2, {"loss": 0.125})
+    out = capsys.readouterr().out
+    assert "Training Toy" in out and "loss 0.1250" in out and "2/2" in out
+    assert events == [EpochDone(1, 2, {"loss": 0.25}), EpochDone(2, 2, {"loss": 0.125})]
+
+
+@pytest.mark.parametrize("enabled, variable", [(False, ""), (True, "1")])
+def test_training_progress_stays_silent_when_off(capsys, monkeypatch, enabled, variable):
+    monkeypatch.setenv("FEDSYNTH_NO_PROGRESS", variable)
+    events = []
+    with training_progress(enabled, "Training Toy", 1, events.append) as advance:
+        advance(1, {"loss": 0.5})
+    assert capsys.readouterr().out == ""
+    assert events == [EpochDone(1, 1, {"loss": 0.5})]  # the callback is told all the same
 
 
 @pytest.fixture

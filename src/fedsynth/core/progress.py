@@ -8,7 +8,10 @@ progress bar, the web app's run page) decides what to show by the event's type a
 never by reading its text.
 
 Events that end one step of an experiment (:class:`ReferenceDone`, :class:`RoundDone`) are
-:class:`StepDone`; :class:`ExperimentStarted` says how many follow.
+:class:`StepDone`; :class:`ExperimentStarted` says how many follow. A generator's training loop
+reports its epochs through :func:`training_progress`: a rich progress bar with the losses
+(``verbose=True``) and an :class:`EpochDone` per epoch to a callback, for tables and images
+alike.
 
 Examples
 --------
@@ -22,11 +25,13 @@ True
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "EpochDone",
@@ -42,6 +47,7 @@ __all__ = [
     "StageStarted",
     "StepDone",
     "format_scores",
+    "training_progress",
     "validation_steps",
 ]
 
@@ -275,3 +281,58 @@ def validation_steps(
         callback(FamilyDone(description, time.perf_counter() - start))
 
     return family
+
+
+@contextmanager
+def training_progress(
+    enabled: bool, title: str, epochs: int, callback: ProgressCallback | None = None
+) -> Iterator[Callable[[int, Mapping[str, float]], None]]:
+    """Yield ``advance(epoch, losses)`` for a training loop to call after each epoch.
+
+    When ``enabled`` (and the environment variable ``FEDSYNTH_NO_PROGRESS`` is unset or
+    empty), a rich progress bar titled ``title`` counts the ``epochs`` and shows the last
+    losses; with ``callback``, each call also sends it an :class:`EpochDone`. rich is
+    imported only when the bar is shown, so that the core imports fast.
+
+    Examples
+    --------
+    >>> events = []
+    >>> with training_progress(False, "Training", 2, events.append) as advance:
+    ...     advance(1, {"loss": 0.5})
+    >>> events[0].message
+    'epoch 1/2: loss 0.5000'
+    """
+    if not enabled or os.environ.get("FEDSYNTH_NO_PROGRESS"):
+        bar = None
+        shown: AbstractContextManager[Any] = nullcontext()
+    else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            transient=False,
+        )
+        shown = bar
+    with shown:
+        task = None if bar is None else bar.add_task(title, total=epochs, losses="")
+
+        def advance(epoch: int, losses: Mapping[str, float]) -> None:
+            if bar is not None:
+                text = "  ".join(f"{name} {value:.4f}" for name, value in losses.items())
+                bar.update(task, completed=epoch, losses=text)
+            if callback is not None:
+                callback(EpochDone(epoch, epochs, dict(losses)))
+
+        yield advance

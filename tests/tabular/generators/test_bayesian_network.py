@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import fedsynth
 from fedsynth.exceptions import ConditionError, ConditionWarning
-from fedsynth.tabular.generators import bayesian_network
+from fedsynth.tabular.generators import _bayesian_conditioning
 from fedsynth.tabular.generators._discretize import quantile_bins
 from fedsynth.tabular.generators.bayesian_network import (
     learn_structure,
@@ -207,7 +207,7 @@ def test_concentrated_weights_warn(monkeypatch):
     # pools of 20,000 draws that leaves about 100 effective draws for chunks of 2,000 rows.
     fits = (fedsynth.make("bayesian_network", seed=s).fit(table) for s in range(20))
     gen = next(g for g in fits if g.parents_["flag"] == ["label"])
-    monkeypatch.setattr(bayesian_network, "_LARGE_POOL_SIZE", 20_000)
+    monkeypatch.setattr(_bayesian_conditioning, "_LARGE_POOL_SIZE", 20_000)
     with pytest.warns(ConditionWarning, match="importance weights are concentrated"):
         out = gen.sample(3000, conditions={"flag": 1}, seed=0)
     assert (out["flag"] == 1).all() and (out["label"] == "c0").mean() > 0.9

@@ -10,7 +10,7 @@ import torch
 
 import fedsynth
 from fedsynth.exceptions import FedsynthError
-from fedsynth.tabular.generators._neural import ShuffledBatches, resolve_device
+from fedsynth.tabular.generators._neural_torch import ShuffledBatches, resolve_device
 from fedsynth.tabular.generators._vae import _CONTEXT_LR_FACTOR
 
 FAST = {"epochs": 3, "batch_size": 100}

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import ndtr
 
 import fedsynth
 from fedsynth.tabular.generators._ddpm_diffusion import (
@@ -213,20 +214,74 @@ def test_model_space_maps_values_to_normal_scores_and_back(table):
     from fedsynth.tabular.transforms import TableEncoder
 
     encoder = TableEncoder(seed=0).fit(table)
-    space = ModelSpace(encoder)
+    space = ModelSpace(encoder)  # no quantiles: the encoder's mixture
     matrix = encoder.transform(table)
     model = space.to_model(matrix)
     assert model.shape == (len(table), space.dim) and space.dim <= matrix.shape[1]
     scores = model[:, : space.n_values]
     assert abs(float(np.median(scores))) < 0.3 and 0.6 < float(scores.std()) < 1.4
     back = encoder.inverse_transform(space.to_encoder(model))
+    values = space.values_of(model)
     for column in ("age", "os_months"):
-        np.testing.assert_allclose(back[column], table[column], rtol=0.02, atol=1.0)
+        i = space.value_columns.index(column)
+        column_back = space.column_of(i, values[:, i], back[column].isna().to_numpy())
+        np.testing.assert_allclose(column_back, table[column], rtol=0.02, atol=1.0)
     pd.testing.assert_series_equal(back["sex"], table["sex"])
     assert back["hb"].isna().equals(table["hb"].isna())
 
 
+def test_quantile_map_keeps_the_tail_and_spreads_tied_values():
+    """The cause of FLCHAIN's lost tail (kappa above 9.5 never generated): a value beyond the
+    mixture's reach (4 standard deviations of its modes) is clipped by the mixture's map and
+    kept by the quantiles'; a value held by many rows becomes a range of scores."""
+    from fedsynth.tabular.generators._ddpm_space import quantile_knots
+    from fedsynth.tabular.metadata import Metadata
+    from fedsynth.tabular.transforms import TableEncoder
+
+    rng = np.random.default_rng(0)
+    light = rng.lognormal(0.0, 0.4, 3000)
+    tail = np.concatenate([light, [25.0, 30.0, 40.0]])  # far beyond the bulk
+    ties = np.round(rng.normal(60, 8, len(tail)))  # whole numbers, ~40 rows a value
+    table = pd.DataFrame({"kappa": tail, "age": ties})
+    metadata = Metadata({"kappa": "numeric", "age": {"kind": "numeric", "integer": True}})
+    encoder = TableEncoder(seed=0).fit(table, metadata)
+    mixture = ModelSpace(encoder)
+    reach = mixture.values_of(np.full((1, 2), 10.0))[0]  # the largest value it can give
+    assert reach[mixture.value_columns.index("kappa")] < 25.0
+    values = mixture.values(table)
+    knots = {c: quantile_knots(values[:, i]) for i, c in enumerate(mixture.value_columns)}
+    space = ModelSpace(encoder, knots)
+    model = space.to_model(encoder.transform(table), values, np.random.default_rng(1))
+    back = space.values_of(model)
+    for i, column in enumerate(space.value_columns):
+        scores = model[:, i].astype(np.float64)
+        assert abs(scores.mean()) < 0.05 and abs(scores.std() - 1) < 0.05, column
+        # No score is shared by more rows than a K - 1-th (K = 100 quantiles here).
+        assert np.unique(scores, return_counts=True)[1].max() < len(scores) / 99, column
+        if column == "age":  # every score of a tied value's range reads back as the value
+            np.testing.assert_array_equal(np.round(back[:, i]), table["age"])
+        else:
+            np.testing.assert_allclose(back[:, i], table["kappa"], rtol=1e-3)
+    # The largest scores read back as the largest values, not as the mixture's reach.
+    largest = space.values_of(np.full((1, 2), 10.0))[0, space.value_columns.index("kappa")]
+    assert largest == pytest.approx(40.0, rel=1e-3)
+    # A tied value's scores cover its share of the rows (about 5 % at the mode, 60).
+    share = (table["age"] == 60).mean()
+    at_60 = model[table["age"].to_numpy() == 60, space.value_columns.index("age")]
+    covered = np.diff(ndtr(np.array([at_60.min(), at_60.max()])))[0]
+    assert covered == pytest.approx(share, rel=0.02)
+
+
 # ---------------------------------------------------------------------- the generator
+def test_a_plain_fit_maps_numbers_by_their_quantiles_and_keeps_them_saved(fitted, tmp_path):
+    table, gen, _ = fitted
+    assert set(gen.space_.quantiles) == {"age", "hb", "anc", "os_months"}
+    assert gen.space_.quantiles["hb"][:, -1].tolist() == [1.0, table["hb"].max()]
+    loaded = fedsynth.load(gen.save(tmp_path / "model"))
+    for column, knots in gen.space_.quantiles.items():
+        np.testing.assert_array_equal(loaded.space_.quantiles[column], knots)
+
+
 def test_training_lowers_the_loss(fitted):
     _, gen, (first, last) = fitted
     assert len(gen.history_) == 41
@@ -260,6 +315,35 @@ def test_dp_sgd_fit_reports_its_epsilon(table):
     assert training.mechanism == "dp-sgd (rdp)" and training.epsilon > 0
     assert ledger.epsilon == pytest.approx(3.0, rel=0.01) and ledger.epsilon <= 3.0 * 1.005
     assert gen.history_ == [{"epoch": 1}, {"epoch": 2}], "no loss on real rows is kept"
+    assert list(gen.sample(30).columns) == list(table.columns)
+
+
+def test_private_fits_take_no_quantile_of_the_private_rows(table):
+    """Under DP the numbers' map comes from the proxy the encoder is fitted on (post-processing),
+    or without one from the encoder's mixture: never from the rows DP-SGD protects."""
+    from fedsynth.tabular.generators.tab_ddpm import TabDDPM
+
+    seen = {}
+
+    class Recorded(TabDDPM):
+        def _build(self, encoder):
+            seen["rows"] = self._quantile_rows
+            super()._build(encoder)
+
+        def _pretrain(self, matrix, rng, epochs):
+            seen["proxy rows"] = len(matrix)
+            super()._pretrain(matrix, rng, epochs)
+
+    metadata = public_metadata(table)
+    for pretrain in ("gaussian_copula", None):
+        seen.clear()
+        dp = {"epsilon": 3.0, "delta": 1e-5, "pretrain": pretrain}
+        gen = Recorded(epochs=1, seed=0, dp=dp, **TINY).fit(table, metadata=metadata)
+        if pretrain is None:
+            assert seen["rows"] is None and gen.space_.quantiles == {}
+        else:
+            assert seen["rows"] is not table and len(seen["rows"]) == seen["proxy rows"]
+            assert gen.space_.quantiles, "the proxy's quantiles"
     assert list(gen.sample(30).columns) == list(table.columns)
 
 

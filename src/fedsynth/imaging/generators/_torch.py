@@ -5,19 +5,18 @@ The imaging package stands beside the tabular one (it imports only :mod:`fedsynt
 the few helpers it shares in spirit with the neural table generators are written here, on the
 same core pieces: :class:`~fedsynth.core.privacy.dp_sgd.PrivateTraining` and
 :func:`~fedsynth.core.privacy.dp_sgd.per_sample_gradients` for DP-SGD, and
-:class:`~fedsynth.core.progress.EpochDone` for progress.
+:func:`~fedsynth.core.progress.training_progress` for progress.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedsynth.core.progress import EpochDone, ProgressCallback
+from fedsynth.core.progress import ProgressCallback, training_progress
 
 if TYPE_CHECKING:
     import torch
@@ -78,47 +77,13 @@ def poisson_batches(plan: PrivateTraining, n: int, generator: torch.Generator):
     return iter(plan.sampler(n, generator))
 
 
-@contextlib.contextmanager
 def epoch_reporter(
     verbose: bool, title: str, epochs: int, progress: ProgressCallback | None
-) -> Iterator[Callable[[int, dict[str, float]], None]]:
+) -> contextlib.AbstractContextManager[Callable[[int, dict[str, float]], None]]:
     """Yield ``advance(epoch, losses)``: an :class:`~fedsynth.core.progress.EpochDone` to
-    ``progress`` and, when ``verbose``, a rich progress bar with the losses (as the table
-    generators show)."""
-    if not verbose or os.environ.get("FEDSYNTH_NO_PROGRESS"):
-        bar = None
-        stack = contextlib.nullcontext()
-    else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        stack = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            transient=False,
-        )
-        bar = stack
-    with stack:
-        task = None if bar is None else bar.add_task(title, total=epochs, losses="")
-
-        def advance(epoch: int, losses: dict[str, float]) -> None:
-            if bar is not None:
-                text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
-                bar.update(task, completed=epoch, losses=text)
-            if progress is not None:
-                progress(EpochDone(epoch, epochs, dict(losses)))
-
-        yield advance
+    ``progress`` and, when ``verbose``, a rich progress bar with the losses (the table
+    generators' bar: :func:`~fedsynth.core.progress.training_progress`)."""
+    return training_progress(verbose, title, epochs, progress)
 
 
 def private_step(

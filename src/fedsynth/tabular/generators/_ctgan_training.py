@@ -15,7 +15,7 @@ from fedsynth.tabular.generators._ctgan_networks import (
     with_conditions,
 )
 from fedsynth.tabular.generators._ctgan_sampler import TrainingSampler
-from fedsynth.tabular.generators._neural import _torch_seed
+from fedsynth.tabular.generators._neural_torch import torch_seed
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ class AdversarialTraining:
             ]
         try:
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(_torch_seed(rng))
+                torch.manual_seed(torch_seed(rng))
                 super()._train(matrix, rng, plan, pretraining=pretraining)
         finally:
             del self._sampler

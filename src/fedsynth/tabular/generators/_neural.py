@@ -4,6 +4,9 @@ A neural generator (CTGAN, TVAE, VAE-BGM) encodes the table with :class:`TableEn
 plain PyTorch modules and optimisers (so that Opacus can wrap them for DP-SGD), and trains them
 epoch by epoch. Its weights are exposed as a list of arrays for federated averaging, and
 ``fit(..., epochs=k, warm_start=True)`` continues training without touching the encoder.
+The weights as arrays and the saved state are :mod:`~fedsynth.tabular.generators._neural_weights`'s
+(a mixin of the base class); the device, torch seeds and shuffled batches
+:mod:`~fedsynth.tabular.generators._neural_torch`'s.
 
 A subclass implements ``_build`` (modules and optimisers), ``_modules``, ``_train_epoch`` and
 ``_generate``; optionally ``_validation_loss`` (enables early stopping), ``_after_training``,
@@ -33,13 +36,15 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.core.privacy.config import DPSettings
+from fedsynth.core.progress import training_progress
 from fedsynth.exceptions import FedsynthError
 from fedsynth.tabular.generators._neural_private import (
     _EARLY_STOPPING_UNDER_DP,
     PrivateFitting,
     _training_spend,
 )
-from fedsynth.tabular.generators._progress import training_progress
+from fedsynth.tabular.generators._neural_torch import ShuffledBatches, resolve_device, torch_seed
+from fedsynth.tabular.generators._neural_weights import NeuralWeights
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.generators.federable import FederableGenerator
 from fedsynth.tabular.metadata import Metadata
@@ -58,26 +63,7 @@ if TYPE_CHECKING:
 SAMPLE_BLOCK = 4_096
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; any other value is passed to torch."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    return resolved
-
-
-def _torch_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(0, 2**62))
-
-
-class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
+class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGenerator):
     """Base class of the PyTorch generators (see the module docstring)."""
 
     has_weights = True
@@ -160,7 +146,7 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         if ledger is not None:
             self.privacy_spent_ = ledger
         rng = np.random.default_rng(None if self.seed is None else self.seed + self.n_fits_)
-        self._train(self.encoder_.transform(data[self.learned_columns_]), rng, plan)
+        self._train(self._training_matrix(data[self.learned_columns_], rng), rng, plan)
         self.guard_.add(data)
         self.n_rows_ = len(data)
         self._reset_sample_stream()
@@ -182,8 +168,8 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         self.device_ = resolve_device(self.device)
         self._build_untrained(self.encoder_, rng)
         if proxy is not None:
-            self._pretrain(self.encoder_.transform(proxy), rng, pretrain_epochs)
-        self._train(self.encoder_.transform(data), rng, plan)
+            self._pretrain(self._training_matrix(proxy, rng), rng, pretrain_epochs)
+        self._train(self._training_matrix(data, rng), rng, plan)
 
     def _build_untrained(self, encoder: TableEncoder, rng: np.random.Generator) -> None:
         """The modules on ``encoder``, untrained, seeded from ``rng``, with no training done:
@@ -197,8 +183,13 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         # Module initialisation draws from torch's global generator: seed it inside a fork so
         # that the caller's own torch random state is left as it was.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_torch_seed(rng))
+            torch.manual_seed(torch_seed(rng))
             self._build(encoder)
+
+    def _training_matrix(self, data: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """The rows :meth:`_train` learns from: the encoded table, unless a generator learns
+        from a form of its own (TabDDPM's model space)."""
+        return self.encoder_.transform(data)
 
     def _epochs_of_this_fit(self) -> int:
         return int(self.epochs if self._epochs_this_fit is None else self._epochs_this_fit)
@@ -251,7 +242,7 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
             n_val = max(1, round(self.validation_fraction * len(data)))
             validation = data[order[:n_val]]
             data = data[order[n_val:]]
-        generator = torch.Generator().manual_seed(_torch_seed(rng))
+        generator = torch.Generator().manual_seed(torch_seed(rng))
         # A DataLoader whose sampler yields whole index batches: fetching rows one by one and
         # collating them cost as much as the VAE's training steps on a CPU. Its own generator,
         # else each epoch's iterator draws its seed from torch's global one.
@@ -361,94 +352,7 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
         """A torch generator on the model's device, seeded from ``rng``."""
         import torch
 
-        return torch.Generator(device=self.device_).manual_seed(_torch_seed(rng))
-
-    # ------------------------------------------------------------------ weights (federated)
-    def _state_dicts(self) -> dict[str, dict[str, Any]]:
-        return {name: module.state_dict() for name, module in self._modules().items()}
-
-    def _weight_names(self) -> list[tuple[str, str]]:
-        return [(m, k) for m, state in self._state_dicts().items() for k in state]
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Every module's parameters and buffers as arrays, in a fixed order."""
-        self._check_is_fitted()
-        return [
-            state[key].detach().cpu().numpy().copy()
-            for state in self._state_dicts().values()
-            for key in state
-        ]
-
-    def set_weights(self, weights: list[np.ndarray]) -> NeuralGenerator:
-        """Load weights from :meth:`get_weights` of a model with the same architecture.
-
-        Raises
-        ------
-        FedsynthError
-            When the number or shapes of the arrays differ, or an array holds NaN or infinity
-            (such an update must be rejected, not loaded).
-        """
-        import torch
-
-        self._check_is_fitted()
-        names = self._weight_names()
-        current = self.get_weights()
-        if len(weights) != len(current):
-            raise FedsynthError(f"expected {len(current)} weight arrays, got {len(weights)}")
-        problems = []
-        for (module, key), new, old in zip(names, weights, current, strict=True):
-            new = np.asarray(new)
-            if new.shape != old.shape:
-                problems.append(f"{module}.{key}: shape {new.shape}, expected {old.shape}")
-            elif np.issubdtype(new.dtype, np.floating) and not np.isfinite(new).all():
-                problems.append(f"{module}.{key}: holds NaN or infinite values")
-        if problems:
-            raise FedsynthError("weights refused:\n  - " + "\n  - ".join(problems))
-        states = self._state_dicts()
-        for (module, key), new in zip(names, weights, strict=True):
-            target = states[module][key]
-            states[module][key] = torch.as_tensor(np.asarray(new), dtype=target.dtype)
-        for name, module in self._modules().items():
-            module.load_state_dict(states[name])
-        return self
-
-    # ------------------------------------------------------------------ state
-    @classmethod
-    def _from_saved(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseGenerator:
-        # JSON has no tuples: architecture knobs such as hidden sizes come back as lists.
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
-        return super()._from_saved({**config, "params": params}, arrays)
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        encoder_config, encoder_arrays = self.encoder_.get_state()
-        arrays = {f"encoder/{k}": v for k, v in encoder_arrays.items()}
-        for (module, key), value in zip(self._weight_names(), self.get_weights(), strict=True):
-            arrays[f"weights/{module}/{key}"] = value
-        extra_config, extra_arrays = self._extra_state()
-        arrays.update({f"extra/{k}": v for k, v in extra_arrays.items()})
-        state = {
-            "encoder": encoder_config,
-            "history": self.history_,
-            "n_fits": self.n_fits_,
-            "extra": extra_config,
-        }
-        return state, arrays
-
-    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
-        def part(prefix: str) -> dict[str, np.ndarray]:
-            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-        self.device_ = resolve_device(self.device)
-        self.encoder_ = TableEncoder.from_state(state["encoder"], part("encoder/"))
-        self.history_ = list(state["history"])
-        self.n_fits_ = int(state["n_fits"])
-        with torch.random.fork_rng(devices=[]):
-            self._build(self.encoder_)
-        weights = part("weights/")
-        self.set_weights([weights[f"{m}/{k}"] for m, k in self._weight_names()])
-        self._load_extra_state(state["extra"], part("extra/"))
+        return torch.Generator(device=self.device_).manual_seed(torch_seed(rng))
 
     # ------------------------------------------------------------------ subclass hooks
     def _build(self, encoder: TableEncoder) -> None:
@@ -478,27 +382,3 @@ class NeuralGenerator(FederableGenerator, PrivateFitting, BaseGenerator):
 
     def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`_extra_state` saved."""
-
-
-class ShuffledBatches:
-    """Sampler of a DataLoader that yields one tensor of row indices per batch.
-
-    Each epoch shuffles the rows with ``generator`` and cuts them into ``len(self)`` batches of
-    ``min(batch_size, n)`` rows; the incomplete last batch is dropped, so that a small batch
-    does not make a noisy step (each epoch drops other rows). Indexing the table with a whole
-    batch at once is what makes it fast: a default DataLoader fetches and collates row by row.
-    """
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n = n
-        self.batch_size = min(batch_size, n)
-        self.generator = generator
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size
-
-    def __iter__(self):
-        import torch
-
-        order = torch.randperm(self.n, generator=self.generator)
-        return iter(order[: len(self) * self.batch_size].view(len(self), self.batch_size))

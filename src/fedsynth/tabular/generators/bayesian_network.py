@@ -8,7 +8,9 @@ columns (scored on 50,000 rows drawn at random from a larger table). Conditional
 counts of every row.
 
 The scores, the greedy structure and the conditionals from counts live in
-:mod:`~fedsynth.tabular.generators._bayesian_structure` (and are importable from here). With
+:mod:`~fedsynth.tabular.generators._bayesian_structure` (and are importable from here);
+sampling under conditions (likelihood weighting of the evidence's ancestors) in
+:mod:`~fedsynth.tabular.generators._bayesian_conditioning`. With
 ``dp=`` the generator is PrivBayes (Zhang et al. 2017,
 :mod:`~fedsynth.tabular.generators._privbayes`): the structure is chosen by the exponential
 mechanism on :func:`independence_distance`, and the counts get Laplace noise.
@@ -16,8 +18,6 @@ mechanism on :func:`independence_distance`, and the counts get Laplace noise.
 
 from __future__ import annotations
 
-import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import pandas as pd
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPConfig
 from fedsynth.core.registry import register
-from fedsynth.exceptions import ConditionError, ConditionWarning
+from fedsynth.tabular.generators._bayesian_conditioning import EvidenceSampling
 from fedsynth.tabular.generators._bayesian_structure import (
     INDEPENDENCE_DISTANCE_SENSITIVITY,
     STRUCTURE_ROWS,
@@ -50,7 +50,7 @@ from fedsynth.tabular.generators._discretize import Bins, public_bins, quantile_
 from fedsynth.tabular.generators._privbayes import private_network
 from fedsynth.tabular.generators.statistical import StatisticalGenerator, is_int, is_number
 from fedsynth.tabular.metadata import Metadata
-from fedsynth.tabular.privacy.dp_statistics import ColumnDomain, category_codes
+from fedsynth.tabular.privacy.dp_statistics import ColumnDomain
 
 __all__ = [
     "INDEPENDENCE_DISTANCE_SENSITIVITY",
@@ -67,16 +67,9 @@ __all__ = [
     "select_best",
 ]
 
-# Conditioned rows are drawn in chunks, each from its own importance pool of ancestor draws; a
-# pool whose weights concentrate (effective size below a tenth of the chunk) is drawn once more,
-# larger, before warning.
-_CONDITIONED_CHUNK = 2_000
-_POOL_SIZE = 20_000
-_LARGE_POOL_SIZE = 200_000
-
 
 @register("bayesian_network")
-class BayesianNetwork(StatisticalGenerator):
+class BayesianNetwork(EvidenceSampling, StatisticalGenerator):
     """Bayesian network over discretised columns, structure learned greedily as in PrivBayes.
 
     Discrete columns (categorical, binary, event, site) use their categories as states; numeric
@@ -364,120 +357,6 @@ class BayesianNetwork(StatisticalGenerator):
                 # The missing state is len(categories), which from_codes reads as missing.
                 out[name] = from_codes(codes[:, i], self._categories[name]).to_numpy()
         return pd.DataFrame(out)
-
-    def _sample_conditioned(
-        self, n: int, conditions: dict[str, Any], rng: np.random.Generator
-    ) -> pd.DataFrame:
-        """Rows meeting ``conditions``: evidence clamped, its ancestors by likelihood weighting.
-
-        Raises
-        ------
-        ConditionError
-            When a condition has probability 0 under the network.
-
-        Warns
-        -----
-        ConditionWarning
-            When the importance weights concentrate (effective sample size below a tenth of
-            the rows drawn from the pool).
-        """
-        position = {name: i for i, name in enumerate(self._columns)}
-        evidence: dict[int, int] = {}
-        for name, value in conditions.items():
-            v = position[name]
-            if name in self.bins_:
-                code = self.bins_[name].code_of(value)
-            else:
-                labels = pd.Series([value], dtype=object)
-                code = int(category_codes(labels, self._categories[name])[0])
-            if not self.conditionals_[name][:, code].any():
-                raise ConditionError(
-                    f"cannot sample with {name}={value!r}: the value never occurs in the "
-                    "training data, so the network gives it probability 0"
-                )
-            evidence[v] = code
-        ancestors = self._ancestors(evidence)
-        if not ancestors:
-            # The evidence's parents are all evidence: one configuration, one weight to check.
-            row = np.zeros((1, len(self._columns)), dtype=np.int64)
-            row[0, list(evidence)] = list(evidence.values())
-            if self._evidence_weights(row, evidence)[0] == 0:
-                raise ConditionError(
-                    f"cannot sample with {conditions}: the network gives these conditions "
-                    "together probability 0"
-                )
-        codes = np.zeros((n, len(self._columns)), dtype=np.int64)
-        codes[:, list(evidence)] = list(evidence.values())
-        worst_ess, worst_rows = math.inf, 1
-        for start in range(0, n if ancestors else 0, _CONDITIONED_CHUNK):
-            rows = min(_CONDITIONED_CHUNK, n - start)
-            drawn, ess = self._weighted_ancestors(rows, evidence, ancestors, conditions, rng)
-            codes[start : start + rows, ancestors] = drawn
-            if ess / rows < worst_ess / worst_rows:
-                worst_ess, worst_rows = ess, rows
-        if worst_ess < worst_rows / 10:
-            warnings.warn(
-                f"conditional sampling on {conditions}: the importance weights are concentrated "
-                f"(effective sample size {worst_ess:.0f} for {worst_rows} rows), so the columns "
-                "that influence the conditions repeat values more than the model would; "
-                "the conditions are rare under the model",
-                ConditionWarning,
-                stacklevel=3,
-            )
-        self._forward(
-            codes, [v for v in self._order_idx if v not in evidence and v not in ancestors], rng
-        )
-        out = self._decode(codes, rng)
-        for name, value in conditions.items():
-            if name in self.bins_:
-                out[name] = float(value)
-        return out
-
-    def _ancestors(self, variables: dict[int, int]) -> list[int]:
-        """Ancestors of ``variables`` that are not themselves in it, in network order."""
-        found: set[int] = set()
-        stack = list(variables)
-        while stack:
-            for p in self._parent_idx[stack.pop()]:
-                if p not in found:
-                    found.add(p)
-                    stack.append(p)
-        return [v for v in self._order_idx if v in found and v not in variables]
-
-    def _weighted_ancestors(
-        self,
-        rows: int,
-        evidence: dict[int, int],
-        ancestors: list[int],
-        conditions: dict[str, Any],
-        rng: np.random.Generator,
-    ) -> tuple[np.ndarray, float]:
-        """Ancestor states of ``rows`` rows drawn by likelihood weighting, and the pool's ESS."""
-        for size in (_POOL_SIZE, _LARGE_POOL_SIZE):
-            pool = np.zeros((size, len(self._columns)), dtype=np.int64)
-            for v, code in evidence.items():
-                pool[:, v] = code
-            self._forward(pool, ancestors, rng)
-            weights = self._evidence_weights(pool, evidence)
-            total = weights.sum()
-            ess = total**2 / np.sum(weights**2) if total > 0 else 0.0
-            if ess >= rows / 10:
-                break
-        if total == 0:
-            raise ConditionError(
-                f"cannot sample with {conditions}: none of {size:,} draws of the network can "
-                "meet these conditions together (they are impossible or extremely rare)"
-            )
-        chosen = rng.choice(size, size=rows, p=weights / total)
-        return pool[np.ix_(chosen, ancestors)], float(ess)
-
-    def _evidence_weights(self, codes: np.ndarray, evidence: dict[int, int]) -> np.ndarray:
-        """Probability of the evidence given its parents, for each row of ``codes``."""
-        weights = np.ones(len(codes))
-        for v, code in evidence.items():
-            pa = parent_index(codes, self._n_states, self._parent_idx[v])
-            weights *= self.conditionals_[self._columns[v]][pa, code]
-        return weights
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

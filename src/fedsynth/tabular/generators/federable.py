@@ -25,6 +25,7 @@ import pandas as pd
 
 from fedsynth.core.federable import ExtraState, proximal_term
 from fedsynth.exceptions import FedsynthWarning
+from fedsynth.tabular.generators._neural_torch import resolve_device
 from fedsynth.tabular.generators._site_offsets import merge_site_offsets
 from fedsynth.tabular.privacy.guards import CopyGuard
 
@@ -78,8 +79,6 @@ class FederableGenerator:
         -------
         self
         """
-        from fedsynth.tabular.generators._neural import resolve_device
-
         self._check_training_params()
         self.device_ = resolve_device(self.device)
         self._build_untrained(schema.encoder, np.random.default_rng(self.seed))

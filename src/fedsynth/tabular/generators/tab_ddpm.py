@@ -12,7 +12,7 @@ from fedsynth.core.privacy.config import DPConfig
 from fedsynth.core.registry import register
 from fedsynth.tabular.generators._ddpm_diffusion import MixedDiffusion, Multistep
 from fedsynth.tabular.generators._ddpm_networks import build_denoiser
-from fedsynth.tabular.generators._ddpm_space import ModelSpace
+from fedsynth.tabular.generators._ddpm_space import ModelSpace, quantile_knots
 from fedsynth.tabular.generators._neural import NeuralGenerator
 from fedsynth.tabular.generators._neural_private import private_step
 from fedsynth.tabular.transforms import TableEncoder
@@ -28,13 +28,15 @@ class TabDDPM(NeuralGenerator):
     The table is encoded by :class:`~fedsynth.tabular.transforms.TableEncoder`, as for TVAE
     (mixture modes of numbers, one-hot categories, missingness indicators, log durations), then
     mapped to the model space of :mod:`fedsynth.tabular.generators._ddpm_space`: each number
-    becomes one normal score ``Phi^-1(F(x))`` under the encoder's own mixture ``F`` (TabDDPM's
-    quantile transform, with the quantiles of the fitted mixture, so that it needs no
-    statistic beyond the encoder's: the same encoder serves federation, where a server builds
-    it from site statistics, and DP, where it is fitted on a private proxy), and every one-hot
-    span (a category, a missingness indicator, the mode of a column of few values) stays
-    one-hot. The scores diffuse as Gaussian diffusion and the spans as multinomial diffusion
-    (Hoogeboom et al. 2021), on one cosine schedule of ``timesteps`` steps; an MLP (TabDDPM's,
+    becomes one normal score ``Phi^-1(F(x))``, ``F`` TabDDPM's quantile transform of the
+    training rows (under DP, of the private proxy the encoder is fitted on; a federated model,
+    which has only the sites' statistics, and a private fit without a proxy use the encoder's
+    mixture), a value held by many rows spread over its share of the scores; and every
+    one-hot span (a category, a missingness indicator, the mode of a column of few values)
+    stays one-hot. New scores are read back straight to values, the whole range of the
+    quantiles, not through the encoder's modes (clipped at 4 standard deviations). The scores
+    diffuse as Gaussian diffusion and the spans as multinomial diffusion (Hoogeboom et al.
+    2021), on one cosine schedule of ``timesteps`` steps; an MLP (TabDDPM's,
     with a sinusoidal step embedding) predicts each score's velocity and each span's clean
     category from the noisy row and its step (see
     :mod:`fedsynth.tabular.generators._ddpm_diffusion`, which also says why velocity and not
@@ -109,6 +111,11 @@ class TabDDPM(NeuralGenerator):
         The denoising MLP (a plain module, for DP-SGD and federated averaging).
     diffusion_ : MixedDiffusion
         The schedule and the span layout of the diffusion.
+    space_ : ModelSpace
+        The map between the encoder's matrix and the model space; ``space_.quantiles`` holds
+        the numbers' quantiles (saved with the model: like the encoder's mixture and bounds, a
+        summary of the training rows' values, up to 1,000 quantiles and the shares of common
+        values per column).
     history_ : list of dict
         Per epoch: ``epoch``, ``loss`` (per row) and, with early stopping, ``validation``;
         under ``dp`` only ``epoch``.
@@ -140,6 +147,8 @@ class TabDDPM(NeuralGenerator):
     """
 
     native_conditioning = True
+    #: Rows the numbers' quantiles are taken from while a fit builds the model (else None).
+    _quantile_rows: pd.DataFrame | None = None
 
     def __init__(
         self,
@@ -219,10 +228,36 @@ class TabDDPM(NeuralGenerator):
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
 
+    def _start_training(
+        self,
+        data: pd.DataFrame,
+        rng: np.random.Generator,
+        plan=None,
+        proxy: pd.DataFrame | None = None,
+        pretrain_epochs: int = 0,
+    ) -> None:
+        # The numbers' quantiles come from rows read at no privacy cost (see _ddpm_space): the
+        # training rows of a plain fit, the proxy of a private one (none: the mixture's map).
+        self._quantile_rows = data if plan is None else proxy
+        try:
+            super()._start_training(data, rng, plan, proxy, pretrain_epochs)
+        finally:
+            self._quantile_rows = None
+
     def _build(self, encoder: TableEncoder) -> None:
         import torch
 
         self.space_ = ModelSpace(encoder)
+        if self._quantile_rows is not None:
+            values = self.space_.values(self._quantile_rows)
+            self.space_ = ModelSpace(
+                encoder,
+                {
+                    column: quantile_knots(values[:, i])
+                    for i, column in enumerate(self.space_.value_columns)
+                    if np.isfinite(values[:, i]).any()
+                },
+            )
         self.diffusion_ = MixedDiffusion(
             self.space_.n_values, self.space_.widths, int(self.timesteps), self.device_
         )
@@ -236,8 +271,14 @@ class TabDDPM(NeuralGenerator):
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"denoiser": self.denoiser_}
 
+    def _training_matrix(self, data: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """Model-space rows of ``data`` (see _ddpm_space): the numbers read from the table
+        itself, unclipped, each tied value's score drawn within its quantiles' range."""
+        space = self.space_
+        return space.to_model(self.encoder_.transform(data), space.values(data), rng)
+
     def _train(self, matrix: np.ndarray, rng: np.random.Generator, plan=None, **kwargs) -> None:
-        # The loop trains on model-space rows (see _ddpm_space), mapped once per fit. Each
+        # The loop trains on model-space rows (_training_matrix), mapped once per fit. Each
         # call's learning rate decays linearly to 0 over its epochs, as TabDDPM anneals it:
         # measured on SUPPORT2, the last epochs at a small rate are what settles the weights.
         self._epoch_of_fit = 0
@@ -245,7 +286,7 @@ class TabDDPM(NeuralGenerator):
         if self.ema_decay > 0:
             self._ema = [p.detach().clone() for p in self.denoiser_.parameters()]
         try:
-            super()._train(self.space_.to_model(matrix), rng, plan, **kwargs)
+            super()._train(matrix, rng, plan, **kwargs)
             if self._ema is not None:
                 import torch
 
@@ -354,6 +395,17 @@ class TabDDPM(NeuralGenerator):
         super()._set_state(state, arrays)
         self.denoiser_.eval()
 
+    def _extra_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        names = list(self.space_.quantiles)
+        arrays = {f"quantiles_{i}": self.space_.quantiles[c] for i, c in enumerate(names)}
+        return {"quantiles": names}, arrays
+
+    def _load_extra_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        # Files saved before the quantiles were kept have none: the mixture's map, as then.
+        names = state.get("quantiles", [])
+        quantiles = {c: arrays[f"quantiles_{i}"] for i, c in enumerate(names)}
+        self.space_ = ModelSpace(self.encoder_, quantiles)
+
     # ------------------------------------------------------------------ sampling
     def _generate(
         self,
@@ -380,7 +432,24 @@ class TabDDPM(NeuralGenerator):
         return x
 
     def _decode_matrices(self, matrices, rng: np.random.Generator) -> pd.DataFrame:
-        return super()._decode_matrices(map(self.space_.to_encoder, matrices), rng)
+        """The rows of model-space matrices: spans decoded by the encoder, numbers read
+        straight off their scores (not through a mode and an offset clipped at 4 standard
+        deviations) and finished by their column's transform."""
+        space = self.space_
+        values: list[np.ndarray] = []
+
+        def encoder_matrices():
+            for model in matrices:
+                values.append(space.values_of(model))
+                yield space.to_encoder(model)
+
+        out = super()._decode_matrices(encoder_matrices(), rng)
+        if space.n_values and values:
+            numbers = np.concatenate(values)
+            for i, column in enumerate(space.value_columns):
+                missing = out[column].isna().to_numpy()
+                out[column] = space.column_of(i, numbers[:, i], missing)
+        return out
 
     def _draws_discrete_spans(self) -> bool:
         return True  # the last step draws every softmax span one-hot
@@ -416,7 +485,8 @@ class TabDDPM(NeuralGenerator):
                 raise ValueError(f"cannot encode the condition {column}={value!r}: {problems}")
             values[:, block] = encoded
             mask[:, block] = True
-        known = torch.from_numpy(self.space_.to_model(values)).to(self.device_)
+        numbers = self.space_.values(pd.DataFrame({c: [v] for c, v in conditions.items()}))
+        known = torch.from_numpy(self.space_.to_model(values, numbers)).to(self.device_)
         return known, torch.from_numpy(self.space_.mask_to_model(mask)).to(self.device_)
 
 

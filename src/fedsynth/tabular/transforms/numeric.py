@@ -279,16 +279,28 @@ class ContinuousColumn:
         else:
             modes = np.zeros(n, dtype=np.int64)
         values = self.normalizer.decode(alpha, modes)
-        values = from_model_scale(values, self.log)  # inf is clipped to the upper bound below
-        low, high = self.bounds
+        missing = None
+        if self.has_missing:
+            missing = choose_slots(block[:, -2:], sample=sample, rng=rng) == 1
+        return self.column_of(values, missing)
+
+    def column_of(self, values: np.ndarray, missing: np.ndarray | None = None) -> pd.Series:
+        """The column holding ``values`` of the modelled scale (``log1p`` when :attr:`log`):
+        back on the column's scale, within bounds, rounded when whole, missing where
+        ``missing`` is true, in the column's dtype.
+
+        :meth:`decode` ends with it; a generator that models the values in a form of its own
+        (TabDDPM's normal scores) hands them over here.
+        """
+        values = from_model_scale(np.asarray(values, dtype=np.float64), self.log)
+        low, high = self.bounds  # inf from the scale's inverse is clipped to the upper bound
         if self.whole:
             # + 0.0 turns the -0.0 that rounding leaves for small negative values into 0.0,
             # which a CSV would otherwise show as "-0.0".
             values = np.clip(np.round(values), np.ceil(low), np.floor(high)) + 0.0
         else:
             values = np.clip(values, low, high)
-        if self.has_missing:
-            missing = choose_slots(block[:, -2:], sample=sample, rng=rng) == 1
+        if missing is not None:
             values[missing] = np.nan
         return numbers_to_dtype(
             values, self.dtype, whole=self.whole, missing_value=self.missing_value
