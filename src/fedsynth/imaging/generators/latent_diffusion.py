@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from fedsynth.core.federable import ExtraState
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError
 from fedsynth.core.registry import register
@@ -17,6 +16,7 @@ from fedsynth.exceptions import ImageDataError
 from fedsynth.imaging.generators import _diffusion as diffusion
 from fedsynth.imaging.generators._autoencoder import AdversarialPart, autoencoder_epoch
 from fedsynth.imaging.generators._federable import charge_plan
+from fedsynth.imaging.generators._latent_scale import LatentScaleState
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
 from fedsynth.imaging.generators._torch import (
     epoch_reporter,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 @register("latent_diffusion")
-class LatentDiffusion(ImageGenerator):
+class LatentDiffusion(LatentScaleState, ImageGenerator):
     """Latent diffusion model for 2-D multi-channel images, conditioned on label classes.
 
     The autoencoder (MONAI ``AutoencoderKL``) compresses each image by 2 per level after the
@@ -424,42 +424,6 @@ class LatentDiffusion(ImageGenerator):
                 "must come from public images; federate dp_gan, or latent_diffusion without dp"
             )
         self._train(scaled, classes, scaled, epochs, epochs, rng, None, False)
-
-    # ------------------------------------------------------------------ extra state
-    def _refresh_extra_state(self, scaled: np.ndarray, rng: np.random.Generator) -> None:
-        import torch
-
-        latents = diffusion.latent_means(
-            self.autoencoder_, torch.from_numpy(scaled).to(self.device_)
-        )
-        self._site_variance = diffusion.latent_variance(latents)
-
-    def export_extra_state(self) -> ExtraState:
-        """The latent variance of the site's images under the current autoencoder (set by a
-        :meth:`train_local` with ``extra_state=True``), or the model's own scale."""
-        variance = getattr(self, "_site_variance", 1.0 / self.latent_scale_**2)
-        return ExtraState({"latent_variance": float(variance)}, {})
-
-    def load_extra_state(self, state: ExtraState) -> None:
-        """Take the latent scale of a (merged) state."""
-        self.latent_scale_ = 1.0 / math.sqrt(float(state.config["latent_variance"]))
-        self.__dict__.pop("_site_variance", None)  # the site's own figure is superseded
-
-    @classmethod
-    def merge_extra_states(cls, states: Sequence[ExtraState], sizes: Sequence[float]) -> ExtraState:
-        """The sites' latent variances averaged by their sizes (the pooled images' variance
-        when the sites' latent means agree)."""
-        if not states:
-            raise ValueError("no extra state to merge")
-        shares = np.asarray(sizes, dtype=float) / float(np.sum(sizes))
-        variance = sum(s.config["latent_variance"] * w for s, w in zip(states, shares, strict=True))
-        return ExtraState({"latent_variance": float(variance)}, {})
-
-    def _extra_config(self) -> dict[str, Any]:
-        return {"latent_scale": float(self.latent_scale_)}
-
-    def _load_extra_config(self, state: dict[str, Any]) -> None:
-        self.latent_scale_ = float(state["latent_scale"])
 
     # ------------------------------------------------------------------ sampling
     def reconstruct(self, images: Any) -> ImageSet:
