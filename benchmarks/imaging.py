@@ -305,6 +305,25 @@ def main() -> None:
             if name == "real_central":
                 central[label] = predicted
         print(name, {k: round(v["auc"], 3) for k, v in arms[name]["labels"].items()}, flush=True)
+
+    def write_so_far() -> None:
+        result = {
+            "settings": vars(args)
+            | {"ldm": ldm, "dp_gan": gan, "ldm_local_epochs": study.ldm_local_epochs},
+            "images": {
+                "train": {k: len(v) for k, v in train_by_site.items()},
+                "holdout": len(holdout),
+                "test": len(test),
+                "test_site": args.test_site,
+            },
+            "arms": arms,
+            "wall_s": time.time() - started,
+            "cpu_s": time.process_time() - started_cpu,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        result["targets"] = targets(result)
+        write(result, args.name)
+
     for name in [a for a in args.arms.split(",") if a]:
         synthetic = SYNTHETIC_ARMS[name](study)
         row: dict[str, Any] = {
@@ -328,22 +347,9 @@ def main() -> None:
             f"FID ratio {row['fid_ratio']:.2f}",
             flush=True,
         )
-    result = {
-        "settings": vars(args)
-        | {"ldm": ldm, "dp_gan": gan, "ldm_local_epochs": study.ldm_local_epochs},
-        "images": {
-            "train": {k: len(v) for k, v in train_by_site.items()},
-            "holdout": len(holdout),
-            "test": len(test),
-            "test_site": args.test_site,
-        },
-        "arms": arms,
-        "wall_s": time.time() - started,
-        "cpu_s": time.process_time() - started_cpu,
-        "peak_rss_mb": peak_rss_mb(),
-    }
-    result["targets"] = targets(result)
-    write(result, args.name)
+        # Written after every arm: a run stopped later keeps the arms it finished.
+        write_so_far()
+    write_so_far()
 
 
 def _auc(result, arm: str, label: str) -> float | None:
