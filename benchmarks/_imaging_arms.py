@@ -49,6 +49,9 @@ class Study:
     copy_filter: bool = True
     #: The study's feature extractor (fitted on the pooled training images), for the filter.
     extractor: Any = None
+    #: A central ``latent_diffusion`` saved by an earlier run on the same images and seed, to
+    #: sample instead of refitting (its fit is then not timed).
+    central_model: str | None = None
 
     @property
     def pooled(self) -> ImageSet:
@@ -64,7 +67,7 @@ class Synthetic:
     """An arm's synthetic images and what they cost (CPU seconds of this process)."""
 
     images: ImageSet
-    fit_cpu_s: float
+    fit_cpu_s: float | None
     sample_cpu_s: float
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -164,14 +167,36 @@ def _release_pooled(gen, study: Study) -> tuple[ImageSet, dict[str, Any]]:
 
 
 def central_ldm(study: Study) -> Synthetic:
-    """One ``latent_diffusion`` fitted on the training sites' images pooled."""
+    """One ``latent_diffusion`` fitted on the training sites' images pooled (or loaded from
+    ``study.central_model``: then its training settings must be the study's, its sampling
+    settings become the study's, and the fit is not timed)."""
     gen = _make("latent_diffusion", study.ldm, study.seed)
-    with Clock() as fit:
-        gen.fit(study.pooled)
+    details: dict[str, Any] = {}
+    if study.central_model:
+        import fedsynth
+
+        wanted = gen.get_params()
+        gen = fedsynth.load(study.central_model)
+        sampling = ("guidance", "sampling_steps", "sampling_eta", "verbose")
+        found = {k: v for k, v in gen.get_params().items() if k not in sampling}
+        differ = sorted(k for k, v in found.items() if _same(v) != _same(wanted[k]))
+        if differ or gen.schema_.n_images != len(study.pooled):
+            raise SystemExit(f"{study.central_model}: another model than this arm's ({differ})")
+        gen.set_params(**{k: wanted[k] for k in sampling})
+        fit_cpu, details["loaded_from"] = None, study.central_model
+    else:
+        with Clock() as fit:
+            gen.fit(study.pooled)
+        fit_cpu = fit.cpu
     gen.sample(4, seed=0)  # the first draw's set-up out of the clock
     with Clock() as sample:
-        images, details = _release_pooled(gen, study)
-    return Synthetic(images, fit.cpu, sample.cpu, details)
+        images, filtered = _release_pooled(gen, study)
+    return Synthetic(images, fit_cpu, sample.cpu, details | filtered)
+
+
+def _same(value: Any) -> Any:
+    """Parameters compared across a JSON round trip (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def fedavg_ldm(study: Study) -> Synthetic:
