@@ -82,8 +82,10 @@ def arguments() -> argparse.Namespace:
     add(
         "--synthetic",
         type=int,
-        default=None,
-        help="synthetic images per arm (default: as many as the training images)",
+        default=2000,
+        help="synthetic images per arm (default 2000: on the central latent_diffusion, 2000 "
+        "gave the classifiers AUC 0.841 / 0.885 against 0.818 / 0.829 with as many as the 317 "
+        "training images, results/imaging_ldm_guidance.md; 0: as many as the training images)",
     )
     add("--clf-epochs", type=int, default=None, help="classifier epochs (default: its own)")
     add("--clf-rounds", type=int, default=10, help="FedAvg rounds of the real classifier")
@@ -129,7 +131,7 @@ def arguments() -> argparse.Namespace:
     )
     args = parser.parse_args()
     if args.quick:
-        defaults = {"n": 1000, "synthetic": None, "clf_epochs": None, "clf_rounds": 10}
+        defaults = {"n": 1000, "synthetic": 2000, "clf_epochs": None, "clf_rounds": 10}
         defaults |= {"ldm_epochs": None, "ldm_ae_epochs": None, "ldm_rounds": 10}
         defaults["gan_epochs"] = None
         for key, value in QUICK.items():
