@@ -66,7 +66,8 @@ def test_guided_estimate_mixes_conditional_and_null_class(guidance, eta):
 
 def test_a_fitted_model_samples_with_its_guidance(cohort):
     gen = fedsynth.make("latent_diffusion", seed=0, **TINY["latent_diffusion"]).fit(cohort)
-    plain = gen.sample(6, seed=3)
+    assert gen.guidance == 1.5  # the default
+    plain = gen.set_params(guidance=1.0).sample(6, seed=3)
     guided = gen.set_params(guidance=2.5).sample(6, seed=3)
     # Same classes drawn, other images: the null class's estimate now enters every step.
     assert plain.labels.equals(guided.labels)
