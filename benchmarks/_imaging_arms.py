@@ -37,6 +37,7 @@ class Study:
     """What every arm gets: the training sites and the settings from the command line."""
 
     sites: dict[str, ImageSet]
+    holdouts: dict[str, ImageSet]
     n_synthetic: int
     seed: int
     ldm: dict[str, Any]
@@ -44,10 +45,21 @@ class Study:
     ldm_rounds: int
     ldm_local_epochs: int
     epsilon: float
+    #: Release through the near-copy filter (:mod:`fedsynth.imaging.validation.copy_filter`).
+    copy_filter: bool = True
+    #: The study's feature extractor (fitted on the pooled training images), for the filter.
+    extractor: Any = None
+    #: A central ``latent_diffusion`` saved by an earlier run on the same images and seed, to
+    #: sample instead of refitting (its fit is then not timed).
+    central_model: str | None = None
 
     @property
     def pooled(self) -> ImageSet:
         return concat(list(self.sites.values()))
+
+    @property
+    def pooled_holdout(self) -> ImageSet:
+        return concat(list(self.holdouts.values()))
 
 
 @dataclass
@@ -55,7 +67,7 @@ class Synthetic:
     """An arm's synthetic images and what they cost (CPU seconds of this process)."""
 
     images: ImageSet
-    fit_cpu_s: float
+    fit_cpu_s: float | None
     sample_cpu_s: float
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -98,32 +110,93 @@ def _shares(sizes: list[int], n: int) -> list[int]:
     return counts.tolist()
 
 
+def _release(
+    gen, n: int, seed: int, study: Study, train: ImageSet, holdout: ImageSet, extractor
+) -> tuple[ImageSet, dict[str, Any]]:
+    """``n`` images of ``gen``; with ``study.copy_filter``, drawn through the near-copy filter
+    against ``train`` with ``holdout``'s closest approach as the reference (redraws included
+    in the sampling clock of the caller)."""
+    if not study.copy_filter:
+        return gen.sample(n, seed=seed), {}
+    from fedsynth.imaging.validation.copy_filter import sample_without_near_copies
+
+    found = sample_without_near_copies(gen, n, train, holdout, seed=seed, extractor=extractor)
+    return found.images, {"dropped": found.dropped, "thresholds": found.thresholds}
+
+
 def generator_sharing(study: Study) -> Synthetic:
     """CATphishing: each site fits its own ``latent_diffusion``; the pooled set samples each
-    site's model in proportion to its number of images."""
-    parts, fit, sample = [], 0.0, 0.0
+    site's model in proportion to its number of images. With the copy filter, each site's
+    draws are checked against that site's own training images (its holdout the reference, in
+    pixels): the site that trained a generator holds the images to check its samples against."""
+    parts, fit, sample, filtered = [], 0.0, 0.0, {}
     counts = _shares([len(s) for s in study.sites.values()], study.n_synthetic)
-    for k, (images, n) in enumerate(zip(study.sites.values(), counts, strict=True)):
+    for k, (site, n) in enumerate(zip(study.sites, counts, strict=True)):
+        images = study.sites[site]
         gen = _make("latent_diffusion", study.ldm, study.seed + k)
         with Clock() as clock:
             gen.fit(images)
         fit += clock.cpu
         gen.sample(4, seed=0)  # the first draw's set-up out of the clock
         with Clock() as clock:
-            parts.append(gen.sample(n, seed=study.seed + 100 + k))
+            drawn, filtered[site] = _release(
+                gen, n, study.seed + 100 + k, study, images, study.holdouts[site], None
+            )
+            parts.append(drawn)
         sample += clock.cpu
-    return Synthetic(concat(parts), fit, sample, {"site_samples": counts})
+    details: dict[str, Any] = {"site_samples": counts}
+    if study.copy_filter:
+        dropped = sum(f["dropped"] for f in filtered.values())
+        details["copy_filter"] = {"dropped": dropped, "sites": filtered}
+    return Synthetic(concat(parts), fit, sample, details)
+
+
+def _release_pooled(gen, study: Study) -> tuple[ImageSet, dict[str, Any]]:
+    """A model trained on all training sites: its draws checked against them all (pixels and
+    the study's features)."""
+    images, filtered = _release(
+        gen,
+        study.n_synthetic,
+        study.seed + 100,
+        study,
+        study.pooled,
+        study.pooled_holdout,
+        study.extractor,
+    )
+    return images, ({"copy_filter": filtered} if filtered else {})
 
 
 def central_ldm(study: Study) -> Synthetic:
-    """One ``latent_diffusion`` fitted on the training sites' images pooled."""
+    """One ``latent_diffusion`` fitted on the training sites' images pooled (or loaded from
+    ``study.central_model``: then its training settings must be the study's, its sampling
+    settings become the study's, and the fit is not timed)."""
     gen = _make("latent_diffusion", study.ldm, study.seed)
-    with Clock() as fit:
-        gen.fit(study.pooled)
+    details: dict[str, Any] = {}
+    if study.central_model:
+        import fedsynth
+
+        wanted = gen.get_params()
+        gen = fedsynth.load(study.central_model)
+        sampling = ("guidance", "sampling_steps", "sampling_eta", "verbose")
+        found = {k: v for k, v in gen.get_params().items() if k not in sampling}
+        differ = sorted(k for k, v in found.items() if _same(v) != _same(wanted[k]))
+        if differ or gen.schema_.n_images != len(study.pooled):
+            raise SystemExit(f"{study.central_model}: another model than this arm's ({differ})")
+        gen.set_params(**{k: wanted[k] for k in sampling})
+        fit_cpu, details["loaded_from"] = None, study.central_model
+    else:
+        with Clock() as fit:
+            gen.fit(study.pooled)
+        fit_cpu = fit.cpu
     gen.sample(4, seed=0)  # the first draw's set-up out of the clock
     with Clock() as sample:
-        images = gen.sample(study.n_synthetic, seed=study.seed + 100)
-    return Synthetic(images, fit.cpu, sample.cpu)
+        images, filtered = _release_pooled(gen, study)
+    return Synthetic(images, fit_cpu, sample.cpu, details | filtered)
+
+
+def _same(value: Any) -> Any:
+    """Parameters compared across a JSON round trip (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def fedavg_ldm(study: Study) -> Synthetic:
@@ -165,8 +238,8 @@ def fedavg_ldm(study: Study) -> Synthetic:
         server.load_extra_state(type(server).merge_extra_states(states, sizes))
     server.sample(4, seed=0)
     with Clock() as sample:
-        images = server.sample(study.n_synthetic, seed=study.seed + 100)
-    details = {"rounds": study.ldm_rounds, "local_epochs": study.ldm_local_epochs}
+        images, details = _release_pooled(server, study)
+    details |= {"rounds": study.ldm_rounds, "local_epochs": study.ldm_local_epochs}
     return Synthetic(images, fit.cpu, sample.cpu, details)
 
 
@@ -207,10 +280,9 @@ def dp_gan(private: bool) -> Callable[[Study], Synthetic]:
             gen.fit(study.pooled)
         gen.sample(4, seed=0)
         with Clock() as sample:
-            images = gen.sample(study.n_synthetic, seed=study.seed + 100)
-        details = {}
+            images, details = _release_pooled(gen, study)
         if epsilon is not None:
-            details = independent_epsilon(gen.privacy_spent_)
+            details |= independent_epsilon(gen.privacy_spent_)
             details["target_epsilon"] = float(epsilon)
             details["delta"] = DELTA
         return Synthetic(images, fit.cpu, sample.cpu, details)

@@ -8,16 +8,26 @@ images: no downloaded weights). PIQE scores each image's quality without a refer
 (:mod:`~fedsynth.imaging.validation.quality`); the utility metric trains a small CNN on the
 synthetic images and tests it on the real holdout per label column
 (:mod:`~fedsynth.imaging.validation.utility`). :func:`validate_images` runs them all.
+:func:`sample_without_near_copies` releases a generator's images with none closer to a training
+image than real unseen images are (:mod:`~fedsynth.imaging.validation.copy_filter`).
 """
 
 from fedsynth.imaging.validation.api import IMAGE_METRICS, validate_images
+from fedsynth.imaging.validation.copy_filter import (
+    CopyFilterResult,
+    near_copy_mask,
+    sample_without_near_copies,
+)
 from fedsynth.imaging.validation.data import ImageValidationData, prepare_image_validation
 from fedsynth.imaging.validation.features import FeatureExtractor
 
 __all__ = [
     "IMAGE_METRICS",
+    "CopyFilterResult",
     "FeatureExtractor",
     "ImageValidationData",
+    "near_copy_mask",
     "prepare_image_validation",
+    "sample_without_near_copies",
     "validate_images",
 ]
