@@ -17,37 +17,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedsynth.core.progress import ProgressCallback, training_progress
+from fedsynth.core.torch_device import resolve_device, torch_seed
 
 if TYPE_CHECKING:
     import torch
 
     from fedsynth.core.privacy.dp_sgd import PrivateTraining
 
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; any other value is passed to torch.
-
-    Raises
-    ------
-    ValueError
-        For a device torch does not know, or CUDA asked for where there is none.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    return resolved
-
-
-def torch_seed(rng: np.random.Generator) -> int:
-    """A seed for torch drawn from ``rng``."""
-    return int(rng.integers(0, 2**62))
+# resolve_device and torch_seed live in core (the table generators share them).
+__all__ = [
+    "epoch_reporter",
+    "load_state_arrays",
+    "poisson_batches",
+    "private_step",
+    "resolve_device",
+    "seeded",
+    "shuffled_batches",
+    "state_arrays",
+    "torch_seed",
+]
 
 
 @contextlib.contextmanager

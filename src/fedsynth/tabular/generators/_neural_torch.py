@@ -9,30 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
+from fedsynth.core.torch_device import resolve_device, torch_seed
 
 if TYPE_CHECKING:
     import torch
 
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; any other value is passed to torch."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    return resolved
-
-
-def torch_seed(rng: np.random.Generator) -> int:
-    """A seed for torch drawn from ``rng``."""
-    return int(rng.integers(0, 2**62))
+# resolve_device and torch_seed live in core (the image generators share them); kept
+# importable from here, where the tier and federated code look for them.
+__all__ = ["ShuffledBatches", "resolve_device", "torch_seed"]
 
 
 class ShuffledBatches:
