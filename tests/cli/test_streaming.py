@@ -9,7 +9,9 @@ peak virtual size (VmPeak, what ``RLIMIT_AS`` bounds) and peak resident size (Vm
   780 MB virtual, 304 MB resident, 43 s (24 s as the test below, under the ceiling);
 - the same command before streaming (all rows gathered, then written): 1,070 MB virtual,
   597 MB resident;
-- ``sample(2_000_000)`` in memory: 1,330 MB virtual, 928 MB resident.
+- ``sample(2_000_000)`` in memory as one whole-table draw: 1,330 MB virtual, 928 MB resident
+  (``sample`` now draws a table this large in two parts of 1,000,000 rows, which stays under
+  the ceiling; the check below switches the parts off).
 
 The ceiling of 1 GiB of address space therefore holds the streamed run with some 240 MB to
 spare, and a full materialisation of the 2,000,000 rows exceeds it (checked below as well).
@@ -74,7 +76,13 @@ def test_two_million_rows_stream_to_csv_under_a_memory_ceiling(model, tmp_path):
 
 
 def test_the_ceiling_stops_a_full_materialisation(model):
-    draw = f"import fedsynth; fedsynth.load({str(model)!r}).sample({ROWS})"
+    # One whole-table draw, as a command that gathered every row before writing would make:
+    # sample() itself now draws tables this large in parts (``_parts.py``), which keeps its
+    # intermediates small, so the parts are switched off here.
+    draw = (
+        "import fedsynth; from fedsynth.tabular.generators import _parts; "
+        f"_parts.SAMPLE_PART_CELLS = 10**12; fedsynth.load({str(model)!r}).sample({ROWS})"
+    )
     done = _run("-c", draw)
     assert done.returncode != 0
     assert "MemoryError" in done.stderr
