@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import fedsynth
+from fedsynth.core.torch_device import resolve_device
 from fedsynth.exceptions import FedsynthError
-from fedsynth.tabular.generators._neural_torch import ShuffledBatches, resolve_device
+from fedsynth.tabular.generators._neural_torch import ShuffledBatches
 from fedsynth.tabular.generators._vae import _CONTEXT_LR_FACTOR
 
 FAST = {"epochs": 3, "batch_size": 100}

@@ -22,8 +22,8 @@ import numpy as np
 from fedsynth.core.federable import ExtraState, proximal_term
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import resolve_dp
+from fedsynth.core.torch_device import resolve_device
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
-from fedsynth.imaging.generators._torch import resolve_device
 
 if TYPE_CHECKING:
     from fedsynth.core.privacy.dp_sgd import PrivateTraining

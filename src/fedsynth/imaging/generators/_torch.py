@@ -1,5 +1,5 @@
-"""What the image generators share with torch: device, seeding, batches, progress, the DP-SGD
-step.
+"""What the image generators share with torch: seeding, batches, progress, the DP-SGD step
+(the device and torch seeds are :mod:`fedsynth.core.torch_device`'s).
 
 The imaging package stands beside the tabular one (it imports only :mod:`fedsynth.core`), so
 the few helpers it shares in spirit with the neural table generators are written here, on the
@@ -17,25 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedsynth.core.progress import ProgressCallback, training_progress
-from fedsynth.core.torch_device import resolve_device, torch_seed
+from fedsynth.core.torch_device import torch_seed
 
 if TYPE_CHECKING:
     import torch
 
     from fedsynth.core.privacy.dp_sgd import PrivateTraining
-
-# resolve_device and torch_seed live in core (the table generators share them).
-__all__ = [
-    "epoch_reporter",
-    "load_state_arrays",
-    "poisson_batches",
-    "private_step",
-    "resolve_device",
-    "seeded",
-    "shuffled_batches",
-    "state_arrays",
-    "torch_seed",
-]
 
 
 @contextlib.contextmanager

@@ -22,16 +22,11 @@ import numpy as np
 from fedsynth.core.base import BaseEstimator
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError
 from fedsynth.core.progress import ProgressCallback
+from fedsynth.core.torch_device import resolve_device, torch_seed
 from fedsynth.exceptions import FedsynthError
 from fedsynth.imaging.generators._federable import FederableImages
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
-from fedsynth.imaging.generators._torch import (
-    load_state_arrays,
-    resolve_device,
-    seeded,
-    state_arrays,
-    torch_seed,
-)
+from fedsynth.imaging.generators._torch import load_state_arrays, seeded, state_arrays
 from fedsynth.imaging.imageset import ImageSet
 
 if TYPE_CHECKING:

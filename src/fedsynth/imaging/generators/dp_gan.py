@@ -12,10 +12,11 @@ import numpy as np
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings
 from fedsynth.core.registry import register
+from fedsynth.core.torch_device import torch_seed
 from fedsynth.imaging.generators._federable import charge_plan
 from fedsynth.imaging.generators._gan import LOSSES, gan_epoch
 from fedsynth.imaging.generators._schema import ImageSchema
-from fedsynth.imaging.generators._torch import epoch_reporter, shuffled_batches, torch_seed
+from fedsynth.imaging.generators._torch import epoch_reporter, shuffled_batches
 from fedsynth.imaging.generators.base import ImageGenerator
 from fedsynth.imaging.generators.networks import ConditionalGenerator, ProjectionDiscriminator
 

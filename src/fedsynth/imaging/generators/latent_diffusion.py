@@ -12,18 +12,14 @@ import numpy as np
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError
 from fedsynth.core.registry import register
+from fedsynth.core.torch_device import torch_seed
 from fedsynth.exceptions import ImageDataError
 from fedsynth.imaging.generators import _diffusion as diffusion
 from fedsynth.imaging.generators._autoencoder import AdversarialPart, autoencoder_epoch
 from fedsynth.imaging.generators._federable import charge_plan
 from fedsynth.imaging.generators._latent_scale import LatentScaleState
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
-from fedsynth.imaging.generators._torch import (
-    epoch_reporter,
-    seeded,
-    shuffled_batches,
-    torch_seed,
-)
+from fedsynth.imaging.generators._torch import epoch_reporter, seeded, shuffled_batches
 from fedsynth.imaging.generators.base import ImageGenerator
 from fedsynth.imaging.generators.networks import build_autoencoder, build_unet
 from fedsynth.imaging.imageset import ImageSet

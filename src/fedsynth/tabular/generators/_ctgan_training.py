@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fedsynth.core.torch_device import torch_seed
 from fedsynth.tabular.generators._ctgan_networks import (
     PENALTY_WEIGHT,
     moment_distance,
     with_conditions,
 )
 from fedsynth.tabular.generators._ctgan_sampler import TrainingSampler
-from fedsynth.tabular.generators._neural_torch import torch_seed
 
 if TYPE_CHECKING:
     import torch

@@ -37,13 +37,14 @@ import pandas as pd
 
 from fedsynth.core.privacy.config import DPSettings
 from fedsynth.core.progress import training_progress
+from fedsynth.core.torch_device import resolve_device, torch_seed
 from fedsynth.exceptions import FedsynthError
 from fedsynth.tabular.generators._neural_private import (
     _EARLY_STOPPING_UNDER_DP,
     PrivateFitting,
     _training_spend,
 )
-from fedsynth.tabular.generators._neural_torch import ShuffledBatches, resolve_device, torch_seed
+from fedsynth.tabular.generators._neural_torch import ShuffledBatches
 from fedsynth.tabular.generators._neural_weights import NeuralWeights
 from fedsynth.tabular.generators.base import BaseGenerator
 from fedsynth.tabular.generators.federable import FederableGenerator

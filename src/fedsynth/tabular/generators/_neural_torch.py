@@ -1,22 +1,13 @@
-"""The torch plumbing of the neural table generators: the device, torch seeds, the batches.
-
-Kept apart from :mod:`fedsynth.tabular.generators._neural` (the training and sampling of the
-tier) so that the pieces which need nothing of a generator, and that federated code calls
-directly (:func:`resolve_device`), stand on their own.
+"""The batches of the neural table generators (:class:`ShuffledBatches`); the device and torch
+seeds they share with the image generators are in :mod:`fedsynth.core.torch_device`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fedsynth.core.torch_device import resolve_device, torch_seed
-
 if TYPE_CHECKING:
     import torch
-
-# resolve_device and torch_seed live in core (the image generators share them); kept
-# importable from here, where the tier and federated code look for them.
-__all__ = ["ShuffledBatches", "resolve_device", "torch_seed"]
 
 
 class ShuffledBatches:

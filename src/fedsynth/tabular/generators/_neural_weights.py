@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from fedsynth.core.torch_device import resolve_device
 from fedsynth.exceptions import FedsynthError
-from fedsynth.tabular.generators._neural_torch import resolve_device
 from fedsynth.tabular.transforms import TableEncoder
 
 if TYPE_CHECKING:

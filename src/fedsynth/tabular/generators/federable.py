@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.core.federable import ExtraState, proximal_term
+from fedsynth.core.torch_device import resolve_device
 from fedsynth.exceptions import FedsynthWarning
-from fedsynth.tabular.generators._neural_torch import resolve_device
 from fedsynth.tabular.generators._site_offsets import merge_site_offsets
 from fedsynth.tabular.privacy.guards import CopyGuard
 
