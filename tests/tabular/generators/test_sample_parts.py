@@ -38,13 +38,13 @@ def small_parts(monkeypatch):
 def test_parts_keep_columns_dtypes_and_reproducibility(real, small_parts, monkeypatch, model):
     gen = fedsynth.make(model, seed=0).fit(real)
     sizes: list[int] = []
-    draw = gen._draw
+    draw = gen._draw_part
 
     def spy(n, checked, rng):
         sizes.append(n)
         return draw(n, checked, rng)
 
-    monkeypatch.setattr(gen, "_draw", spy)
+    monkeypatch.setattr(gen, "_draw_part", spy)
     big = gen.sample(100, seed=1)
     assert sizes == [40, 40, 20]
     small = gen.sample(30, seed=1)
@@ -91,3 +91,18 @@ def test_the_memory_refusal_still_comes_first(real, small_parts, monkeypatch):
     monkeypatch.setattr(base, "SAMPLE_MEMORY_LIMIT", 100 * 4 * 8)
     with pytest.raises(base.SampleTooLargeError, match="sample_blocks"):
         gen.sample(101)
+
+
+def test_a_large_block_of_sample_blocks_is_drawn_in_parts(real, small_parts, monkeypatch):
+    gen = fedsynth.make("gaussian_copula", seed=0).fit(real)
+    sizes: list[int] = []
+    draw = gen._draw_part
+
+    def spy(n, checked, rng):
+        sizes.append(n)
+        return draw(n, checked, rng)
+
+    monkeypatch.setattr(gen, "_draw_part", spy)
+    blocks = list(gen.sample_blocks(130, block_size=100, seed=1))
+    assert [len(b) for b in blocks] == [100, 30]
+    assert sizes == [40, 40, 20, 30]

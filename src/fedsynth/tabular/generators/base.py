@@ -18,6 +18,7 @@ read them there.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -221,9 +222,8 @@ class BaseGenerator(BaseEstimator):
 
         Notes
         -----
-        Draws of more than ``SAMPLE_PART_CELLS`` cells (``_parts.py``; 200,000 rows of 50
-        columns) are made in parts from the same random stream and joined, which keeps the
-        cost per row flat as ``n`` grows.
+        More than ``SAMPLE_PART_CELLS`` cells (``_parts.py``) are drawn in parts from the same
+        random stream and joined, which keeps the cost per row flat as ``n`` grows.
 
         Raises
         ------
@@ -250,8 +250,7 @@ class BaseGenerator(BaseEstimator):
                 "with `fedsynth sample MODEL --rows N --out FILE`"
             )
         rng = self._sample_rng if seed is None else np.random.default_rng(seed)
-        checked = self._checked_conditions(conditions)
-        return draw_in_parts(lambda k: self._draw(k, checked, rng), n, len(self.columns_))
+        return self._draw(n, self._checked_conditions(conditions), rng)
 
     def sample_blocks(
         self,
@@ -324,7 +323,13 @@ class BaseGenerator(BaseEstimator):
         return check_conditions(conditions or {}, self.metadata_, self.columns_, self.constants_)
 
     def _draw(self, n: int, checked: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
-        """``n`` rows satisfying the checked conditions, past the copy guard."""
+        """``n`` rows satisfying the checked conditions, past the copy guard; a large draw (of
+        ``sample`` or of one block of ``sample_blocks``) in parts (``_parts.py``)."""
+        part = functools.partial(self._draw_part, checked=checked, rng=rng)
+        return draw_in_parts(part, n, len(self.columns_))
+
+    def _draw_part(self, n: int, checked: dict[str, Any], rng: np.random.Generator) -> pd.DataFrame:
+        """One part of :meth:`_draw`: ``n`` rows drawn as one table."""
         learned_conditions = {c: v for c, v in checked.items() if c not in self.constants_}
         # A federated model samples each site's share with the site as a condition (site_mix).
         mix: SiteMix | None = getattr(self, "site_mix_", None)
