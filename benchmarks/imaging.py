@@ -120,6 +120,13 @@ def arguments() -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--name", default=None)
     add(
+        "--save-synthetic",
+        default=None,
+        metavar="DIR",
+        help="save each arm's released synthetic set under DIR/ARM (fedsynth's image-set "
+        "folder), e.g. to train its classifiers again with imaging_classifier_seeds.py",
+    )
+    add(
         "--combine",
         nargs="+",
         metavar="PART",
@@ -344,6 +351,10 @@ def main() -> None:
             **image_checks(train, holdout, synthetic.images, extractor, args.seed),
             "labels": {},
         }
+        if args.save_synthetic:
+            from fedsynth.imaging.npz import save_image_set
+
+            save_image_set(synthetic.images, os.path.join(args.save_synthetic, name))
         for label in LABELS:
             model, cpu = train_classifier(label, synthetic.images, args)
             result, _ = score(model, test, central[label])
