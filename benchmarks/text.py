@@ -301,12 +301,13 @@ def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, hol
         clean_gen = generator(params, None)
         clean = clean_gen.sample(args.notes, conditions=rows)
         clean_scores = [np.array(e["scores"]) for e in clean_gen.release_log_]
-        sets, same, noise = {}, {}, {}
+        sets, same, noise, chosen = {}, {}, {}, {}
         for eps in (1.0, 3.0, 8.0):
             for draw in range(1, args.noise_draws + 1):
                 gen = generator(params, {"epsilon": eps, "delta": DELTA}, draw)
                 texts = gen.sample(args.notes, conditions=rows)
                 sets[(eps, draw)] = embedder.embed(texts)
+                chosen[(eps, draw)] = [e["style"] for e in gen.release_log_]
                 same[(eps, draw)] = np.mean([a == b for a, b in zip(texts, clean, strict=True)])
                 # The noise on each candidate's score in this draw (released minus noiseless).
                 noise[(eps, draw)] = [
@@ -325,6 +326,10 @@ def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, hol
                 "frechet_mean": float(f.mean()),
                 "frechet_q": [float(np.quantile(f, q)) for q in (0.025, 0.5, 0.975)],
                 "frechet_values": f.tolist(),
+                # Which public instruction (style) the releases chose, over draws and notes.
+                "style_counts": np.bincount(
+                    [x for k in keys for x in chosen[k]], minlength=1
+                ).tolist(),
                 # More prompts, extrapolated: if the noiseless sum grows in proportion to the
                 # prompts (the same mean answer per prompt), m times the prompts leave the
                 # choice as with this sum and the noise divided by m.
@@ -343,6 +348,130 @@ def noise_draws(args, generator, rows, per_note, shared, centroid, embedder, hol
             }
         print(f"noise draws {kind}: done", flush=True)
     return out
+
+
+def style_table(args, runs, draws, cached, styled, row_dicts, embedder, holdout_emb):
+    """Per public instruction (style): the notes all written from it, and how often ESA chose it.
+
+    The notes of one style are each note's first candidate from that style's instruction,
+    grounded as released (style 0: the zero-shot notes): what a choice of style by hand, reading
+    no private note, would give. ``None`` without ``--candidate-styles``.
+    """
+    from fedsynth.text.grounding import grounded_note, least_contradicting
+    from fedsynth.text.metrics import frechet_bootstrap
+
+    if not args.candidate_styles:
+        return None
+    generated: dict[str, list[str]] = {}  # each public prompt's answers, in order of generation
+    for messages, text in cached.outputs.values():
+        generated.setdefault(messages[-1]["content"], []).append(text)
+    first = {prompt: texts[0] for prompt, texts in generated.items()}
+    n_styles = len(styled[0])
+    sets = {
+        f"style {s}": embedder.embed(
+            [grounded_note(first[r[s]], row) for r, row in zip(styled, row_dicts, strict=True)]
+        )
+        for s in range(n_styles)
+    }
+    boot = frechet_bootstrap(holdout_emb, sets, reps=args.bootstrap, seed=args.seed)
+    out = {"instructions": [r.split("\nThe patient:")[0] for r in styled[0]], "alone": {}}
+    for s in range(n_styles):
+        d = boot[f"style {s}"]["draws"] - boot["style 0"]["draws"]
+        out["alone"][str(s)] = {
+            "frechet": boot[f"style {s}"]["value"],
+            "minus_zero_shot": boot[f"style {s}"]["value"] - boot["style 0"]["value"],
+            "low": float(np.quantile(d, 0.025)),
+            "high": float(np.quantile(d, 0.975)),
+        }
+    # No private signal: each note's candidate drawn uniformly among those the public row check
+    # keeps, redrawn --noise-draws times: what mixing the styles gives without any choice.
+    rng = np.random.default_rng([args.seed, 4_243])
+    kept = []
+    for r, row in zip(styled, row_dicts, strict=True):
+        texts = [t for prompt in r for t in generated[prompt]][: args.candidates]
+        kept.append([grounded_note(texts[i], row) for i in least_contradicting(texts, row)])
+    draws_random = {
+        str(d): embedder.embed([k[rng.integers(len(k))] for k in kept])
+        for d in range(args.noise_draws)
+    }
+    values = frechet_bootstrap(holdout_emb, draws_random, reps=1)
+    f = np.array([v["value"] for v in values.values()])
+    out["random_choice"] = {
+        "draws": len(f),
+        "frechet_mean": float(f.mean()),
+        "frechet_q": [float(np.quantile(f, q)) for q in (0.025, 0.5, 0.975)],
+        "frechet_values": f.tolist(),
+    }
+    # How many random public choices do as well as each noiseless private choice.
+    out["random_at_most"] = {
+        name: float(np.mean(f <= value))
+        for name, value in (
+            (
+                f"{KINDS[k]} no noise",
+                fidelity(holdout_emb, embedder.embed(runs[f"{KINDS[k]} no noise"]["texts"]))[
+                    "frechet"
+                ],
+            )
+            for k in KINDS
+        )
+    }
+    out["chosen"] = {
+        name: np.bincount(
+            [e["style"] for e in run["gen"].release_log_], minlength=n_styles
+        ).tolist()
+        for name, run in runs.items()
+        if run["gen"].release_log_
+    }
+    out["chosen_over_draws"] = {
+        name: (d["style_counts"] + [0] * n_styles)[:n_styles] for name, d in draws.items()
+    }
+    return out
+
+
+def style_lines(st: dict) -> list[str]:
+    """The markdown of :func:`style_table`."""
+    n = len(st["instructions"])
+    lines = [
+        "",
+        "Candidate styles (public instructions; candidate j from instruction j mod "
+        f"{n}): the notes all written from one style (each note's first candidate of it, "
+        "grounded; style 0 = zero-shot), Fréchet and the paired difference to zero-shot "
+        f"(95% CI), and how many of the notes each release chose from each style:",
+        "",
+        "| style | instruction | Fréchet alone | minus zero-shot | 95% CI |",
+        "|---|---|---|---|---|",
+    ]
+    for s, text in enumerate(st["instructions"]):
+        a = st["alone"][str(s)]
+        lines.append(
+            f"| {s} | {text[:90]}{'...' if len(text) > 90 else ''} | {a['frechet']:.4f} | "
+            f"{a['minus_zero_shot']:+.4f} | [{a['low']:+.4f}, {a['high']:+.4f}] |"
+        )
+    r = st.get("random_choice")
+    if r:
+        q = r["frechet_q"]
+        lines += [
+            "",
+            f"No private signal (each note's candidate drawn uniformly among those the row check "
+            f"keeps, {r['draws']} draws): Fréchet mean {r['frechet_mean']:.4f}, quantiles "
+            f"{q[0]:.4f} / {q[1]:.4f} / {q[2]:.4f}: the gain of mixing styles alone; ESA's gain "
+            "from the private signal is what lies below it (the noise-draw table). Share of "
+            "these random choices at most as far as the noiseless release: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in st.get("random_at_most", {}).items())
+            + ".",
+        ]
+    lines += ["", "| release | " + " | ".join(f"style {s}" for s in range(n)) + " |"]
+    lines.append("|---|" + "---|" * n)
+    for name, counts in st["chosen"].items():
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+    for name, counts in st["chosen_over_draws"].items():
+        total = max(sum(counts), 1)
+        lines.append(
+            f"| {name}, over the noise draws | "
+            + " | ".join(f"{c / total:.0%}" for c in counts)
+            + " |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -370,6 +499,11 @@ def main() -> None:
         "--noise-draws", type=int, default=100, help="ESA releases redrawn with new noise only"
     )
     parser.add_argument("--skip-batching", action="store_true")
+    parser.add_argument(
+        "--candidate-styles",
+        default=None,
+        help="Public instructions of the candidates: 'clinical' (the built-in styles) or none",
+    )
     args = parser.parse_args()
 
     import torch
@@ -385,7 +519,7 @@ def main() -> None:
     from fedsynth.text.leakage import longest_shared_span, reproduced_ngrams
     from fedsynth.text.llama import LocalLlamaBackend
     from fedsynth.text.metrics import frechet_bootstrap, row_consistency_rate
-    from fedsynth.text.prompts import DEFAULT_INSTRUCTION, row_instruction
+    from fedsynth.text.prompts import DEFAULT_INSTRUCTION, candidate_bases, row_instruction
 
     cohort = fedsynth.datasets.mds_cohort(n=args.private + args.holdout, seed=args.seed)
     corpus = simulate_notes(cohort, seed=args.seed)
@@ -397,8 +531,10 @@ def main() -> None:
     tabular = fedsynth.make("gaussian_copula", seed=args.seed).fit(private_rows)
     rows = tabular.sample(args.notes).reset_index(drop=True)
     row_dicts = rows.to_dict("records")
-    instructions = [row_instruction(r) for r in row_dicts]
-    public = instructions + [fact_header(r) for r in row_dicts]
+    # Every candidate's public instruction (each style's) is public text for the leakage check.
+    bases = candidate_bases(DEFAULT_INSTRUCTION, args.candidate_styles)
+    styled = [[row_instruction(r, base=b) for b in bases] for r in row_dicts]
+    public = [i for row_styles in styled for i in row_styles] + [fact_header(r) for r in row_dicts]
 
     embedder = CachingEmbedder(SentenceEmbedder(n_threads=1))
     cached = CachingBackend(LocalLlamaBackend(n_threads=1), args.cache)
@@ -408,6 +544,7 @@ def main() -> None:
         "candidates": args.candidates,
         "max_tokens": args.max_tokens,
         "seed": args.seed,
+        "candidate_styles": args.candidate_styles,
     }
     per_note = {**common, "n_prompts": args.prompts, "aggregation": "per_note"}
     shared = {**common, "n_prompts": args.shared_prompts, "aggregation": "shared"}
@@ -557,7 +694,9 @@ def main() -> None:
         np.mean([r["candidates"] for r in runs["ESA shared no noise"]["gen"].release_log_])
     )
 
-    by_instruction = dict(zip(instructions, row_dicts, strict=True))
+    by_instruction = {
+        i: r for row_styles, r in zip(styled, row_dicts, strict=True) for i in row_styles
+    }
     own_a = own_s = 0
     for messages, text in cached.outputs.values():
         prompt = messages[-1]["content"]
@@ -619,8 +758,10 @@ def main() -> None:
         # Run beside this one with --http-only (another process); session 12's file otherwise.
         http = json.loads((RESULTS / "text_http.json").read_text())
 
+    styles = style_table(args, runs, draws, cached, styled, row_dicts, embedder, holdout_emb)
     result = {
         "config": vars(args) | {"delta": DELTA, "machine": platform.platform()},
+        "styles": styles,
         "methods": table,
         "pairs": pairs,
         "snr": snr,
@@ -811,6 +952,8 @@ def markdown(result: dict) -> str:
             f"{v['true_score_snr']:.2f} | {v['true_signal']:.1f} | "
             f"{v['true_signal_over_noise']:.3f} | {v['estimated_span_snr']:.2f} |"
         )
+    if result.get("styles"):
+        lines += style_lines(result["styles"])
     sig = result.get("signal_per_prompt")
     if sig:
         lines += [
@@ -932,10 +1075,11 @@ def markdown(result: dict) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--markdown"]:  # rewrite the .md from the saved .json
-        saved = json.loads((RESULTS / "text.json").read_text())
-        if (RESULTS / "text_http.json").exists():  # a --http-only run made after this one
+        name = sys.argv[2] if len(sys.argv) > 2 else "text"  # --markdown text_styles
+        saved = json.loads((RESULTS / f"{name}.json").read_text())
+        if name == "text" and (RESULTS / "text_http.json").exists():  # an --http-only run
             saved["http"] = json.loads((RESULTS / "text_http.json").read_text())
             (RESULTS / "text.json").write_text(json.dumps(saved, indent=2, default=float))
-        (RESULTS / "text.md").write_text(markdown(saved))
+        (RESULTS / f"{name}.md").write_text(markdown(saved))
     else:
         main()

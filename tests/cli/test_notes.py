@@ -62,6 +62,20 @@ def test_shared_aggregation_spends_one_gaussian_mechanism(tmp_path, files, capsy
     assert "10 private generation(s) once, then 4 per note" in capsys.readouterr().out
 
 
+def test_candidate_styles_cost_no_epsilon(tmp_path, files, capsys):
+    private, _, rows = files
+    out = tmp_path / "styles.csv"
+    args = ["notes", "generate", str(private), "-o", str(out), "--rows", str(rows)]
+    args += ["--backend", "fake", "--epsilon", "2", "--candidate-styles", "clinical"]
+    assert main(args) == 0
+    assert len(pd.read_csv(out)) == 3
+    report = json.loads((tmp_path / "styles_report" / "report.json").read_text())
+    assert report["epsilon_spent"] == pytest.approx(2.0)
+    capsys.readouterr()
+    assert main([*args[:-1], "fancy"]) != 0
+    assert "--candidate-styles" in "".join(capsys.readouterr())
+
+
 def test_note_centroid_runs_no_private_prompt(tmp_path, files, capsys):
     private, _, rows = files
     out = tmp_path / "centroid.csv"

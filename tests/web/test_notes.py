@@ -67,9 +67,11 @@ def wait_done(session: TestClient, run_id: str, timeout: float = 60) -> dict:
         time.sleep(0.1)
 
 
-def start_run(session: TestClient, content: bytes, filename: str = "notes.csv", n: int = 4) -> str:
+def start_run(
+    session: TestClient, content: bytes, filename: str = "notes.csv", n: int = 4, **extra: str
+) -> str:
     page = session.get("/notes").text
-    form = {"csrf_token": csrf_of(page), "notes": str(n), "epsilon": "2"}
+    form = {"csrf_token": csrf_of(page), "notes": str(n), "epsilon": "2", **extra}
     response = session.post("/notes", files={"file": (filename, content)}, data=form)
     assert response.status_code == 303, response.text
     return response.headers["location"].rsplit("/", 1)[1]
@@ -101,6 +103,15 @@ def test_text_run_reports_progress_and_passes_the_gate(app_client, notes_csv):
         data={"csrf_token": csrf_of(page), "notes": "2", "epsilon": "2"},
     )
     assert bad.status_code == 422 and "notes.csv has no" in bad.text
+
+
+def test_text_run_with_candidate_styles_spends_the_same_epsilon(app_client, notes_csv):
+    analyst = login(app_client, "analyst1", PASSWORD)
+    run = wait_done(analyst, start_run(analyst, notes_csv, n=2, styles="1"))
+    assert run["status"] == "done", run["error"]
+    assert run["config"]["candidate_styles"] == "clinical"
+    assert run["prompts"] == 2 * (4 + 4) and run["verdict"] == "pass"
+    assert run["report"]["epsilon_spent"] == pytest.approx(2.0)
 
 
 def test_gate_holds_back_until_a_steward_overrides(app_client, notes_csv):

@@ -123,6 +123,14 @@ def generate(
         ),
     ] = "per_note",
     candidates: Annotated[int, typer.Option(min=1, help="Public candidates per note.")] = 4,
+    candidate_styles: Annotated[
+        str | None,
+        typer.Option(
+            help="clinical: the candidates cycle through the instruction, a consult letter, a "
+            "discharge summary and clinic shorthand (public instructions, no epsilon; an "
+            "extension of DP-ICL). Default: one instruction, as published."
+        ),
+    ] = None,
     shots: Annotated[int, typer.Option(min=1, help="Private notes per prompt.")] = 2,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens of one note.")] = 160,
     holdout: Annotated[
@@ -141,9 +149,14 @@ def generate(
     passes (or only warns)."""
     import fedsynth
     from fedsynth.text.grounding import fact_header
-    from fedsynth.text.prompts import row_instruction
+    from fedsynth.text.prompts import STYLE_SETS
     from fedsynth.text.report import notes_report, write_report
 
+    if candidate_styles is not None and candidate_styles not in STYLE_SETS:
+        raise typer.BadParameter(
+            f"expected one of {sorted(STYLE_SETS)}, got {candidate_styles!r}",
+            param_hint="--candidate-styles",
+        )
     if out.suffix.lower() != ".csv":
         raise typer.BadParameter(f"expected a .csv file, got {out}", param_hint="--out")
     private = read_notes(notes, text_column)
@@ -167,6 +180,7 @@ def generate(
         shots=shots,
         n_prompts=prompts,
         candidates=candidates,
+        candidate_styles=candidate_styles,
         aggregation=aggregation,
         backend=_backend(backend, model),
         max_tokens=max_tokens,
@@ -195,9 +209,10 @@ def generate(
         written = generator.sample(n, conditions=table, mode=mode, progress=show)
     console.print(f"{n} note(s) written in {time.perf_counter() - start:.0f} s")
     row_dicts = None if table is None else table.to_dict("records")
-    public = [generator.instruction]
+    public = generator.candidate_instructions()  # every public instruction, each style's
     if row_dicts is not None:
-        public += [row_instruction(r) for r in row_dicts] + [fact_header(r) for r in row_dicts]
+        public += [i for r in row_dicts for i in generator.candidate_instructions(r)]
+        public += [fact_header(r) for r in row_dicts]
     held = None if holdout is None else read_notes(holdout, text_column)["text"].tolist()
     spent = generator.privacy_spent_
     with step("Validating the notes"):

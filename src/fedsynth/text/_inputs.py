@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,3 +64,23 @@ def condition_rows(n: int, conditions: Any) -> list[dict[str, Any] | None]:
     raise TypeError(
         f"conditions must be a dict, a Series or a DataFrame, got {type(conditions).__name__}"
     )
+
+
+def report_progress(
+    done: int,
+    total: int,
+    counts: dict[str, int],
+    progress: Callable[[int, int, dict[str, int]], None] | None,
+    *,
+    verbose: bool,
+) -> None:
+    """Call ``progress(done, total, counts)`` and, if ``verbose``, print one line to stderr."""
+    if progress is not None:
+        progress(done, total, dict(counts))
+    if verbose:
+        print(
+            f"[dp_icl] note {done}/{total}: {counts['prompts']} generations, "
+            f"{counts['words']} words",
+            file=sys.stderr,
+            flush=True,
+        )

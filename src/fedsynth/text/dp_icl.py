@@ -18,6 +18,10 @@ a private note says about a patient like the row (docs/text-generation.md).
 ``aggregation="note_centroid"`` (not published, not DP-ICL: :mod:`fedsynth.text.centroid`)
 chooses the same way by one noisy sum of the private notes' own unit embeddings (sensitivity 1).
 
+``candidate_styles`` (an extension: Wu et al.'s candidates are samples of one prompt) writes the
+candidates from several public instructions (:data:`~fedsynth.text.prompts.CLINICAL_STYLES`),
+so the noisy sum chooses a style too, at no epsilon (:mod:`fedsynth.text.candidates`).
+
 A saved model holds the hyperparameters, the ledger and, once released under ``dp``, the noisy
 shared aggregate (a DP output), never a note: loaded, it writes zero-shot notes, and shared-ESA
 notes from an aggregate it already released; anything else needs a new fit.
@@ -25,7 +29,6 @@ notes from an aggregate it already released; anything else needs a new fit.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -37,22 +40,26 @@ from fedsynth.core.privacy import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
 from fedsynth.core.registry import register
 from fedsynth.exceptions import NoteDataError
-from fedsynth.text._inputs import condition_rows, positive_int, read_notes
+from fedsynth.text._inputs import condition_rows, positive_int, read_notes, report_progress
 from fedsynth.text.backends import LLMBackend, backend_from_spec, backend_spec_problems
+from fedsynth.text.candidates import choose_candidate
 from fedsynth.text.centroid import release_note_centroid
-from fedsynth.text.embeddings import unit_rows
 from fedsynth.text.esa import (
     aggregate,
     build_prompt,
     charge_esa,
     esa_sigma,
-    nearest_candidate,
     partition_notes,
     shared_prompts,
-    signal_to_noise,
 )
-from fedsynth.text.grounding import grounded_note, least_contradicting
-from fedsynth.text.prompts import DEFAULT_INSTRUCTION, row_instruction, shot_text
+from fedsynth.text.grounding import grounded_note
+from fedsynth.text.prompts import (
+    DEFAULT_INSTRUCTION,
+    candidate_bases,
+    row_instruction,
+    shot_text,
+    style_problems,
+)
 
 MODES = ("esa", "icl", "zero_shot")
 AGGREGATIONS = ("per_note", "shared", "note_centroid")
@@ -100,6 +107,14 @@ class DPICLGenerator(BaseEstimator):
         Sampling temperature of every generation.
     instruction : str
         The public instruction: what to write (a row's facts are appended when conditioning).
+        The private prompts' instruction, and the first candidate's.
+    candidate_styles : {"clinical"} or list of str, optional
+        Public instructions the candidates cycle through after ``instruction``
+        (:meth:`candidate_instructions`), so the noisy sum chooses a style too. ``"clinical"``:
+        consult letter, discharge summary, shorthand (:data:`~fedsynth.text.prompts.
+        CLINICAL_STYLES`); ``None``: ``instruction`` alone, as published. Not in Wu et al.; no
+        epsilon (public texts, the same private prompts, a post-processing choice). The
+        zero-shot note (the first candidate) is ``instruction``'s either way.
     grounded : bool
         For notes conditioned on a row: start the note with a header of the row's facts
         (a template) and remove the narrative's sentences that contradict the row, after
@@ -122,9 +137,8 @@ class DPICLGenerator(BaseEstimator):
     shared_sigma_ : float
         Its noise per coordinate (0 without ``dp``).
     release_log_ : list of dict
-        Per ESA note of this session: the noise, the candidates' scores, the choice and the
-        signal-to-noise estimates of :func:`~fedsynth.text.esa.signal_to_noise` (all
-        post-processing of released values; not saved).
+        Per ESA note of this session: :func:`~fedsynth.text.candidates.choose_candidate`'s log
+        (the noise, scores, choice, styles, signal-to-noise; post-processing; not saved).
 
     Examples
     --------
@@ -147,6 +161,7 @@ class DPICLGenerator(BaseEstimator):
         max_tokens: int = 200,
         temperature: float = 0.7,
         instruction: str = DEFAULT_INSTRUCTION,
+        candidate_styles: str | Sequence[str] | None = None,
         grounded: bool = True,
         verbose: bool = False,
         seed: int | None = None,
@@ -161,6 +176,7 @@ class DPICLGenerator(BaseEstimator):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.instruction = instruction
+        self.candidate_styles = candidate_styles
         self.grounded = grounded
         self.verbose = verbose
         self.seed = seed
@@ -222,6 +238,7 @@ class DPICLGenerator(BaseEstimator):
             problems.append(f"grounded must be True or False, got {self.grounded!r}")
         if not (isinstance(self.instruction, str) and self.instruction.strip()):
             problems.append("instruction must be a non-blank string")
+        problems += style_problems(self.candidate_styles)
         self._raise_invalid_params(problems)
 
     def fit(self, data: Any, *, text_column: str = "text") -> DPICLGenerator:
@@ -358,7 +375,7 @@ class DPICLGenerator(BaseEstimator):
                     noisy, sigma = self.shared_aggregate_, self.shared_sigma_
                 else:
                     noisy = self._per_note_aggregate(instruction, sigma, counts)
-                note = self._choose(instruction, row, noisy, sigma, counts)
+                note = self._choose(row, noisy, sigma, counts)
             elif mode == "icl":
                 picked = self._rng.choice(len(self._private), self.shots, replace=False)
                 shots = [self._private[j] for j in sorted(picked)]
@@ -371,7 +388,7 @@ class DPICLGenerator(BaseEstimator):
                 note = grounded_note(note, row)
             notes.append(note)
             self.n_released_ += 1
-            self._report(i + 1, n, counts, progress)
+            report_progress(i + 1, n, counts, progress, verbose=self.verbose)
         return notes
 
     def _shared_release(self, counts: dict[str, int]) -> None:
@@ -411,27 +428,24 @@ class DPICLGenerator(BaseEstimator):
         answers = self._generate(chats, seeds, counts)
         return aggregate(self._embed(answers), sigma=sigma, rng=self._noise_rng)
 
+    def candidate_instructions(self, row: Mapping[str, Any] | None = None) -> list[str]:
+        """The public instructions of a note's ``candidates``, in order: candidate ``j`` from
+        ``[instruction, *candidate_styles][j mod k]``, with the facts of ``row`` if given."""
+        bases = candidate_bases(self.instruction, self.candidate_styles)
+        return [row_instruction(row, base=bases[j % len(bases)]) for j in range(self.candidates)]
+
     def _choose(
-        self,
-        instruction: str,
-        row: dict[str, Any] | None,
-        noisy: np.ndarray,
-        sigma: float,
-        counts: dict[str, int],
+        self, row: dict[str, Any] | None, noisy: np.ndarray, sigma: float, counts: dict[str, int]
     ) -> str:
         """The public candidate nearest to the noisy sum (post-processing of the sum)."""
-        zero_shot = build_prompt(instruction, [])
-        seeds = self._candidate_seeds(self.candidates)
-        texts = self._generate([zero_shot] * self.candidates, seeds, counts)
-        if row is not None and self.grounded:
-            # A public check of public texts: the candidates that contradict the row least.
-            texts = [texts[i] for i in least_contradicting(texts, row)]
-        embedded = self._embed(texts)
-        chosen = nearest_candidate(noisy, embedded)
-        scores = [float(x) for x in unit_rows(embedded) @ noisy]
-        log = {"sigma": sigma, "candidates": len(texts), "chosen": chosen, "scores": scores}
-        self.release_log_.append(log | signal_to_noise(noisy, embedded, sigma=sigma))
-        return texts[chosen]
+        chats = [build_prompt(i, []) for i in self.candidate_instructions(row)]
+        texts = self._generate(chats, self._candidate_seeds(self.candidates), counts)
+        k = len(candidate_bases(self.instruction, self.candidate_styles))
+        styles = [j % k for j in range(self.candidates)]
+        check = row if self.grounded else None  # the public row check of the candidates
+        note, log = choose_candidate(texts, styles, noisy, self._embed, sigma=sigma, row=check)
+        self.release_log_.append(log)
+        return note
 
     def _candidate_seeds(self, count: int) -> list[int]:
         # Seeds of the note's public candidates from the seed and the note's number alone, so
@@ -452,17 +466,6 @@ class DPICLGenerator(BaseEstimator):
         counts["prompts"] += len(texts)
         counts["words"] += sum(len(t.split()) for t in texts)
         return texts
-
-    def _report(self, done: int, total: int, counts: dict[str, int], progress: Any) -> None:
-        if progress is not None:
-            progress(done, total, dict(counts))
-        if self.verbose:
-            print(
-                f"[dp_icl] note {done}/{total}: {counts['prompts']} generations, "
-                f"{counts['words']} words",
-                file=sys.stderr,
-                flush=True,
-            )
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -7,7 +7,7 @@ extract_facts` reads back, so that the consistency of the note with its row can 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fedsynth.text.facts import row_facts
@@ -18,6 +18,80 @@ DEFAULT_INSTRUCTION = (
     "syndrome (MDS): presentation, blood counts, bone marrow findings, cytogenetics, "
     "mutations, IPSS-M risk and plan."
 )
+
+#: Public instructions of other common kinds of haematology note, written from general
+#: clinical-writing conventions (never from private notes), for candidates that differ in
+#: style: ``DPICLGenerator(candidate_styles="clinical")`` cycles its candidates through the
+#: generator's instruction and these, so that the noisy aggregate chooses a style as well as a
+#: wording (:func:`candidate_bases`).
+CLINICAL_STYLES = (
+    "Write a short consult letter from the haematology clinic to the referring GP about an "
+    "adult patient with a myelodysplastic syndrome (MDS): reason for referral, blood counts, "
+    "bone marrow findings, cytogenetics, mutations, IPSS-M risk and the plan agreed, signed "
+    "by the haematologist.",
+    "Write a short hospital discharge summary for an adult patient with a myelodysplastic "
+    "syndrome (MDS): reason for admission, course in hospital, blood counts, bone marrow "
+    "findings, cytogenetics, mutations, IPSS-M risk, medication and follow-up.",
+    "Write a terse haematology clinic entry in shorthand, as doctors type them: abbreviations "
+    "(pt, Hx, FBC, Hb, PLT, ANC, BM, cyto, f/u), short lines, no full sentences: counts, "
+    "marrow, cytogenetics, mutations, IPSS-M risk, plan.",
+)
+#: Names of the built-in sets of candidate styles (``candidate_styles``).
+STYLE_SETS = {"clinical": CLINICAL_STYLES}
+
+
+def candidate_bases(instruction: str, styles: str | Sequence[str] | None) -> list[str]:
+    """The public instructions the candidates of a note cycle through, ``instruction`` first.
+
+    Parameters
+    ----------
+    instruction : str
+        The generator's instruction: the private prompts' and the first candidate's (so the
+        zero-shot note, the first candidate, is the same with or without styles).
+    styles : {"clinical"} or sequence of str, optional
+        More public instructions: a built-in set (:data:`STYLE_SETS`) or one's own. ``None``:
+        the instruction alone, as published (Wu et al. sample every candidate from one prompt).
+
+    Returns
+    -------
+    list of str
+        ``[instruction, *styles]`` without repeats, in order.
+
+    Raises
+    ------
+    ValueError
+        An unknown set name, or a style that is not a non-blank string (its position named).
+
+    Examples
+    --------
+    >>> candidate_bases("Write a note.", ["Write a letter.", "Write a note."])
+    ['Write a note.', 'Write a letter.']
+    """
+    if styles is None:
+        return [instruction]
+    if isinstance(styles, str) or not isinstance(styles, Sequence):
+        if styles not in STYLE_SETS:
+            raise ValueError(
+                f"candidate_styles must be one of {sorted(STYLE_SETS)}, a list of public "
+                f"instructions or None, got {styles!r}"
+            )
+        styles = STYLE_SETS[styles]
+    bad = [i for i, s in enumerate(styles) if not (isinstance(s, str) and s.strip())]
+    if bad or not len(styles):
+        raise ValueError(
+            "candidate_styles must hold non-blank strings (public instructions); "
+            f"{'positions ' + str(bad) + ' are not' if bad else 'it is empty'}"
+        )
+    return list(dict.fromkeys([instruction, *styles]))
+
+
+def style_problems(styles: Any) -> list[str]:
+    """What is wrong with a ``candidate_styles`` value (empty when nothing is)."""
+    try:
+        candidate_bases("instruction", styles)
+    except (TypeError, ValueError) as error:
+        return [str(error)]
+    return []
 
 
 def describe_facts(facts: Mapping[str, Any]) -> str:

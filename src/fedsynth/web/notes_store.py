@@ -166,6 +166,7 @@ class NotesStore:
                 dp={"epsilon": float(cfg["epsilon"]), "delta": 1e-5},
                 n_prompts=min(int(cfg.get("prompts", 4)), len(private)),
                 candidates=int(cfg.get("candidates", 4)),
+                candidate_styles=cfg.get("candidate_styles"),
                 shots=2,
                 max_tokens=int(cfg.get("max_tokens", 160)),
                 backend=backend if isinstance(backend, str) else None,
@@ -188,7 +189,7 @@ class NotesStore:
                 private,
                 notes,
                 embedder=embedder,
-                public=[gen.instruction],
+                public=gen.candidate_instructions(),
                 extra={"epsilon_spent": gen.privacy_spent_.epsilon, "delta": 1e-5},
             )
             self._update(

@@ -74,6 +74,8 @@ async def start_notes(request: Request, who: User, services: ServicesDep) -> Res
         "epsilon": _number(form, "epsilon", float),
         "prompts": 4,
         "candidates": 4,
+        # Candidates in several public styles (an extension of DP-ICL; no epsilon).
+        "candidate_styles": "clinical" if form.get("styles") else None,
         "max_tokens": 160,
     }
     store = store_of(request)
