@@ -116,7 +116,9 @@ def write(result: dict[str, Any], name: str) -> None:
     lines = [
         "# Imaging study: classifier AUC over seeds (`benchmarks/imaging_classifier_seeds.py`)",
         "",
-        f"Same cohort and split as `imaging.md` ({result['images']}); {seeds} classifier "
+        "Same cohort and split as `imaging.md` ("
+        + ", ".join(f"{k} {v}" for k, v in result["images"].items())
+        + f" images); {seeds} classifier "
         "seeds per arm and label, the synthetic sets fixed. Gap = arm minus `real_central` with "
         "the same seed; 95 % t interval over seeds. One torch thread; CPU s of this process: "
         f"{result['cpu_s']:.0f} ({result['wall_s'] / 60:.1f} min wall).",
