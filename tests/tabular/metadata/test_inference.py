@@ -170,3 +170,14 @@ def test_survival_pair_by_name(columns, pair):
         for name, role in columns.items()
     }
     assert Metadata.infer(pd.DataFrame(data)).survival == pair
+
+
+def test_time_spans_are_numeric_days_not_identifiers():
+    rng = np.random.default_rng(0)
+    stay = pd.Series(pd.to_timedelta(rng.exponential(5, 40), unit="D").round("s"))
+    md = Metadata.infer(pd.DataFrame({"stay": stay, "age": rng.integers(20, 90, 40)}))
+    col = md.columns["stay"]
+    assert col.kind == "numeric" and col.extra["text"] == {"as": "timedelta"}
+    assert col.bounds == pytest.approx(
+        (stay.min() / pd.Timedelta(days=1), stay.max() / pd.Timedelta(days=1))
+    )

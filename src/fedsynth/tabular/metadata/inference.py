@@ -18,6 +18,7 @@ from fedsynth.tabular.metadata.values import (
     ENCODING_KEY,
     TextReading,
     days_since_epoch,
+    read_numbers,
     read_text,
     text_labels,
 )
@@ -178,8 +179,8 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
         return None
     if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
         return None
-    if pd.api.types.is_datetime64_any_dtype(series):  # dates of diagnosis, of sampling...
-        return None
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return None  # dates of diagnosis, lengths of stay: measurements
     if _reads_as_numbers(values):  # unique numbers or dates read as text are measurements
         return None
     return "text with a distinct value per row"
@@ -280,6 +281,10 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     if pd.api.types.is_datetime64_any_dtype(series):  # dates: days, back in the dtype
         col = numeric_metadata(dtype, days_since_epoch(values))
         col.extra[ENCODING_KEY] = {"as": "datetime"}
+        return col
+    if pd.api.types.is_timedelta64_dtype(series):  # time spans: days, back in the dtype
+        col = numeric_metadata(dtype, read_numbers(values))
+        col.extra[ENCODING_KEY] = {"as": "timedelta"}
         return col
     as_numbers = numeric_view(series)
     if as_numbers is not None:
