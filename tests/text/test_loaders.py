@@ -69,5 +69,5 @@ def test_a_table_without_notes_a_folder_or_another_encoding_is_named(tmp_path):
         read_notes_table(tmp_path / "folder.csv")
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text\nprésente une anémie\n".encode("latin-1"))
-    with pytest.raises(NoteDataError, match=r"is not UTF-8 text \(byte 0xe9 at position 8\)"):
+    with pytest.raises(NoteDataError, match=r"is not UTF-8 text \(byte 0xe9 at position 7\)"):
         read_notes_table(latin1)
