@@ -40,6 +40,13 @@ def test_kinds_roles_and_groups(clinical):
         ("visit_count", np.arange(50) * 2, "numeric"),  # unique but not a row counter
         ("row", np.arange(50), "identifier"),  # a row counter
         ("flag", [True, False] * 25, "binary"),
+        # Specimen codes with a few repeats (47 distinct in 50 rows) would be emitted verbatim.
+        (
+            "specimen",
+            [f"S{i * 7919 % 9973:04d}X" for i in range(47)] + ["S0000X"] * 3,
+            "identifier",
+        ),
+        ("ward", [f"W{i % 40:02d}" for i in range(50)], "categorical"),  # 40 of 50: a category
     ],
 )
 def test_identifier_and_value_rules(name, values, expected):
