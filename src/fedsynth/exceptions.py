@@ -98,6 +98,11 @@ class DataWarning(FedsynthWarning):
     """Something in the data is unusual but can be handled (constant column, identifiers)."""
 
 
+class ParameterError(FedsynthError, ValueError):
+    """A generator's hyperparameters are invalid (each problem names the parameter and what was
+    expected); raised by ``fit``, before any work."""
+
+
 class ConditionError(FedsynthError, ValueError):
     """Conditions for ``sample`` name unknown columns or values, or cannot be met."""
 

@@ -198,3 +198,32 @@ def test_make_generator_switches_on_the_progress_bar_unless_told():
     assert make_generator("tvae").verbose is True
     assert make_generator("tvae", verbose=False).verbose is False
     assert "verbose" not in make_generator("gaussian_copula").get_params()
+
+
+def test_bad_parameter_values_exit_2_naming_the_parameter(tmp_path, csv, capsys):
+    out = str(tmp_path / "m")
+    assert main(["fit", str(csv), "-o", out, "-m", "tvae", "-p", "epochs=abc"]) == 2
+    err = capsys.readouterr().err
+    assert "epochs must be a positive integer, got 'abc'" in err and "Traceback" not in err
+
+
+def _boxed_text(err: str) -> str:
+    """A usage error as one line: typer draws it in a box that wraps long paths."""
+    return " ".join(err.replace("│", " ").split())
+
+
+def test_output_paths_of_the_wrong_kind_are_refused_before_the_work(tmp_path, csv, capsys):
+    assert main(["fit", str(csv), "-o", str(csv)]) == 2
+    assert "is a file; expected a folder for the model" in _boxed_text(capsys.readouterr().err)
+    assert main(["fit", str(tmp_path), "-o", str(tmp_path / "m")]) == 1
+    assert "is a folder; expected a table file" in capsys.readouterr().err
+    main(["fit", str(csv), "-o", str(tmp_path / "m")])
+    capsys.readouterr()
+    xlsx = tmp_path / "s.xlsx"
+    assert main(["sample", str(tmp_path / "m"), "-o", str(xlsx), "-n", "5"]) == 1
+    assert "expected a name ending in .csv, .tsv, .parquet or .pq" in capsys.readouterr().err
+    assert not xlsx.exists()
+    assert main(["sample", str(tmp_path / "m"), "-o", str(tmp_path), "-n", "5"]) == 1
+    assert "is a folder; expected a file name" in capsys.readouterr().err
+    assert main(["evaluate", str(csv), str(csv), "-o", str(csv)]) == 2
+    assert "is a file; expected a folder for the report" in _boxed_text(capsys.readouterr().err)

@@ -22,7 +22,7 @@ import pytest
 import fedsynth
 from fedsynth.cli import main
 from fedsynth.core.base import BaseEstimator
-from fedsynth.core.io import CHECKSUMS_KEY, array_checksum, load_model_files
+from fedsynth.core.io import CHECKSUMS_KEY, array_checksum, load_model_files, save_model_files
 from fedsynth.exceptions import ModelFileError
 from fedsynth.federated.task import load_model
 
@@ -219,3 +219,13 @@ def test_cli_sample_prints_the_error_without_traceback(copy, damage, tmp_path, c
     assert "problem(s) with the saved model" in err and named in err
     assert "Traceback" not in err
     assert not (tmp_path / "rows.csv").exists()
+
+
+def test_saving_onto_a_file_is_a_model_file_error_naming_it(tmp_path):
+    taken = tmp_path / "model.csv"
+    taken.write_text("a,b\n")
+    with pytest.raises(
+        ModelFileError, match=r"model\.csv' is a file; a model is saved as a folder"
+    ):
+        save_model_files(taken, {}, {})
+    assert taken.read_text() == "a,b\n"

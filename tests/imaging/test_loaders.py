@@ -88,6 +88,22 @@ def test_folder_errors_name_the_files(tmp_path):
         load_image_folder(tmp_path / "empty")
 
 
+def test_folder_paths_empty_files_and_label_files_as_users_write_them(tmp_path):
+    labels = _pngs(tmp_path)
+    with pytest.raises(ImageDataError, match=r"img0.png' is a file; expected the folder"):
+        load_image_folder(tmp_path / "img0.png")
+    (tmp_path / "blank.png").write_bytes(b"")
+    with pytest.raises(ImageDataError, match=r"file 'blank.png' is empty \(0 bytes\)"):
+        load_image_folder(tmp_path, labels)
+    (tmp_path / "blank.png").unlink()
+    dotted = labels.assign(file=["./img0.png", "img1.png", "./img2.png"])
+    assert load_image_folder(tmp_path, dotted).labels["y"].tolist() == [0, 1, 0]
+    semicolons = tmp_path / "labels.csv"
+    labels.to_csv(semicolons, sep=";", index=False)
+    with pytest.raises(ImageDataError, match="looks semicolon-separated: save it with commas"):
+        load_image_folder(tmp_path, semicolons)
+
+
 def _nifti(path: Path, data: np.ndarray, zooms=(1.0, 1.0, 2.0), flip_x: bool = False) -> None:
     affine = np.diag([*zooms, 1.0])
     if flip_x:

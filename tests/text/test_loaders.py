@@ -57,3 +57,17 @@ def test_table_problems_name_the_file_and_column(tmp_path):
         read_notes_table(tmp_path / "none.csv")
     with pytest.raises(NoteDataError, match="no column 'pid'"):
         notes_from_frame(pd.DataFrame({"text": ["x"]}), id_column="pid")
+
+
+def test_a_table_without_notes_a_folder_or_another_encoding_is_named(tmp_path):
+    header_only = tmp_path / "notes.csv"
+    header_only.write_text("text\n")
+    with pytest.raises(NoteDataError, match=r"holds no notes \(no rows under column 'text'\)"):
+        read_notes_table(header_only)
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(NoteDataError, match=r"folder.csv' is a folder; expected a .csv"):
+        read_notes_table(tmp_path / "folder.csv")
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text\nprésente une anémie\n".encode("latin-1"))
+    with pytest.raises(NoteDataError, match=r"is not UTF-8 text \(byte 0xe9 at position 7\)"):
+        read_notes_table(latin1)

@@ -30,6 +30,7 @@ from fedsynth.exceptions import (
     FedsynthError,
     FedsynthWarning,
     ImageDataError,
+    ParameterError,
     UnknownGeneratorError,
 )
 
@@ -48,8 +49,8 @@ app.add_typer(images_app, name="images")
 images_app.command("federate")(federate_images)
 
 # Bad image input (missing or unreadable file, wrong channels) is a usage error like a bad
-# condition: the user fixes the command, not the data pipeline.
-USAGE_ERRORS = (ConditionError, UnknownGeneratorError, ImageDataError)
+# condition or a bad --param value: the user fixes the command, not the data pipeline.
+USAGE_ERRORS = (ConditionError, UnknownGeneratorError, ImageDataError, ParameterError)
 
 
 def run(argv: list[str]) -> int:
@@ -157,6 +158,10 @@ def fit(
 ) -> None:
     """Fit a generator on a table and save it."""
 
+    if out.exists() and not out.is_dir():  # refused before the fit, not after it
+        raise typer.BadParameter(
+            f"{out} is a file; expected a folder for the model", param_hint="--out"
+        )
     params = {"seed": seed, **_parse_pairs(param or [], "--param")}
     generator = make_generator(model, **params)
     table = _read(data)
@@ -182,8 +187,9 @@ def sample(
     """Sample synthetic rows from a saved model, written block by block (any number of rows in
     bounded memory; the file appears only once complete)."""
     import fedsynth
-    from fedsynth.tabular.io import write_table_blocks
+    from fedsynth.tabular.io import check_output_file, write_table_blocks
 
+    check_output_file(out)  # before the draw, not after it
     conditions = {k: str(v) for k, v in _parse_pairs(condition or [], "--condition").items()}
     generator = fedsynth.load(model_dir)
     blocks = sample_blocks_with_progress(generator, rows, conditions=conditions, seed=seed)

@@ -59,6 +59,10 @@ def evaluate(
     from fedsynth.tabular.validation import FAMILIES, comparison_table, validate
     from fedsynth.tabular.validation.report import render_comparison_html
 
+    if out.exists() and not out.is_dir():  # refused before the metrics, not after them
+        raise typer.BadParameter(
+            f"{out} is a file; expected a folder for the report", param_hint="--out"
+        )
     names = _names(synthetic)
     unknown = sorted(set(family or ()) - set(FAMILIES))
     if unknown:

@@ -38,7 +38,13 @@ from fedsynth.core.io import (
 )
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPSettings, PrivacyConfigError, resolve_dp
-from fedsynth.exceptions import FedsynthError, ModelFileError, NotFittedError, Problem
+from fedsynth.exceptions import (
+    FedsynthError,
+    ModelFileError,
+    NotFittedError,
+    ParameterError,
+    Problem,
+)
 
 #: Instance flag: the fit hook has started (a failure from here on leaves the estimator
 #: unfitted).
@@ -108,9 +114,10 @@ class BaseEstimator:
         return text
 
     def _raise_invalid_params(self, problems: list[str]) -> None:
-        """Raise one ``ValueError`` listing every problem with the hyperparameters, if any."""
+        """Raise one :class:`ParameterError` listing every problem with the hyperparameters, if
+        any."""
         if problems:
-            raise ValueError(
+            raise ParameterError(
                 f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
             )
 

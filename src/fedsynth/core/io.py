@@ -39,8 +39,24 @@ class atomic_path:
 def save_model_files(
     directory: str | os.PathLike, config: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> Path:
-    """Write ``model.json`` and ``arrays.npz`` (no pickle) into ``directory``."""
+    """Write ``model.json`` and ``arrays.npz`` (no pickle) into ``directory``.
+
+    Raises
+    ------
+    ModelFileError
+        When ``directory`` is an existing file.
+    """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelFileError(
+            [
+                Problem(
+                    None,
+                    f"{str(directory)!r} is a file; a model is saved as a folder (model.json + "
+                    "arrays.npz): give a folder path",
+                )
+            ]
+        )
     directory.mkdir(parents=True, exist_ok=True)
     config = with_checksums(config, arrays)
     with atomic_path(directory / "arrays.npz") as tmp, open(tmp, "wb") as fh:

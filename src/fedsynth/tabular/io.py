@@ -83,6 +83,10 @@ def check_table_file(path: str | os.PathLike) -> Path:
         When the file is missing, of an unknown type or empty.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InvalidDataError(
+            [Problem(None, f"{str(path)!r} is a folder; expected a table file (.csv, .parquet...)")]
+        )
     if not path.is_file():
         raise InvalidDataError([Problem(None, f"file {str(path)!r} does not exist")])
     if path.suffix.lower() not in TABLE_SUFFIXES:
@@ -267,9 +271,45 @@ def _check_fields(path: Path, dialect: TextDialect, name: str) -> None:
         raise InvalidDataError(problems)
 
 
+def check_output_file(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` once it is known to be a table file that can be
+    written: a .csv, .tsv, .parquet or .pq name that is not a folder.
+
+    Raises
+    ------
+    InvalidDataError
+        For a folder, or another suffix (a table written as CSV under an .xlsx name would not
+        open).
+
+    Examples
+    --------
+    >>> check_output_file("synthetic.xlsx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fedsynth.exceptions.InvalidDataError: 1 problem(s) with the data:
+      - output file 'synthetic.xlsx': expected a name ending in .csv, .tsv, .parquet or .pq
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidDataError(
+            [Problem(None, f"output file {str(path)!r} is a folder; expected a file name")]
+        )
+    if path.suffix.lower() not in (".csv", ".tsv", *PARQUET_SUFFIXES):
+        raise InvalidDataError(
+            [
+                Problem(
+                    None,
+                    f"output file {path.name!r}: expected a name ending in .csv, .tsv, "
+                    ".parquet or .pq",
+                )
+            ]
+        )
+    return path
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` as CSV or Parquet (by suffix), atomically: no half-written file is left."""
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
@@ -296,12 +336,17 @@ def write_table_blocks(blocks: Iterable[pd.DataFrame], path: str | os.PathLike) 
     int
         Rows written.
 
+    Raises
+    ------
+    InvalidDataError
+        When ``path`` is not a table file name that can be written (:func:`check_output_file`).
+
     Examples
     --------
     >>> write_table_blocks(gen.sample_blocks(10**7, seed=0), "synthetic.csv")  # doctest: +SKIP
     10000000
     """
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     rows = 0

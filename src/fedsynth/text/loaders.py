@@ -99,7 +99,8 @@ def notes_from_frame(
     Raises
     ------
     NoteDataError
-        A named column is missing, or notes are missing, blank or not text (rows named).
+        A named column is missing, the table has no rows, or notes are missing, blank or not
+        text (rows named).
     """
     missing = [c for c in (text_column, id_column) if c is not None and c not in frame.columns]
     if missing:
@@ -107,6 +108,8 @@ def notes_from_frame(
             f"{source}: no column {', '.join(map(repr, missing))}; "
             f"its columns are {list(frame.columns)}"
         )
+    if len(frame) == 0:
+        raise NoteDataError(f"{source}: holds no notes (no rows under column {text_column!r})")
     texts = frame[text_column]
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
@@ -148,6 +151,10 @@ def read_notes_table(
     ... # doctest: +SKIP
     """
     path = Path(path)
+    if path.is_dir():
+        raise NoteDataError(
+            f"notes file {str(path)!r} is a folder; expected a .csv or .parquet file"
+        )
     if not path.is_file():
         raise NoteDataError(f"notes file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
@@ -161,6 +168,11 @@ def read_notes_table(
                 f"notes file {str(path)!r}: unknown format {suffix!r} "
                 "(use .csv, .tsv, .parquet or .pq)"
             )
+    except UnicodeDecodeError as error:
+        raise NoteDataError(
+            f"notes file {str(path)!r} is not UTF-8 text (byte {error.object[error.start]:#04x} "
+            f"at position {error.start}); save it as UTF-8"
+        ) from error
     except (ValueError, OSError) as error:
         if isinstance(error, NoteDataError):
             raise

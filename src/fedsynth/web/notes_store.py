@@ -25,7 +25,7 @@ import secrets
 import threading
 import time
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -66,8 +66,20 @@ def read_uploaded_notes(filename: str, content: bytes) -> list[str]:
             archive = zipfile.ZipFile(io.BytesIO(content))
         except zipfile.BadZipFile as error:
             raise InvalidRequestError(f"{filename}: not a zip file ({error})") from error
-        members = sorted(m for m in archive.namelist() if m.lower().endswith(".txt"))
-        notes = [archive.read(m).decode("utf-8", errors="replace").strip() for m in members]
+        members = sorted(m for m in archive.namelist() if _is_note_member(m))
+        notes, unreadable = [], []
+        for member in members:
+            try:
+                notes.append(archive.read(member).decode("utf-8").strip())
+            except UnicodeDecodeError as error:
+                # Decoding with replacement would train on notes with mangled letters.
+                unreadable.append(f"{member} (byte {error.object[error.start]:#04x})")
+        if unreadable:
+            shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
+            raise InvalidRequestError(
+                f"{filename}: {len(unreadable)} note file(s) are not UTF-8 text: {shown}; save "
+                "them as UTF-8"
+            )
     elif name.endswith(".csv"):
         try:
             frame = pd.read_csv(io.BytesIO(content))
@@ -84,6 +96,16 @@ def read_uploaded_notes(filename: str, content: bytes) -> list[str]:
     if len(notes) < 4:
         raise InvalidRequestError(f"{filename} holds {len(notes)} non-blank note(s); need 4+")
     return notes
+
+
+def _is_note_member(name: str) -> bool:
+    """A ``.txt`` member of a notes zip, leaving out what macOS adds (``__MACOSX/``, ``._*``)."""
+    parts = PurePosixPath(name).parts
+    return (
+        name.lower().endswith(".txt")
+        and parts[0] != "__MACOSX"
+        and not any(p.startswith(".") for p in parts)
+    )
 
 
 class NotesStore:

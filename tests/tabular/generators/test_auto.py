@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 import fedsynth
-from fedsynth.exceptions import FedsynthError, UnknownGeneratorError
+from fedsynth.exceptions import (
+    FedsynthError,
+    InvalidDataError,
+    ParameterError,
+    UnknownGeneratorError,
+)
 from fedsynth.tabular.generators import auto as auto_module
 from fedsynth.tabular.generators.auto import DEFAULT_CANDIDATES, CandidateWarning, selection_score
 from fedsynth.tabular.metadata import Metadata
@@ -85,11 +90,11 @@ def test_default_candidates_skip_deep_generators_that_do_not_import(monkeypatch)
     ("params", "error", "message"),
     [
         ({"candidates": ("copula",)}, UnknownGeneratorError, "unknown generator 'copula'"),
-        ({"candidates": ()}, ValueError, "non-empty tuple"),
-        ({"candidates": ("auto",)}, ValueError, "its own candidates"),
+        ({"candidates": ()}, ParameterError, "non-empty tuple"),
+        ({"candidates": ("auto",)}, ParameterError, "its own candidates"),
         (
             {"candidates": STATISTICAL, "candidate_params": {"ctgan": {"epochs": 1}}},
-            ValueError,
+            ParameterError,
             r"candidate_params names \['ctgan'\], which are not candidates",
         ),
         (
@@ -97,13 +102,22 @@ def test_default_candidates_skip_deep_generators_that_do_not_import(monkeypatch)
             TypeError,
             "gaussian_copula got unknown parameter",
         ),
-        ({"candidates": STATISTICAL, "validation_fraction": 0.9}, ValueError, "in \\[0.05, 0.5\\]"),
-        ({"candidates": STATISTICAL, "n_splits": 0}, ValueError, "n_splits must be a positive"),
+        (
+            {"candidates": STATISTICAL, "validation_fraction": 0.9},
+            ParameterError,
+            "in \\[0.05, 0.5\\]",
+        ),
+        ({"candidates": STATISTICAL, "n_splits": 0}, ParameterError, "n_splits must be a positive"),
     ],
 )
 def test_bad_settings_fail_before_fitting(clinical, params, error, message):
     with pytest.raises(error, match=message):
         fedsynth.make("auto", **params).fit(clinical)
+
+
+def test_too_few_rows_to_compare_is_a_data_error(clinical):
+    with pytest.raises(InvalidDataError, match="auto needs at least 10 validation and 20"):
+        fedsynth.make("auto", candidates=STATISTICAL).fit(clinical.head(25))
 
 
 def test_a_failing_candidate_is_reported_and_left_out(clinical):

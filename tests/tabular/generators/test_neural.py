@@ -10,7 +10,7 @@ import torch
 
 import fedsynth
 from fedsynth.core.torch_device import resolve_device
-from fedsynth.exceptions import FedsynthError
+from fedsynth.exceptions import FedsynthError, ParameterError
 from fedsynth.tabular.generators._neural_torch import ShuffledBatches
 from fedsynth.tabular.generators._vae import _CONTEXT_LR_FACTOR
 
@@ -191,3 +191,9 @@ def test_max_steps_caps_the_epochs_of_a_fit(table):
         assert len(gen.history_) == 6
     with pytest.raises(ValueError, match="max_steps must be a positive integer or None"):
         fedsynth.make("tvae", max_steps=0).fit(table)
+
+
+@pytest.mark.parametrize("name", ["ctgan", "tvae", "vae_bgm", "tab_ddpm"])
+def test_invalid_hyperparameters_are_a_parameter_error_naming_each(clinical, name):
+    with pytest.raises(ParameterError, match=r"epochs must be a positive integer, got 'abc'"):
+        fedsynth.make(name, epochs="abc").fit(clinical)

@@ -1,5 +1,7 @@
 """Every bad input gets one clear error naming each column and what was expected."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,27 @@ def test_survival_pair_must_be_complete():
 def test_only_identifiers_means_nothing_to_learn():
     df = pd.DataFrame({"patient_id": [f"p{i}" for i in range(30)], "k": 1})
     assert "nothing to learn" in _problems(df)
+
+
+def test_one_row_says_more_rows_are_needed():
+    df = pd.DataFrame({"age": [61], "sex": ["F"]})
+    assert "the table has one row; at least 2 are needed" in _problems(df)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (["a", "a"], r"the column name\(s\) \['a'\] repeat; rename them"),
+        ([0, 1], r"column names must be text, got 0 \(int\), 1 \(int\)"),
+        (
+            pd.MultiIndex.from_tuples([("lab", "hb"), ("lab", "crp")]),
+            r"column names must be text, got \('lab', 'hb'\) \(tuple\)",
+        ),
+    ],
+)
+def test_repeated_or_non_text_column_names_are_named(columns, message):
+    df = pd.DataFrame(np.arange(8).reshape(4, 2), columns=columns)
+    with pytest.raises(InvalidDataError, match=message):
+        Metadata.infer(df)
+    named = pd.DataFrame({"a": [1, 2], "b": [3, 4]})
+    assert re.search(message, _problems(df, Metadata.infer(named)))

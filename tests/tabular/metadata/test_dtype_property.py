@@ -5,7 +5,7 @@ columns come back in the input's dtypes (issue 23, part 1).
 The dtypes: digit codes read as text (object, ``string[pyarrow]``), numbers read as text with
 decimal commas or censoring marks (``"<0.1"``), dates as text, an object column mixing ``"12"``
 and ``12``, nullable ``Int64`` and ``boolean``, categoricals of numbers, ``datetime64`` naive and
-with a time zone; each with missing values.
+with a time zone, ``timedelta64``; each with missing values.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def assert_input_dtypes(table: pd.DataFrame, metadata: Metadata, synthetic: pd.D
     for column in emitted:
         assert synthetic[column].dtype == table[column].dtype, column
         encoding = encoding_of(metadata.columns[column])
-        if encoding is not None and encoding["as"] != "datetime":
+        if encoding is not None and encoding["as"] not in ("datetime", "timedelta"):
             reading = read_text(synthetic[column], encoding)
             assert reading is not None and not reading.unreadable, (column, reading)
 
@@ -102,6 +102,7 @@ def dtype_columns(draw, n: int) -> pd.Series:
                 "dates",
                 "datetime64",
                 "datetime64_tz",
+                "timedelta64",
             ]
         )
     )
@@ -148,6 +149,9 @@ def dtype_columns(draw, n: int) -> pd.Series:
     if kind == "censored":
         values = ["<0.1" if rng.random() < 0.2 else f"{v:.2f}" for v in rng.uniform(0.1, 8.0, n)]
         return pd.Series(_with_missing(values, missing), dtype=object)
+    if kind == "timedelta64":  # lengths of stay, to the minute
+        stays = pd.to_timedelta(rng.exponential(4, n), unit="D").round("min")
+        return pd.Series(stays).where(~np.array(missing))
     days = pd.Timestamp("2019-01-01") + pd.to_timedelta(rng.integers(0, 1500, n), unit="D")
     if kind == "datetime64":
         return pd.Series(days).where(~np.array(missing))

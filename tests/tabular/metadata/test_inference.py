@@ -40,6 +40,13 @@ def test_kinds_roles_and_groups(clinical):
         ("visit_count", np.arange(50) * 2, "numeric"),  # unique but not a row counter
         ("row", np.arange(50), "identifier"),  # a row counter
         ("flag", [True, False] * 25, "binary"),
+        # Specimen codes with a few repeats (47 distinct in 50 rows) would be emitted verbatim.
+        (
+            "specimen",
+            [f"S{i * 7919 % 9973:04d}X" for i in range(47)] + ["S0000X"] * 3,
+            "identifier",
+        ),
+        ("ward", [f"W{i % 40:02d}" for i in range(50)], "categorical"),  # 40 of 50: a category
     ],
 )
 def test_identifier_and_value_rules(name, values, expected):
@@ -170,3 +177,14 @@ def test_survival_pair_by_name(columns, pair):
         for name, role in columns.items()
     }
     assert Metadata.infer(pd.DataFrame(data)).survival == pair
+
+
+def test_time_spans_are_numeric_days_not_identifiers():
+    rng = np.random.default_rng(0)
+    stay = pd.Series(pd.to_timedelta(rng.exponential(5, 40), unit="D").round("s"))
+    md = Metadata.infer(pd.DataFrame({"stay": stay, "age": rng.integers(20, 90, 40)}))
+    col = md.columns["stay"]
+    assert col.kind == "numeric" and col.extra["text"] == {"as": "timedelta"}
+    assert col.bounds == pytest.approx(
+        (stay.min() / pd.Timedelta(days=1), stay.max() / pd.Timedelta(days=1))
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -21,10 +21,18 @@ def read_labels(labels: pd.DataFrame | str | Path | None, file_column: str) -> p
         except (OSError, ValueError) as error:
             raise ImageDataError([f"labels file {str(path)!r} cannot be read: {error}"]) from error
     if file_column not in labels.columns:
+        # A semicolon- or tab-separated file reads as one column whose name holds them all.
+        joined = [mark for mark in (";", "\t") if any(mark in str(c) for c in labels.columns)]
+        hint = (
+            f"; the file looks {'semicolon' if joined[0] == ';' else 'tab'}-separated: save it "
+            "with commas between the columns"
+            if joined and len(labels.columns) == 1
+            else ""
+        )
         raise ImageDataError(
             [
                 f"labels have no column {file_column!r} naming each image's file; "
-                f"columns are {list(labels.columns)}"
+                f"columns are {list(labels.columns)}{hint}"
             ]
         )
     return labels
@@ -45,7 +53,12 @@ def match_labels(
     """
     if labels is None:
         return pd.DataFrame({file_column: list(keys)})
-    names = labels[file_column].astype(str).map(lambda s: s.replace("\\", "/"))
+    # "./a.png" and "scans\\a.png" name the files "a.png" and "scans/a.png".
+    names = (
+        labels[file_column]
+        .astype(str)
+        .map(lambda s: PurePosixPath(s.replace("\\", "/")).as_posix())
+    )
     problems = [
         f"file {name!r} is named in {count} label rows"
         for name, count in names.value_counts().items()

@@ -86,6 +86,8 @@ def load_image_folder(
     import skimage.io
 
     root = Path(folder)
+    if root.is_file():
+        raise ImageDataError([f"{str(root)!r} is a file; expected the folder of the images"])
     if not root.is_dir():
         raise ImageDataError([f"image folder {str(root)!r} does not exist"])
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -95,6 +97,9 @@ def load_image_folder(
     arrays: dict[str, np.ndarray] = {}
     unreadable: list[str] = []
     for key, path in zip(keys, paths, strict=True):
+        if path.stat().st_size == 0:  # the reader's own error suggests installing plugins
+            unreadable.append(f"file {key!r} is empty (0 bytes)")
+            continue
         try:
             arrays[key] = _channels_first(np.asarray(skimage.io.imread(path)))
         except Exception as error:  # any reader failure is the file's fault: name it

@@ -68,7 +68,8 @@ def load_survset(
     Returns
     -------
     df : DataFrame
-        ``time`` (the duration), ``event`` (1 = event, 0 = censored), then the covariates with
+        ``time`` (the duration), ``event`` (1 = event, 0 = censored; ``follic`` codes two
+        competing causes 1 and 2, modelled as competing risks), then the covariates with
         their ``num_``/``fac_`` prefixes removed:
 
         - numeric columns are kept as SurvSet stores them (float or integer, ``NaN`` missing);
@@ -90,9 +91,8 @@ def load_survset(
     Raises
     ------
     ValueError
-        For an unknown name (close matches are listed), and for datasets fedsynth does not
-        model: time-dependent covariates (``is_td`` in SurvSet) or competing risks (``follic``,
-        whose event is coded 0/1/2).
+        For an unknown name (close matches are listed), and for datasets with time-dependent
+        covariates (``is_td`` in SurvSet), which fedsynth does not model.
 
     Examples
     --------
@@ -110,13 +110,6 @@ def load_survset(
         # caller's to act on.
         warnings.filterwarnings("ignore", message=r"numpy\.core", category=DeprecationWarning)
         raw = loader.load_dataset(resolved)["df"]
-    codes = sorted(int(code) for code in pd.unique(raw["event"]))
-    if not set(codes) <= {0, 1}:
-        raise ValueError(
-            f"SurvSet dataset {resolved!r} has event codes {codes} (competing risks), but "
-            "fedsynth models one event type coded 1 (0 = censored); load it with SurvSet's "
-            "SurvLoader and recode the event to use it"
-        )
     kinds: dict[str, str] = {}
     columns: dict[str, pd.Series] = {}
     if keep_id:

@@ -38,7 +38,7 @@ import pandas as pd
 from fedsynth.core.privacy.config import DPSettings
 from fedsynth.core.progress import training_progress
 from fedsynth.core.torch_device import resolve_device, torch_seed
-from fedsynth.exceptions import FedsynthError
+from fedsynth.exceptions import FedsynthError, ParameterError
 from fedsynth.tabular.generators._neural_private import (
     _EARLY_STOPPING_UNDER_DP,
     PrivateFitting,
@@ -118,7 +118,7 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
         if epochs is not None and (
             not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < lowest
         ):
-            raise ValueError(
+            raise ParameterError(
                 f"epochs must be an integer >= {lowest}{' with warm_start' if warm_start else ''}, "
                 f"got {epochs!r}"
             )
@@ -130,7 +130,7 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
         self._check_training_params()
         resolve_device(self.device)  # a device that is not there fails before any work
         if settings is not None and self.early_stopping:
-            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+            raise ParameterError(_EARLY_STOPPING_UNDER_DP)
 
     def _continues_training(self) -> bool:
         return self._warm_start and self.is_fitted
@@ -209,10 +209,7 @@ class NeuralGenerator(NeuralWeights, FederableGenerator, PrivateFitting, BaseGen
             problems.append(
                 f"validation_fraction must be a float in (0, 0.5), got {self.validation_fraction!r}"
             )
-        if problems:
-            raise ValueError(
-                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
-            )
+        self._raise_invalid_params(problems)
 
     def _train(
         self,

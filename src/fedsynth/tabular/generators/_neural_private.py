@@ -18,6 +18,7 @@ import pandas as pd
 
 from fedsynth.core.privacy.accounting import PrivacyLedger, Spend
 from fedsynth.core.privacy.config import DPSettings
+from fedsynth.exceptions import ParameterError
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.privacy.dp_statistics import (
     ColumnDomain,
@@ -212,7 +213,7 @@ class PrivateFitting:
         if ledger is None and settings is None:
             return None, None
         if self.early_stopping:
-            raise ValueError(_EARLY_STOPPING_UNDER_DP)
+            raise ParameterError(_EARLY_STOPPING_UNDER_DP)
         ledger = PrivacyLedger(settings.max_epsilon) if ledger is None else ledger
         epochs = self._epochs_of_this_fit() if epochs is None else epochs
         if epochs == 0:

@@ -10,7 +10,12 @@ import pandas as pd
 
 from fedsynth.tabular.metadata import ColumnMetadata
 from fedsynth.tabular.metadata.columns import ORDERED_CATEGORY
-from fedsynth.tabular.metadata.values import encoding_of, to_datetimes, write_numbers
+from fedsynth.tabular.metadata.values import (
+    encoding_of,
+    to_datetimes,
+    to_timedeltas,
+    write_numbers,
+)
 
 
 def restore_column(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Series:
@@ -41,6 +46,8 @@ def to_input_dtype(values: pd.Series, col: ColumnMetadata, dtype: str) -> pd.Ser
     # (auto's candidates, a DP teacher) keeps them as numbers.
     if col.is_continuous and encoding is not None and dtype.startswith("datetime64"):
         return to_datetimes(values, dtype)
+    if col.is_continuous and encoding is not None and dtype.startswith("timedelta64"):
+        return to_timedeltas(values, dtype)
     if col.is_continuous and encoding is not None and _holds_text(dtype):
         values = write_numbers(values, encoding)
     elif dtype in ("category", ORDERED_CATEGORY):

@@ -118,10 +118,7 @@ class VAEGenerator(NeuralGenerator):
             isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0
         ):
             problems.append(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if problems:
-            raise ValueError(
-                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
-            )
+        self._raise_invalid_params(problems)
 
     def _epochs_within_cap(self, epochs: int, steps_per_epoch: int) -> int:
         """At most ``max_steps`` optimiser steps, in whole epochs (at least one)."""

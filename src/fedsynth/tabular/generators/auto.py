@@ -25,6 +25,9 @@ from fedsynth.exceptions import (
     DataWarning,
     FedsynthError,
     FedsynthWarning,
+    InvalidDataError,
+    ParameterError,
+    Problem,
     UnknownGeneratorError,
 )
 from fedsynth.tabular.generators.base import BaseGenerator
@@ -169,18 +172,18 @@ class AutoGenerator(BaseGenerator):
                 names.append(name)
         else:
             if isinstance(self.candidates, str) or not len(self.candidates):
-                raise ValueError(
+                raise ParameterError(
                     f"candidates must be a non-empty tuple of generator names, "
                     f"got {self.candidates!r}"
                 )
             names = list(dict.fromkeys(self.candidates))
             if "auto" in names:
-                raise ValueError("'auto' cannot be one of its own candidates")
+                raise ParameterError("'auto' cannot be one of its own candidates")
             for name in names:
                 get_generator_class(name)  # unknown or unimportable names fail here, loudly
         unused = sorted(set(self.candidate_params or {}) - set(names))
         if unused:
-            raise ValueError(
+            raise ParameterError(
                 f"candidate_params names {unused}, which are not candidates; candidates: {names}"
             )
         return names
@@ -202,18 +205,23 @@ class AutoGenerator(BaseGenerator):
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
         fraction = self.validation_fraction
         if not isinstance(fraction, (float, int)) or not 0.05 <= fraction <= 0.5:
-            raise ValueError(f"validation_fraction must be in [0.05, 0.5], got {fraction!r}")
+            raise ParameterError(f"validation_fraction must be in [0.05, 0.5], got {fraction!r}")
         n_splits = self.n_splits
         if n_splits is not None and (
             not isinstance(n_splits, int) or isinstance(n_splits, bool) or n_splits < 1
         ):
-            raise ValueError(f"n_splits must be a positive integer or None, got {n_splits!r}")
+            raise ParameterError(f"n_splits must be a positive integer or None, got {n_splits!r}")
         if n_splits is None:
             n_splits = _SMALL_TABLE_SPLITS if len(data) < _SMALL_TABLE_ROWS else 1
         if round(len(data) * fraction) < 10 or len(data) - round(len(data) * fraction) < 20:
-            raise ValueError(
-                f"auto needs at least 10 validation and 20 training rows to compare candidates; "
-                f"got {len(data)} rows with validation_fraction={fraction}"
+            raise InvalidDataError(
+                [
+                    Problem(
+                        None,
+                        "auto needs at least 10 validation and 20 training rows to compare "
+                        f"candidates; got {len(data)} rows with validation_fraction={fraction}",
+                    )
+                ]
             )
         names = self._resolve_candidates()
         # Hyperparameter mistakes surface before any time is spent fitting.

@@ -356,10 +356,7 @@ class CTGAN(ConditionedSampling, PrivateCriticTraining, AdversarialTraining, Neu
                 "early_stopping must be False: a GAN has no validation loss that tracks the "
                 "quality of its samples; choose the number of epochs instead"
             )
-        if problems:
-            raise ValueError(
-                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
-            )
+        self._raise_invalid_params(problems)
 
     def _pac(self) -> int:
         """Rows per critic pack: ``pac``, or by default 10 (CTGAN's) and 1 under ``dp``."""

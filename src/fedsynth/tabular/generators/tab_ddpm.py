@@ -223,10 +223,7 @@ class TabDDPM(NeuralGenerator):
             isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0
         ):
             problems.append(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if problems:
-            raise ValueError(
-                f"invalid {type(self).__name__} parameter(s):\n  - " + "\n  - ".join(problems)
-            )
+        self._raise_invalid_params(problems)
 
     def _start_training(
         self,

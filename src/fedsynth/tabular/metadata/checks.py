@@ -70,6 +70,40 @@ def check_metadata(metadata: Metadata) -> list[Problem]:
     return problems
 
 
+def check_column_names(df: pd.DataFrame) -> list[Problem]:
+    """Problems with the column names themselves: repeated names, and names that are not text
+    (metadata, model files and the CSV a sample is written to name columns by text).
+
+    Examples
+    --------
+    >>> check_column_names(pd.DataFrame([[1, 2]], columns=["a", "a"]))[0].message
+    "the column name(s) ['a'] repeat; rename them so that each column has its own name"
+    """
+    problems = []
+    duplicated = df.columns[df.columns.duplicated()].unique().tolist()
+    if duplicated:
+        problems.append(
+            Problem(
+                None,
+                f"the column name(s) {duplicated} repeat; rename them so that each column has "
+                "its own name",
+            )
+        )
+    not_text = [c for c in df.columns if not isinstance(c, str)]
+    if not_text:
+        shown = ", ".join(f"{c!r} ({type(c).__name__})" for c in not_text[:_MAX_EXAMPLES])
+        if len(not_text) > _MAX_EXAMPLES:
+            shown += f" and {len(not_text) - _MAX_EXAMPLES} more"
+        problems.append(
+            Problem(
+                None,
+                f"column names must be text, got {shown}; rename the columns, e.g. "
+                "df.columns = [str(c) for c in df.columns]",
+            )
+        )
+    return problems
+
+
 def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], list[Problem]]:
     """Check ``df`` against ``metadata``.
 
@@ -91,9 +125,9 @@ def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], li
         problems.append(Problem(None, "the table has no columns"))
     if len(df) == 0:
         problems.append(Problem(None, "the table is empty (0 rows); at least one row is needed"))
-    duplicated = df.columns[df.columns.duplicated()].unique().tolist()
-    if duplicated:
-        problems.append(Problem(None, f"duplicate column names: {duplicated}"))
+    name_problems = check_column_names(df)
+    if name_problems:  # names that are not text would all read as absent below
+        return [*problems, *name_problems], []
     extra = [c for c in df.columns if c not in metadata.columns]
     if extra:
         problems.append(Problem(None, f"columns not described by the metadata: {_examples(extra)}"))
@@ -101,14 +135,18 @@ def check_table(df: pd.DataFrame, metadata: Metadata) -> tuple[list[Problem], li
         if name not in df.columns:
             problems.append(Problem(name, "described by the metadata but absent from the table"))
             continue
-        if len(df) == 0 or name in duplicated:
+        if len(df) == 0:
             continue
         col_problems, col_warnings = _check_column(name, df[name], col)
         problems += col_problems
         warnings += col_warnings
     if len(df) and not problems and not metadata.learnable_columns(df):
+        one_row = " (the table has one row; at least 2 are needed)" if len(df) == 1 else ""
         problems.append(
-            Problem(None, "nothing to learn: every column is an identifier, constant or missing")
+            Problem(
+                None,
+                f"nothing to learn: every column is an identifier, constant or missing{one_row}",
+            )
         )
     return problems, warnings
 

@@ -18,9 +18,14 @@ from fedsynth.tabular.metadata.values import (
     ENCODING_KEY,
     TextReading,
     days_since_epoch,
+    read_numbers,
     read_text,
     text_labels,
 )
+
+#: Text codes distinct for at least this share of at least this many rows are identifiers.
+NEAR_DISTINCT_SHARE = 0.9
+NEAR_DISTINCT_ROWS = 50
 
 # Name tokens that mark personal data on their own, whatever the values look like (but only with
 # many distinct values: "drug_name" with five levels is a category, not a person's name).
@@ -147,7 +152,9 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
     A column is an identifier when its name marks personal data or a record number (``mrn``,
     ``record_no``, ``hospital_number``, ``encounter``...) with mostly distinct values; when a
     name such as ``id`` or ``patient`` comes with a distinct value per row; when it is a row
-    counter, text distinct per row, or free text; or when it holds random codes: integers of
+    counter, text distinct per row, or free text; when it holds one-word text codes distinct
+    for at least 90 % of 50 or more rows (specimen codes with a few repeats); or when it holds
+    random codes: integers of
     four or more digits, distinct per row and in no order (a measurement is not written that
     way, a hospital's record number is).
     """
@@ -165,6 +172,10 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
         return "a distinct value per row under an identifier's name"
     if _is_free_text(values):
         return "free text (mostly distinct multi-word values), which would be re-emitted verbatim"
+    if n >= NEAR_DISTINCT_ROWS and unique_ratio >= NEAR_DISTINCT_SHARE and _is_code_text(values):
+        # Specimen or accession codes with a few repeats (a patient sampled twice): as a
+        # category of hundreds of levels, each real code would be emitted verbatim.
+        return f"codes distinct for almost every row ({values.nunique()} in {n} rows)"
     if n < 20 or unique_ratio < 1.0:
         return None
     # No telling name: text unique per row, a row counter or random codes are identifiers;
@@ -178,11 +189,22 @@ def identifier_reason(name: str, series: pd.Series) -> str | None:
         return None
     if pd.api.types.is_numeric_dtype(series) or numeric_view(series) is not None:
         return None
-    if pd.api.types.is_datetime64_any_dtype(series):  # dates of diagnosis, of sampling...
-        return None
+    if pd.api.types.is_datetime64_any_dtype(series) or pd.api.types.is_timedelta64_dtype(series):
+        return None  # dates of diagnosis, lengths of stay: measurements
     if _reads_as_numbers(values):  # unique numbers or dates read as text are measurements
         return None
     return "text with a distinct value per row"
+
+
+def _is_code_text(values: pd.Series) -> bool:
+    """Text (not numbers or dates written as text) of single tokens: how codes are written."""
+    if not pd.api.types.is_object_dtype(values.dtype) and not isinstance(
+        values.dtype, pd.StringDtype
+    ):
+        return False
+    if not values.map(lambda v: isinstance(v, str)).all() or _reads_as_numbers(values):
+        return False
+    return bool((values.str.split().str.len() == 1).mean() >= 0.95)
 
 
 def _is_random_code(values: pd.Series) -> bool:
@@ -280,6 +302,10 @@ def infer_column(name: str, series: pd.Series) -> ColumnMetadata:
     if pd.api.types.is_datetime64_any_dtype(series):  # dates: days, back in the dtype
         col = numeric_metadata(dtype, days_since_epoch(values))
         col.extra[ENCODING_KEY] = {"as": "datetime"}
+        return col
+    if pd.api.types.is_timedelta64_dtype(series):  # time spans: days, back in the dtype
+        col = numeric_metadata(dtype, read_numbers(values))
+        col.extra[ENCODING_KEY] = {"as": "timedelta"}
         return col
     as_numbers = numeric_view(series)
     if as_numbers is not None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.exceptions import DataWarning, InvalidDataError, MetadataError, Problem
-from fedsynth.tabular.metadata.checks import check_metadata, check_table
+from fedsynth.tabular.metadata.checks import check_column_names, check_metadata, check_table
 from fedsynth.tabular.metadata.columns import KINDS, ColumnMetadata, dtype_name
 from fedsynth.tabular.metadata.inference import (
     competing_codes,
@@ -113,6 +113,9 @@ class Metadata:
             raise InvalidDataError(
                 [Problem(None, f"the table is empty ({len(data)} rows x {data.shape[1]} columns)")]
             )
+        name_problems = check_column_names(data)
+        if name_problems:
+            raise InvalidDataError(name_problems)
         columns = {str(c): infer_column(str(c), data[c]) for c in data.columns}
         named = {"duration": duration, "event": event, "site": site}
         for role, name in named.items():
@@ -391,6 +394,8 @@ def column_for_kind(series: pd.Series, kind: str) -> ColumnMetadata:
             col = numeric_metadata(dtype, numbers.dropna())
             if pd.api.types.is_datetime64_any_dtype(series):
                 col.extra[ENCODING_KEY] = {"as": "datetime"}
+            elif pd.api.types.is_timedelta64_dtype(series):
+                col.extra[ENCODING_KEY] = {"as": "timedelta"}
         col.kind = kind
         return col
     if kind == "identifier":

@@ -19,7 +19,9 @@ once, as numbers when it can be:
   since 1970-01-01.
 
 A ``datetime64`` column (naive or with a time zone) reads as days since 1970-01-01 UTC too, with
-the encoding ``{"as": "datetime"}``, and comes back in its dtype (:func:`to_datetimes`).
+the encoding ``{"as": "datetime"}``, and comes back in its dtype (:func:`to_datetimes`); a
+``timedelta64`` column (a length of stay, a follow-up) reads as days, with the encoding
+``{"as": "timedelta"}``, and comes back as time spans (:func:`to_timedeltas`).
 
 How the text was written (decimal comma, decimal places, date format) is kept as the column's
 *encoding* (``ColumnMetadata.extra["text"]``), so that synthetic numbers are written back the
@@ -227,6 +229,8 @@ def read_numbers(series: pd.Series, encoding: dict[str, Any] | None = None) -> p
         return series.astype("float64")
     if pd.api.types.is_datetime64_any_dtype(series):
         return days_since_epoch(series)
+    if pd.api.types.is_timedelta64_dtype(series):
+        return (series / _DAY).astype("float64")
     reading = read_text(series, encoding)
     if reading is not None:
         return reading.numbers if not reading.unreadable else None
@@ -289,6 +293,20 @@ def to_datetimes(numbers: pd.Series, dtype: str) -> pd.Series:
     if getattr(target, "tz", None) is not None:
         stamps = stamps.dt.tz_localize("UTC")
     return stamps.astype(target)
+
+
+def to_timedeltas(numbers: pd.Series, dtype: str) -> pd.Series:
+    """Days (floats, NaN = missing) as time spans in ``dtype`` (``timedelta64[ns]``...), to the
+    second.
+
+    Examples
+    --------
+    >>> to_timedeltas(pd.Series([1.5, np.nan]), "timedelta64[ns]").tolist()
+    [Timedelta('1 days 12:00:00'), NaT]
+    """
+    seconds = pd.to_timedelta(numbers.to_numpy(dtype=np.float64) * 86_400.0, unit="s")
+    spans = pd.Series(seconds, index=numbers.index).dt.round("s")
+    return spans.astype(pd.api.types.pandas_dtype(dtype))
 
 
 def write_numbers(numbers: pd.Series, encoding: dict[str, Any]) -> pd.Series:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from fedsynth.exceptions import InvalidDataError, MetadataError, Problem
 from fedsynth.tabular.metadata import Metadata
+from fedsynth.tabular.metadata.checks import check_column_names
 from fedsynth.tabular.validation.distances import GowerEmbedding
 
 #: Kinds compared as numbers.
@@ -228,6 +229,10 @@ def prepare(
     for name, frame in (("synthetic", synthetic), ("holdout", holdout)):
         if frame is None:
             continue
+        named = check_column_names(frame)
+        if named:  # repeated names would make frame[column] a table below
+            problems += [Problem(None, f"{name} table: {p.message}") for p in named]
+            continue
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             problems.append(Problem(None, f"{name} table lacks column(s) {missing}"))
@@ -300,6 +305,9 @@ def _convert(
                 bad.append(
                     (column, f"{len(text)} value(s) that are not numbers, e.g. {text.iloc[0]!r}")
                 )
+            infinite = int(np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan)).sum())
+            if infinite:
+                bad.append((column, f"{infinite} infinite value(s); expected finite numbers"))
             out[column] = numbers.astype("float64")
         else:
             out[column] = labels(series)
