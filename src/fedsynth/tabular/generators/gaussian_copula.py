@@ -22,6 +22,7 @@ from scipy import special
 from fedsynth.core.privacy.accounting import PrivacyLedger
 from fedsynth.core.privacy.config import DPConfig
 from fedsynth.core.registry import register
+from fedsynth.exceptions import InvalidDataError
 from fedsynth.tabular.generators._copula_marginals import (
     MAX_QUANTILES,
     Marginal,
@@ -47,6 +48,43 @@ from fedsynth.tabular.generators._discrete import from_codes, numeric_values
 from fedsynth.tabular.generators.statistical import StatisticalGenerator
 from fedsynth.tabular.metadata import Metadata
 from fedsynth.tabular.privacy.dp_statistics import ColumnDomain, category_codes
+
+#: Memory the correlation matrix's working copies may take at fit time (read at each call, so
+#: it can be raised: ``fedsynth.tabular.generators.gaussian_copula.CORRELATION_MEMORY_LIMIT``).
+CORRELATION_MEMORY_LIMIT = 2 * 1024**3
+#: Matrices of the latent dimension squared alive at once while fitting: the correlation, the
+#: eigenvectors, their product and its rescaled copy (``nearest_correlation``), and one spare.
+_WORKING_COPIES = 5
+
+
+def check_width(data: pd.DataFrame, metadata: Metadata) -> None:
+    """Refuse a table whose correlation matrix would not fit in memory, before any work.
+
+    A copula holds one correlation over every latent dimension (a column, and one more for a
+    numeric column with missing values): memory grows with their square (an expression array of
+    15,000 genes needs about 1.8 GB per copy and an eigen-decomposition of hours).
+
+    Raises
+    ------
+    InvalidDataError
+        Naming the number of columns and latent dimensions, the memory needed and the limit.
+    """
+    dims = sum(
+        1 + int(not metadata.columns[c].is_discrete and bool(data[c].isna().any()))
+        for c in data.columns
+    )
+    need = dims * dims * 8 * _WORKING_COPIES
+    if need > CORRELATION_MEMORY_LIMIT:
+        raise InvalidDataError(
+            [
+                f"gaussian_copula: {data.shape[1]} columns give {dims} latent dimensions; their "
+                f"correlation needs about {need / 1024**3:.1f} GiB while fitting, above the "
+                f"limit of {CORRELATION_MEMORY_LIMIT / 1024**3:.1f} GiB "
+                "(CORRELATION_MEMORY_LIMIT in fedsynth.tabular.generators.gaussian_copula). "
+                "Select the columns to synthesise (e.g. the genes of interest), or raise the "
+                "limit on a machine with the memory."
+            ]
+        )
 
 
 @register("gaussian_copula")
@@ -135,6 +173,7 @@ class GaussianCopula(StatisticalGenerator):
         return []
 
     def _fit(self, data: pd.DataFrame, metadata: Metadata, rng: np.random.Generator) -> None:
+        check_width(data, metadata)
         n = len(data)
         marginals: list[Marginal] = []
         latent_names: list[str] = []
@@ -180,6 +219,7 @@ class GaussianCopula(StatisticalGenerator):
         rng: np.random.Generator,
     ) -> None:
         """The copula under DP: the budget spent as the class docstring lists."""
+        check_width(data, metadata)
         epsilon_marginals = epsilon / 2
         scale = data.shape[1] / epsilon_marginals
         ledger.charge(
