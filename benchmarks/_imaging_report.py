@@ -181,6 +181,22 @@ def markdown(result: dict[str, Any]) -> str:
             f"{row['peak_rss_mb']:.0f} | "
             f"{eps} |"
         )
+    public = {
+        arm: row["public_images"] for arm, row in result["arms"].items() if "public_images" in row
+    }
+    if public:
+        lines += ["", "## Public images (warm start, no privacy cost)", ""]
+        lines += [
+            f"- {arm}: {p['images']} images of `{p['cohort']}`, {p['epochs']} epochs before the "
+            "training images"
+            for arm, p in public.items()
+        ]
+        lines.append(
+            "- Another seed than the study's cohort: other patients, and other scanners (each "
+            "site's gains, noise, bias field and blur are drawn from the seed), all three of its "
+            "sites, labels used. The same simulator: its label-to-appearance rules are those of "
+            "the private images, so this public set is as close to them as a public set can be."
+        )
     lines += ["", "## Targets", ""]
     if settings.get("quick"):
         lines += [
