@@ -100,6 +100,9 @@ class DPGAN(ImageGenerator):
     so the class-independent parts of the networks learn what the images look like and the
     class-specific parts are left to the private images. Under ``dp`` without a declared
     ``intensity_range`` the public images' range is used (no release of the private ones).
+    On the imaging benchmark a warm start did not survive the default 60 private epochs at
+    epsilon 5 (noise multiplier 3.5) but did with 1-5 (noise 1.0-1.4): set ``epochs`` low
+    under ``dp`` with public images (``benchmarks/results/dp_gan_public_diagnosis.md``).
     Without ``dp`` the public images are a warm start only. ``public_pretraining_`` records
     the warm start (``{"images": n, "epochs": e}``, ``None`` without one); its epochs come
     first in ``history_``, with their losses (on public images).
