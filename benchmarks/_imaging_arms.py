@@ -263,11 +263,28 @@ def independent_epsilon(ledger) -> dict[str, float]:
     return found
 
 
-def dp_gan(private: bool) -> Callable[[Study], Synthetic]:
-    """``dp_gan`` on the pooled training images, private at ``study.epsilon`` or not."""
+#: The public images of the ``*_public`` arms: the simulated cohort drawn with this offset
+#: added to the study's seed (other patients, and other scanners: the sites' gains, noise,
+#: bias field and blur are drawn from the seed), all its sites, the study's image size.
+PUBLIC_SEED_OFFSET = 1000
+PUBLIC_N = 400
+
+
+def public_cohort(study: Study) -> ImageSet:
+    """The images declared public for the warm start (see :data:`PUBLIC_SEED_OFFSET`)."""
+    from fedsynth.imaging import brain_mri_cohort
+
+    size = int(study.pooled.shape[-1])
+    return brain_mri_cohort(PUBLIC_N, sites=3, size=size, seed=study.seed + PUBLIC_SEED_OFFSET)
+
+
+def dp_gan(private: bool, public: bool = False) -> Callable[[Study], Synthetic]:
+    """``dp_gan`` on the pooled training images, private at ``study.epsilon`` or not; with
+    ``public``, warm-started on :func:`public_cohort` (no privacy cost)."""
 
     def arm(study: Study) -> Synthetic:
         params = dict(study.gan)
+        options = {"public_images": public_cohort(study)} if public else {}
         epsilon = study.epsilon if private else None
         if epsilon is not None:
             params |= {
@@ -277,10 +294,16 @@ def dp_gan(private: bool) -> Callable[[Study], Synthetic]:
             }
         gen = _make("dp_gan", params, study.seed)
         with Clock() as fit:
-            gen.fit(study.pooled)
+            gen.fit(study.pooled, **options)
         gen.sample(4, seed=0)
         with Clock() as sample:
             images, details = _release_pooled(gen, study)
+        if public:
+            details["public_images"] = {
+                "cohort": f"brain_mri_cohort({PUBLIC_N}, sites=3, seed={study.seed} + "
+                f"{PUBLIC_SEED_OFFSET})",
+                **gen.public_pretraining_,
+            }
         if epsilon is not None:
             details |= independent_epsilon(gen.privacy_spent_)
             details["target_epsilon"] = float(epsilon)
@@ -297,6 +320,8 @@ SYNTHETIC_ARMS: dict[str, Callable[[Study], Synthetic]] = {
     "ldm_fedavg": fedavg_ldm,
     "dp_gan_private": dp_gan(True),
     "dp_gan_nonprivate": dp_gan(False),
+    "dp_gan_private_public": dp_gan(True, public=True),
+    "dp_gan_nonprivate_public": dp_gan(False, public=True),
 }
 
 

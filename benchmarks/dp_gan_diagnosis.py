@@ -5,8 +5,10 @@ deviation across images), whether conditioning reproduces the label's appearance
 the benchmark's classifier AUC on the held-out site when trained on the synthetic images.
 
 ``OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/dp_gan_diagnosis.py 60 300
-60p:discriminator_steps=2,loss=hinge`` (epochs; ``p`` for the private arm at epsilon 5; after
-``:`` dp_gan parameters). Prints; with ``--out FILE`` also appends one JSON line per run.
+60p:discriminator_steps=2,loss=hinge 20pw`` (epochs; ``p`` for the private arm at epsilon 5;
+``w`` for the warm start on the benchmark's public images, ``_imaging_arms.public_cohort``;
+after ``:`` dp_gan parameters). Synthetic sets are as drawn (no near-copy filter). Prints;
+with ``--out FILE`` also appends one JSON line per run.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import types
 import numpy as np
 
 
-def parse(spec: str) -> tuple[int, bool, dict]:
-    """``"60p:loss=hinge,discriminator_lr=1e-4"`` -> (60, True, {...}); numbers as numbers."""
+def parse(spec: str) -> tuple[int, bool, bool, dict]:
+    """``"60pw:loss=hinge,discriminator_lr=1e-4"`` -> (60, True, True, {...}); numbers as
+    numbers."""
     head, _, tail = spec.partition(":")
     params = {}
     for item in filter(None, tail.split(",")):
@@ -28,7 +31,8 @@ def parse(spec: str) -> tuple[int, bool, dict]:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
-    return int(head.rstrip("p")), head.endswith("p"), params
+    flags = head.lstrip("0123456789")
+    return int(head[: len(head) - len(flags)]), "p" in flags, "w" in flags, params
 
 
 def main(specs: list[str], out: str | None = None) -> None:
@@ -43,8 +47,9 @@ def main(specs: list[str], out: str | None = None) -> None:
     from fedsynth.imaging.validation import prepare_image_validation
 
     args = types.SimpleNamespace(n=600, size=64, seed=0, test_site="site_2")
-    train_by_site, holdout, test = bench.cohort_parts(args)
+    train_by_site, holdout_by_site, test = bench.cohort_parts(args)
     train = arms.concat(list(train_by_site.values()))
+    holdout = arms.concat(list(holdout_by_site.values()))
     extractor = prepare_image_validation(train, holdout, holdout, seed=0).extractor
     made = {}
     make = arms._make
@@ -55,19 +60,29 @@ def main(specs: list[str], out: str | None = None) -> None:
 
     arms._make = keep
     for spec in specs:
-        epochs, private, params = parse(spec)
+        epochs, private, public, params = parse(spec)
         study = arms.Study(
-            train_by_site, len(train), 0, {}, {"epochs": epochs, **params}, 1, 1, 5.0
+            sites=train_by_site,
+            holdouts=holdout_by_site,
+            n_synthetic=len(train),
+            seed=0,
+            ldm={},
+            gan={"epochs": epochs, **params},
+            ldm_rounds=1,
+            ldm_local_epochs=1,
+            epsilon=5.0,
+            copy_filter=False,
         )
-        synthetic = arms.dp_gan(private)(study)
+        synthetic = arms.dp_gan(private, public=public)(study)
         gen = made["gen"]
         checks = bench.image_checks(train, holdout, synthetic.images, extractor, 0)
         row = {"spec": spec, "fit_cpu_s": synthetic.fit_cpu_s, "fid_ratio": checks["fid_ratio"]}
         row |= {k: v for k, v in synthetic.details.items() if "epsilon" in k}
+        history = [h for h in gen.history_ if "discriminator" in h]
+        row["noise_multiplier"] = gen.steps_taken()[0][0] if private else None
         print(
             f"{spec}: fit CPU {synthetic.fit_cpu_s:.0f} s, FID {checks['fid_ratio']:.1f} x holdout"
         )
-        history = gen.history_
         if history and "discriminator" in history[0]:
             step = max(1, len(history) // 10)
             print(

@@ -15,8 +15,10 @@ Arms, each classifier predicting IDH status and tumour type with
 * synthetic only, one per generator arm of ``_imaging_arms.SYNTHETIC_ARMS``: generator sharing
   (``latent_diffusion`` per site, pooled samples in proportion to site size), a centralized
   ``latent_diffusion``, ``latent_diffusion`` by FedAvg (federable protocol, in process), and
-  ``dp_gan`` at ``--epsilon`` and without DP. Generators use their own defaults unless a flag
-  sets epochs.
+  ``dp_gan`` at ``--epsilon`` and without DP, each also warm-started on public images
+  (``dp_gan_private_public``, ``dp_gan_nonprivate_public``: the simulated cohort with another
+  seed, so other patients and scanners, ``_imaging_arms.public_cohort``; no privacy cost).
+  Generators use their own defaults unless a flag sets epochs.
 
 Per arm and label: accuracy, AUC, sensitivity, specificity, McNemar's exact p against
 ``real_central`` (same test images). Per synthetic arm: FID of synthetic vs train over FID of

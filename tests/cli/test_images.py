@@ -138,3 +138,15 @@ def test_bad_input_exits_2_naming_the_file(tmp_path, model_dir, real_folder, cap
     args = ["images", "evaluate", str(folder), str(small), "--labels", str(labels)]
     assert main([*args, "-o", str(tmp_path / "x.html")]) == 2
     assert str(small) in capsys.readouterr().err
+
+
+def test_fit_dp_gan_warm_started_on_public_images_without_dp(tmp_path):
+    import fedsynth
+    from fedsynth.imaging.npz import save_image_set
+
+    public = save_image_set(brain_mri_cohort(8, size=16, seed=7), tmp_path / "public")
+    args = ["images", "fit", *TINY, "--model", "dp_gan", *TINY_GAN, "-p", "public_epochs=1"]
+    assert main([*args, "--public-images", str(public), "-o", str(tmp_path / "m")]) == 0
+    model = fedsynth.load(tmp_path / "m")
+    assert model.privacy_spent_ is None
+    assert model.public_pretraining_ == {"images": 8, "epochs": 1}

@@ -160,7 +160,11 @@ def fit(
     ] = None,
     delta: Annotated[float, typer.Option(help="Delta of the DP guarantee.")] = 1e-5,
     public_images: Annotated[
-        Path | None, typer.Option(help="Public images for the autoencoder (latent_diffusion, DP).")
+        Path | None,
+        typer.Option(
+            help="Images that are not private (they cost no epsilon): latent_diffusion's "
+            "autoencoder trains on them, dp_gan starts from a warm start on them."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs.")] = None,
     param: Annotated[
@@ -200,8 +204,8 @@ def fit(
                 {c: sorted(images.labels[c].unique().tolist()) for c in label_column},
             )
             params.setdefault("intensity_range", [0.0, 1.5])
-        if public_images is not None:
-            options["public_images"] = read_images(public_images)
+    if public_images is not None:
+        options["public_images"] = read_images(public_images)
     generator = make_generator(model, **params)
     described = f"Fitting {model} on {len(images)} images of {'x'.join(map(str, images.shape[1:]))}"
     with fitting(generator, described):

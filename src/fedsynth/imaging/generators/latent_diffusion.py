@@ -18,6 +18,7 @@ from fedsynth.imaging.generators import _diffusion as diffusion
 from fedsynth.imaging.generators._autoencoder import AdversarialPart, autoencoder_epoch
 from fedsynth.imaging.generators._federable import charge_plan
 from fedsynth.imaging.generators._latent_scale import LatentScaleState
+from fedsynth.imaging.generators._public import check_public_images
 from fedsynth.imaging.generators._schema import ImageSchema, as_image_set
 from fedsynth.imaging.generators._torch import epoch_reporter, seeded, shuffled_batches
 from fedsynth.imaging.generators.base import ImageGenerator
@@ -234,7 +235,7 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
         public = options.get("public_images")
         if public is not None:
             public = as_image_set(public)
-            self._check_public(public, images)
+            check_public_images(public, images)
         if settings is None:
             return super()._schema_for(images, settings, options)
         if public is None:
@@ -260,16 +261,6 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
             intensity_range=np.asarray(declared, dtype=float).tolist(),
             uniform_classes=True,
         )
-
-    @staticmethod
-    def _check_public(public: ImageSet, images: ImageSet) -> None:
-        if public.is_volume or tuple(public.shape[1:]) != tuple(images.shape[1:]):
-            raise ImageDataError(
-                [
-                    f"public_images are {public.shape[1:]} (C, H, W); the training images are "
-                    f"{images.shape[1:]}"
-                ]
-            )
 
     # ------------------------------------------------------------------ networks
     def _build(self, schema: ImageSchema) -> None:
