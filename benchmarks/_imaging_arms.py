@@ -201,8 +201,8 @@ def _same(value: Any) -> Any:
 
 def fedavg_ldm(study: Study) -> Synthetic:
     """``latent_diffusion`` trained by FedAvg through the federable protocol, in process: each
-    round every site trains ``ldm_local_epochs`` epochs from the global weights (the
-    autoencoder's budget first, then the UNet's:
+    round every site trains ``ldm_local_epochs`` UNet epochs from the global weights (the
+    autoencoder as many first, until its ``ae_epochs`` are done:
     :mod:`fedsynth.imaging.generators._ldm_rounds`), the server averages them weighted by site
     size; then the latent scale is merged from the sites' (each site's is reported)."""
     from fedsynth.federated.task import weighted_average

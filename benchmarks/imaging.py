@@ -296,8 +296,8 @@ def main() -> None:
         ldm=ldm,
         gan=gan,
         ldm_rounds=args.ldm_rounds,
-        # The autoencoder's epochs come first in the rounds, then the UNet's (_ldm_rounds).
-        ldm_local_epochs=split_rounds(ldm["ae_epochs"] + ldm["epochs"], args.ldm_rounds),
+        # UNet epochs per round; the autoencoder's come first in the rounds (_ldm_rounds).
+        ldm_local_epochs=split_rounds(ldm["epochs"], args.ldm_rounds),
         epsilon=args.epsilon,
         copy_filter=args.copy_filter,
         extractor=extractor,

@@ -47,7 +47,7 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
         Epochs of the diffusion UNet.
     ae_epochs : int
         Epochs of the autoencoder (trained first; federated, its budget over all rounds,
-        spent on the first rounds' epochs: ``_ldm_rounds``).
+        spent in the first rounds, then frozen: ``_ldm_rounds``).
     batch_size : int
         Images per step (the expected Poisson batch under DP).
     lr, ae_lr : float
@@ -430,10 +430,9 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
             module.eval()
 
     def _train_local(self, scaled, classes, epochs: int, rng) -> None:
-        """A federated site's round: the round's ``epochs`` go to the autoencoder while its
-        federated budget ``ae_epochs`` lasts, then to the UNet, on the latents scaled by this
-        site's images under the (then frozen) autoencoder (see
-        :mod:`~fedsynth.imaging.generators._ldm_rounds`)."""
+        """A federated site's round: ``epochs`` of the autoencoder while its federated budget
+        ``ae_epochs`` lasts (then it is frozen), then ``epochs`` of the UNet on the latents
+        scaled by this site's images (:mod:`~fedsynth.imaging.generators._ldm_rounds`)."""
         if self.dp is not None:
             raise PrivacyConfigError(
                 "latent_diffusion under dp cannot be trained federated yet: its autoencoder "
