@@ -201,8 +201,10 @@ def _same(value: Any) -> Any:
 
 def fedavg_ldm(study: Study) -> Synthetic:
     """``latent_diffusion`` trained by FedAvg through the federable protocol, in process: each
-    round every site trains ``ldm_local_epochs`` epochs from the global weights, the server
-    averages them weighted by site size; then the latent scale is merged from the sites'."""
+    round every site trains ``ldm_local_epochs`` UNet epochs from the global weights (the
+    autoencoder as many first, until its ``ae_epochs`` are done:
+    :mod:`fedsynth.imaging.generators._ldm_rounds`), the server averages them weighted by site
+    size; then the latent scale is merged from the sites' (each site's is reported)."""
     from fedsynth.federated.task import weighted_average
     from fedsynth.imaging.generators import ImageSchema
 
@@ -235,11 +237,17 @@ def fedavg_ldm(study: Study) -> Synthetic:
             site.train_local(images, epochs=0, weights=weights, extra_state=True)
             states.append(site.export_extra_state())
         server.set_weights(weights)
-        server.load_extra_state(type(server).merge_extra_states(states, sizes))
+        merged = type(server).merge_extra_states(states, sizes)
+        server.load_extra_state(merged)
     server.sample(4, seed=0)
     with Clock() as sample:
         images, details = _release_pooled(server, study)
-    details |= {"rounds": study.ldm_rounds, "local_epochs": study.ldm_local_epochs}
+    details |= {
+        "rounds": study.ldm_rounds,
+        "local_epochs": study.ldm_local_epochs,
+        "site_latent_variance": [s.config["latent_variance"] for s in states],
+        "merged_latent_variance": merged.config["latent_variance"],
+    }
     return Synthetic(images, fit.cpu, sample.cpu, details)
 
 

@@ -305,6 +305,7 @@ def main() -> None:
         ldm=ldm,
         gan=gan,
         ldm_rounds=args.ldm_rounds,
+        # UNet epochs per round; the autoencoder's come first in the rounds (_ldm_rounds).
         ldm_local_epochs=split_rounds(ldm["epochs"], args.ldm_rounds),
         epsilon=args.epsilon,
         copy_filter=args.copy_filter,

@@ -15,6 +15,7 @@ from fedsynth.core.registry import register
 from fedsynth.core.torch_device import torch_seed
 from fedsynth.exceptions import ImageDataError
 from fedsynth.imaging.generators import _diffusion as diffusion
+from fedsynth.imaging.generators import _ldm_rounds as rounds
 from fedsynth.imaging.generators._autoencoder import AdversarialPart, autoencoder_epoch
 from fedsynth.imaging.generators._federable import charge_plan
 from fedsynth.imaging.generators._latent_scale import LatentScaleState
@@ -46,7 +47,8 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
     epochs : int
         Epochs of the diffusion UNet.
     ae_epochs : int
-        Epochs of the autoencoder (trained first).
+        Epochs of the autoencoder (trained first; federated, its budget over all rounds,
+        spent in the first rounds, then frozen: ``_ldm_rounds``).
     batch_size : int
         Images per step (the expected Poisson batch under DP).
     lr, ae_lr : float
@@ -332,10 +334,15 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
         rng: np.random.Generator,
         plan: PrivateTraining | None,
         average: bool,
+        *,
+        ae_done: int = 0,
+        rescale: bool = False,
     ) -> None:
-        """``ae_epochs`` of the autoencoder on ``ae_images``, the latent scale from them, then
-        ``epochs`` of the UNet on ``scaled`` (DP-SGD under ``plan``), keeping the moving
-        average of its weights if ``average`` and ``ema_decay`` > 0."""
+        """``ae_epochs`` of the autoencoder on ``ae_images``, the latent scale from them (also
+        without autoencoder epochs if ``rescale`` or the scale is unset), then ``epochs`` of the
+        UNet on ``scaled`` (DP-SGD under ``plan``), keeping the moving average of its weights if
+        ``average`` and ``ema_decay`` > 0. ``ae_done``: autoencoder epochs of earlier federated
+        rounds, which count towards the adversarial warm-up."""
         import torch
 
         device = self.device_
@@ -347,8 +354,9 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
         unet_optimizer = torch.optim.Adam(self.unet_.parameters(), lr=float(self.lr))
         # Drawn with or without the adversarial loss, so that it leaves the other draws alike.
         adversary_rng = np.random.default_rng(torch_seed(rng))
-        if self.adversarial_weight > 0 and self._adversarial is None:
-            # Kept between calls: a federated site's rounds continue one discriminator.
+        if self.adversarial_weight > 0 and self._adversarial is None and ae_epochs:
+            # Kept between calls of one model; a model rebuilt for a federated round starts a
+            # new one (it is never shared), past the warm-up if earlier rounds were.
             with seeded(adversary_rng):
                 self._adversarial = AdversarialPart(
                     len(self.schema_.channels),
@@ -357,6 +365,8 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
                     float(self.ae_lr),
                     device,
                 )
+        if self._adversarial is not None:
+            self._adversarial.epochs_seen = max(self._adversarial.epochs_seen, ae_done)
         total = ae_epochs + epochs
         title = f"Training {type(self).__name__}"
         # Seeded: the autoencoder's reparameterisation draws from torch's global generator.
@@ -374,7 +384,7 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
                 # Reconstruction losses of public images may leave; of private ones under DP
                 # they are kept out of the model like every loss computed on them.
                 self._record_epoch(advance, epoch + 1, losses, False)
-            if ae_epochs or self.latent_scale_ == 1.0:
+            if ae_epochs or rescale or self.latent_scale_ == 1.0:
                 variance = diffusion.latent_variance(
                     diffusion.latent_means(self.autoencoder_, ae_data)
                 )
@@ -411,14 +421,19 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
             module.eval()
 
     def _train_local(self, scaled, classes, epochs: int, rng) -> None:
-        """A federated site's round: ``epochs`` epochs of the autoencoder, the latent scale of
-        this site's images, ``epochs`` epochs of the UNet."""
+        """A federated site's round: ``epochs`` of the autoencoder while its federated budget
+        ``ae_epochs`` lasts (then it is frozen), then ``epochs`` of the UNet on the latents
+        scaled by this site's images (:mod:`~fedsynth.imaging.generators._ldm_rounds`)."""
         if self.dp is not None:
             raise PrivacyConfigError(
                 "latent_diffusion under dp cannot be trained federated yet: its autoencoder "
                 "must come from public images; federate dp_gan, or latent_diffusion without dp"
             )
-        self._train(scaled, classes, scaled, epochs, epochs, rng, None, False)
+        done = rounds.autoencoder_epochs_done(
+            int(self.ae_epochs), self.n_fits_, epochs, self.history_
+        )
+        ae, unet = rounds.split_round(int(self.ae_epochs), done, epochs)
+        self._train(scaled, classes, scaled, ae, unet, rng, None, False, ae_done=done, rescale=True)
 
     # ------------------------------------------------------------------ sampling
     def reconstruct(self, images: Any) -> ImageSet:
