@@ -266,10 +266,10 @@ def _check_everywhere(
     like: ImageSet,
     flagged_by: dict[str, int],
 ) -> dict[str, np.ndarray]:
-    """The pending positions of each generator's draws that some site flags."""
-    order = [site for site in pending if len(pending[site])]
+    """The pending positions of each generator's draws that some site flags (every generator in
+    ``pending`` has some)."""
     sent = ImageSet(
-        np.concatenate([images[site][pending[site]] for site in order]),
+        np.concatenate([images[site][pending[site]] for site in pending]),
         channels=like.channels,
         spacing=like.spacing,
         orientation=like.orientation,
@@ -291,8 +291,7 @@ def _check_everywhere(
         flagged_by[name] += int(mask.sum())
         any_site |= mask
     found, start = {}, 0
-    for site in pending:
-        stop = start + len(pending[site]) if site in order else start
-        found[site] = pending[site][any_site[start:stop]]
-        start = stop
+    for site, positions in pending.items():
+        found[site] = positions[any_site[start : start + len(positions)]]
+        start += len(positions)
     return found
