@@ -126,29 +126,54 @@ def _release(
 
 def generator_sharing(study: Study) -> Synthetic:
     """CATphishing: each site fits its own ``latent_diffusion``; the pooled set samples each
-    site's model in proportion to its number of images. With the copy filter, each site's
-    draws are checked against that site's own training images (its holdout the reference, in
-    pixels): the site that trained a generator holds the images to check its samples against."""
-    parts, fit, sample, filtered = [], 0.0, 0.0, {}
-    counts = _shares([len(s) for s in study.sites.values()], study.n_synthetic)
-    for k, (site, n) in enumerate(zip(study.sites, counts, strict=True)):
-        images = study.sites[site]
+    site's model in proportion to its number of images. With the copy filter, the release is
+    checked across sites (:mod:`fedsynth.imaging.validation.cross_site`): every draw is checked
+    at every site against that site's own training images (its holdout the reference, in
+    pixels), and each flagged draw is redrawn with its labels by the generator that made it;
+    only a boolean per draw leaves a site."""
+    generators, fit = {}, 0.0
+    shares = _shares([len(s) for s in study.sites.values()], study.n_synthetic)
+    counts = dict(zip(study.sites, shares, strict=True))
+    for k, (site, images) in enumerate(study.sites.items()):
         gen = _make("latent_diffusion", study.ldm, study.seed + k)
         with Clock() as clock:
             gen.fit(images)
         fit += clock.cpu
         gen.sample(4, seed=0)  # the first draw's set-up out of the clock
-        with Clock() as clock:
-            drawn, filtered[site] = _release(
-                gen, n, study.seed + 100 + k, study, images, study.holdouts[site], None
-            )
-            parts.append(drawn)
-        sample += clock.cpu
-    details: dict[str, Any] = {"site_samples": counts}
-    if study.copy_filter:
-        dropped = sum(f["dropped"] for f in filtered.values())
-        details["copy_filter"] = {"dropped": dropped, "sites": filtered}
-    return Synthetic(concat(parts), fit, sample, details)
+        generators[site] = gen
+    details: dict[str, Any] = {"site_samples": list(counts.values())}
+    with Clock() as clock:
+        if study.copy_filter:
+            pooled, details["copy_filter"] = _release_across_sites(generators, counts, study)
+        else:
+            parts = [
+                generators[site].sample(n, seed=study.seed + 100 + k)
+                for k, (site, n) in enumerate(counts.items())
+            ]
+            pooled = concat(parts)
+    return Synthetic(pooled, fit, clock.cpu, details)
+
+
+def _release_across_sites(
+    generators: dict[str, Any], counts: dict[str, int], study: Study
+) -> tuple[ImageSet, dict[str, Any]]:
+    """The pooled draws, each checked at every site (the sites' checks run in this process,
+    each on its own site's images only)."""
+    from fedsynth.imaging.validation.cross_site import (
+        SiteCopyCheck,
+        sample_checked_across_sites,
+    )
+
+    checks = {site: SiteCopyCheck(study.sites[site], study.holdouts[site]) for site in study.sites}
+    found = sample_checked_across_sites(generators, counts, checks, seed=study.seed + 100)
+    return found.images, {
+        "cross_site": True,
+        "dropped": found.dropped,
+        "flagged_by_site": found.flagged_by,
+        "dropped_from_site": found.dropped_from,
+        "rounds": found.rounds,
+        "thresholds": {site: check.thresholds for site, check in checks.items()},
+    }
 
 
 def _release_pooled(gen, study: Study) -> tuple[ImageSet, dict[str, Any]]:

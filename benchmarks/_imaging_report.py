@@ -121,7 +121,12 @@ def write(result: dict[str, Any], name: str) -> None:
 def _dropped(row: dict[str, Any]) -> str:
     """Draws the near-copy filter dropped (and replaced), or "off"."""
     found = row.get("copy_filter")
-    return "off" if found is None else str(found["dropped"])
+    if found is None:
+        return "off"
+    if not found.get("cross_site"):
+        return str(found["dropped"])
+    flagged = ", ".join(f"{site} {n}" for site, n in found["flagged_by_site"].items())
+    return f"{found['dropped']} (each draw checked at every site; flagged by {flagged})"
 
 
 def _f(value: Any, digits: int = 3) -> str:

@@ -26,8 +26,10 @@ the real holdout vs train (autoencoder features fitted once on the training imag
 nearest-training-image check (no synthetic image closer to a training image than the closest
 real holdout image, in pixels and in features; the sets are released through the near-copy
 filter of :mod:`fedsynth.imaging.validation.copy_filter` unless ``--no-copy-filter``, which drops
-and redraws such images, and the count it dropped is reported), PIQE, fit CPU s, sampled images
-per CPU s (the filter's checks and redraws included),
+and redraws such images, and the count it dropped is reported; generator sharing's through the
+cross-site check of :mod:`fedsynth.imaging.validation.cross_site`, every draw checked at every
+site against that site's own images, this pooled check then verifying it), PIQE, fit CPU s,
+sampled images per CPU s (the filter's checks and redraws included),
 the process's peak RSS after the arm, and for ``dp_gan`` the epsilon recomputed by Opacus's
 RDP and PRV accountants from the ledger's history. One torch thread; CPU seconds of this
 process (the issue's time targets are wall time on 2 cores: a 1-thread CPU second is at most

@@ -48,10 +48,18 @@ def test_federate_two_site_folders_over_flower(site_folders, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["images", "federate", *map(str, site_folders), "--model", "dp_gan", *TINY_GAN]
     args += ["--rounds", "1", "--local-epochs", "1", "-n", "12", "--seed", "2", "-o", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--checked-release"]) == 0
     shown = capsys.readouterr().out
     assert "fedavg: round 1 of 1 done" in shown and "peak memory per site: alpha" in shown
     server = out / "federation" / "server"
+    # Generator sharing's samples were checked at both sites over Flower (query.check), which
+    # answered one boolean per image.
+    released = json.loads((server / "release.json").read_text())
+    assert released["images"] == 12 and set(released["flagged_by"]) == {"alpha", "beta"}
+    assert "Checked release: 12 images" in shown
+    checks = [json.loads(line) for line in (server / "audit.jsonl").read_text().splitlines()]
+    for entry in (e for e in checks if e["phase"] == "release"):
+        assert entry["parts"]["check"]["arrays"]["too_close"]["dtype"] == "bool"
     assert json.loads((server / "sites.json").read_text())["sites"] == {"alpha": 14, "beta": 22}
     # FedAvg over Flower moved the shared model away from the initial weights every site built.
     schema = ImageSchema.from_dict(json.loads((server / "schema" / "schema.json").read_text()))

@@ -19,7 +19,7 @@ import pytest
 
 import fedsynth
 from fedsynth.exceptions import DataWarning
-from fedsynth.federated import client_app, shared_metadata
+from fedsynth.federated import checked_release, client_app, shared_metadata
 from fedsynth.federated.encoder_stats import SharedSchema
 from fedsynth.federated.messages import from_records, to_records
 from fedsynth.federated.server_app import run_server
@@ -73,6 +73,8 @@ class InProcessTransport:
             content = from_records(to_records(content))
             if message_type == "query.statistics":
                 reply = client_app.statistics_reply(content, name, data)
+            elif message_type == "query.check":
+                reply = checked_release.check_reply(content, name, data)
             else:
                 finalize = message_type == "query.finalize"
                 reply = client_app.round_reply(

@@ -5,7 +5,9 @@ Registered on ``fedsynth images`` by :mod:`fedsynth.cli.app`. The sites are one 
 a label column (``--split-by site``) or the simulated cohort's sites (``--demo``). Writes in
 ``--out``: ``federation/`` (the run: round logs, each round's model, audit log; see
 :mod:`fedsynth.federated.server_app`), ``models/<strategy>/`` (the last round's model) and
-``samples/<strategy>/`` (``images.npz`` + ``labels.csv`` drawn from it).
+``samples/<strategy>/`` (``images.npz`` + ``labels.csv`` drawn from it; with
+``--checked-release``, generator sharing's are the images released during the run, each checked
+at every site, :mod:`fedsynth.federated.checked_release`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ def federate_images(
         int, typer.Option("--images", "-n", min=1, help="Images sampled per strategy.")
     ] = 64,
     proximal_mu: Annotated[float, typer.Option(help="FedProx's proximal weight.")] = 0.01,
+    checked_release: Annotated[
+        bool,
+        typer.Option(
+            "--checked-release",
+            help="generator_sharing's samples checked at every site against its own images "
+            "(only a boolean per image leaves a site); images too close are redrawn.",
+        ),
+    ] = False,
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds the federated run may take.")
     ] = 3600.0,
@@ -135,6 +145,7 @@ def federate_images(
             timeout=timeout,
             out=out / "federation",
             on_round=on_round,
+            checked_release=n if checked_release else 0,
         )
     shown = Table(title=f"{model}, {len(sites)} sites, {rounds} rounds")
     for column in ("strategy", "sites in last round", "privacy spent", "model", "samples"):
@@ -146,9 +157,16 @@ def federate_images(
         model_dir = out / "models" / strategy
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(result.model_paths[strategy][last], model_dir)
-        with step(f"Sampling {n} images from {strategy}"):
-            images = result.sample(n, strategy, seed=int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))
+        if checked_release and strategy == "generator_sharing":
+            images = result.released()  # drawn and checked at the sites during the run
+            flagged = ", ".join(f"{k} {v}" for k, v in result.release["flagged_by"].items())
+            console.print(f"Checked release: {len(images)} images; flagged by site: {flagged}")
             write_sample_folder(images, out / "samples" / strategy)
+        else:
+            with step(f"Sampling {n} images from {strategy}"):
+                images = result.sample(n, strategy, seed=seed)
+                write_sample_folder(images, out / "samples" / strategy)
         logs = result.rounds[result.rounds["strategy"] == strategy]
         participants = logs.sort_values("round").iloc[-1]["participants"]
         privacy = ", ".join(

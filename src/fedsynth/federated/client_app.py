@@ -9,7 +9,9 @@ A SuperNode is started at each site with its own settings (``--node-config``):
 Three messages reach a site: ``query.statistics`` (check the table against the shared metadata,
 send aggregate statistics or a refusal), ``train`` (one round of every strategy of the run, or
 the steps of a secure round, see :mod:`~fedsynth.federated.secure_aggregation`) and
-``query.finalize`` (the data-derived state of the final global weights). What each strategy sends
+``query.finalize`` (the data-derived state of the final global weights); an image run with a
+checked release adds ``query.check`` (one boolean per synthetic image sent, see
+:mod:`~fedsynth.federated.checked_release`). What each strategy sends
 back is documented in :mod:`fedsynth.federated.strategies`. The site's memory between rounds
 (its own generator, for the sharing strategies) stays in the SuperNode's context state.
 """
@@ -26,7 +28,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from fedsynth.exceptions import DataWarning
-from fedsynth.federated import image_sites
+from fedsynth.federated import checked_release, image_sites
 from fedsynth.federated.encoder_stats import check_site, site_statistics
 from fedsynth.federated.errors import SiteRefusedError
 from fedsynth.federated.image_sites import TABULAR
@@ -158,6 +160,15 @@ def train(message: Message, context: Context) -> Message:
     _save_state(context, state)
     if is_secure(message):
         return Message(masked_reply(content, reply), reply_to=message)
+    return Message(to_records(reply), reply_to=message)
+
+
+@app.query("check")
+def check(message: Message, context: Context) -> Message:
+    """One boolean per synthetic image sent: too close to one of the site's images, or not
+    (generator sharing's checked release, :mod:`~fedsynth.federated.checked_release`)."""
+    name, data = _node(context)
+    reply = checked_release.check_reply(from_records(message.content), name, data)
     return Message(to_records(reply), reply_to=message)
 
 

@@ -54,6 +54,10 @@ class FederationResult:
     runtime : dict
         ``wall_seconds`` of the run (start-up included) and ``peak_memory_mb`` per site and for
         the server, when the run was started by :func:`federate`.
+    release : dict
+        Generator sharing's checked release (``checked_release``): images released, draws each
+        site flagged, draws dropped per generator, rounds; or the ``error`` that stopped it.
+        Empty without one.
     """
 
     def __init__(self, out_dir: str | os.PathLike):
@@ -68,6 +72,8 @@ class FederationResult:
         self.strategies = list(dict.fromkeys(self.rounds["strategy"])) if len(self.rounds) else []
         runtime = self.out_dir / "runtime.json"
         self.runtime = json.loads(runtime.read_text()) if runtime.is_file() else {}
+        release = self.out_dir / "release.json"
+        self.release = json.loads(release.read_text()) if release.is_file() else {}
 
     def __repr__(self) -> str:
         last = {s: max(p) for s, p in self.model_paths.items()}
@@ -106,6 +112,24 @@ class FederationResult:
         model (see :meth:`model`), meeting ``conditions`` when given."""
         options = {} if conditions is None else {"conditions": conditions}
         return self.model(strategy, round).sample(n, seed=seed, **options)
+
+    def released(self) -> Any:
+        """Generator sharing's released images, each checked at every site (an
+        :class:`~fedsynth.imaging.ImageSet`; see :mod:`~fedsynth.federated.checked_release`).
+
+        Raises
+        ------
+        FederationError
+            When the run made no checked release, or it failed (saying why).
+        """
+        from fedsynth.federated.checked_release import RELEASED
+        from fedsynth.imaging.npz import load_image_set
+
+        if not self.release:
+            raise FederationError("this run made no checked release (checked_release=0)")
+        if "error" in self.release:
+            raise FederationError(f"the checked release failed: {self.release['error']}")
+        return load_image_set(self.out_dir / RELEASED)
 
     @property
     def privacy_spent(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -172,6 +196,7 @@ def federate(
     tls: bool = False,
     plugins: Sequence[str] = (),
     on_round: RoundCallback | None = None,
+    checked_release: int = 0,
 ) -> FederationResult:
     """Train a generator over several sites with Flower, without any row (or image) leaving its
     site.
@@ -235,6 +260,12 @@ def federate(
         Modules to import in the Flower processes (e.g. one that registers a custom generator).
     on_round : callable, optional
         ``on_round(strategy, round, model_dir)`` as each round's model is saved.
+    checked_release : int, default 0
+        Image sites with ``generator_sharing``: at the end of the run, release this many
+        images, each checked at every site against that site's own images; flagged ones are
+        redrawn with their labels (only a boolean per image leaves a site;
+        :mod:`~fedsynth.federated.checked_release`). Read them with
+        :meth:`FederationResult.released`.
 
     Returns
     -------
@@ -310,6 +341,7 @@ def federate(
         seed=seed,
         audit=audit,
         secure_aggregation=secure_aggregation,
+        checked_release=checked_release,
     )
     watcher = _RoundWatcher(Path(settings.out_dir), on_round)
     start = time.perf_counter()

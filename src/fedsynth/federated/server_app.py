@@ -20,7 +20,8 @@ The protocol:
    fedprox each take a secure exchange of their own instead (four ``train`` steps of Flower's
    SecAgg+, :mod:`~fedsynth.federated.secure_aggregation`), and the server only learns the
    average of their updates;
-4. a last ``query.finalize`` message when a strategy needs it (VAE-BGM's latent mixture).
+4. a last ``query.finalize`` message when a strategy needs it (VAE-BGM's latent mixture);
+5. ``checked_release``: generator sharing's images checked at every site (:mod:`~.checked_release`).
 
 Everything is written to ``out_dir``: ``events.jsonl`` (progress), ``sites.json`` (sites,
 sizes, refusals), ``strategies.json`` (what each strategy lets leave a site), ``schema/`` (the
@@ -45,6 +46,7 @@ import numpy as np
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
 
+from fedsynth.federated import checked_release
 from fedsynth.federated.averaging import FedAvg
 from fedsynth.federated.encoder_stats import build_schema, check_shared_metadata
 from fedsynth.federated.errors import FederationError
@@ -255,6 +257,8 @@ def _run(transport: Transport, settings: RunSettings, out: _Output) -> None:
             _secure_round(transport, settings, strategy, round, common, names, sizes, out)
         out.event("round_finished", round=round)
     _finalize(transport, settings, strategies, names, schema_part, out)
+    if settings.checked_release:
+        checked_release.release(transport, settings, strategies, names, out)
 
 
 def _plain_round(

@@ -64,6 +64,10 @@ class RunSettings:
     modality : str, default "tabular"
         What the sites hold: ``"tabular"`` (a table each, shared metadata) or ``"imaging"``
         (an image set each, :mod:`~fedsynth.federated.image_sites`).
+    checked_release : int, default 0
+        Images ``generator_sharing`` releases at the end of an image run, each checked at
+        every site against that site's own images (:mod:`~fedsynth.federated.checked_release`);
+        0: none.
     """
 
     metadata_path: str
@@ -85,6 +89,7 @@ class RunSettings:
     secure_aggregation: bool = False
     secure_clipping_range: float = 8.0
     modality: str = "tabular"
+    checked_release: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,6 +134,14 @@ class RunSettings:
                     "secure_aggregation needs min_sites >= 2: a secure sum over one site is "
                     "that site's update"
                 )
+        release = self.checked_release
+        if isinstance(release, bool) or not isinstance(release, int) or release < 0:
+            problems.append(f"checked_release must be an integer >= 0, got {release!r}")
+        elif release and (self.modality != "imaging" or "generator_sharing" not in self.strategies):
+            problems.append(
+                "checked_release applies to image sites with generator_sharing; got modality "
+                f"{self.modality!r} and strategies {self.strategies!r}"
+            )
         if not self.secure_clipping_range > 0:
             problems.append(
                 f"secure_clipping_range must be positive, got {self.secure_clipping_range!r}"

@@ -194,6 +194,8 @@ class GeneratorSharing(Strategy):
     ):
         super().__init__(model=model, params=params, schema=schema, local_epochs=local_epochs)
         self._ready: list[tuple[int, task.GeneratorMixture]] = []
+        #: The last round's pooled generators (for the checked release of images).
+        self.mixture_: task.GeneratorMixture | None = None
 
     def instructions(self, round: int) -> Payload:
         return Payload({"round": round, "epochs": self.local_epochs})
@@ -216,7 +218,8 @@ class GeneratorSharing(Strategy):
             else:
                 generators[site], sizes[site] = checked, n_examples(reply)
         if generators:
-            self._ready.append((round, task.GeneratorMixture(generators, sizes)))
+            self.mixture_ = task.GeneratorMixture(generators, sizes)
+            self._ready.append((round, self.mixture_))
         return RoundLog(
             strategy=self.name,
             round=round,

@@ -36,11 +36,14 @@ lists what still travels in clear).
 The same strategies train image generators (:mod:`~fedsynth.federated.image_sites`): what
 leaves a site is the same with "image" for "row" (fedavg/fedprox: the weights; generator sharing:
 the site's generator, which samples the site's own label mix); ``synthetic_sharing`` is for
-tables only.
+tables only. With ``checked_release``, an image run ends with generator sharing's release, each
+synthetic image checked at every site (:mod:`~fedsynth.federated.checked_release`): a site then
+also sends one boolean per synthetic image the server sent it (too close to one of its images,
+or not), nothing of its images, distances or reference distance.
 
 No strategy sends a training row, a row identifier or a per-row value. The server sends every
 site the same things: the shared schema, the round's settings and, for fedavg and fedprox, the
-global weights.
+global weights (and, for a checked release, the synthetic images to check).
 
 Flower's own ``FedAvg`` averages every reply it gets; these strategies check each reply first
 (NaN, infinite or misshapen weights, tables that do not fit the shared metadata) and record
