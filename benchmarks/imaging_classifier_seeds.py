@@ -12,7 +12,9 @@ Arms: ``real_central`` and ``real_fedavg`` as in ``imaging.py`` (same cohort, sp
 settings), and synthetic sets saved by ``imaging.py --save-synthetic DIR`` (one folder per arm,
 :func:`fedsynth.imaging.npz.save_image_set`) or drawn here from a saved central
 ``latent_diffusion`` (``--ldm-central-model``) through the release's near-copy filter, as the
-``ldm_central`` arm does.
+``ldm_central`` arm does; and, with ``--central-arms reconstructions``, that model's
+autoencoder reconstructions of the training images (what no sample of its decoder can beat:
+whether the autoencoder or the diffusion model loses the label's signal).
 
 Only the classifiers vary: the synthetic sets are fixed, so the spread is the classifier's, not
 the generator's (another draw of the same generator moved AUC by about 0.03 in session 14).
@@ -50,6 +52,13 @@ def arguments() -> argparse.Namespace:
     add("--clf-epochs", type=int, default=None)
     add("--clf-rounds", type=int, default=10)
     add("--ldm-central-model", default=None, metavar="DIR")
+    add(
+        "--central-arms",
+        default="samples",
+        help="with --ldm-central-model, comma-separated: samples (its release, the ldm_central "
+        "arm) and/or reconstructions (its autoencoder's reconstructions of the training "
+        "images: the utility no sample of that decoder can exceed)",
+    )
     add("--synthetic-sets", nargs="*", default=[], metavar="ARM=DIR")
     add("--name", default="imaging_classifier_seeds")
     return parser.parse_args()
@@ -187,10 +196,18 @@ def main() -> None:
         if not folder or not Path(folder).is_dir():
             raise SystemExit(f"--synthetic-sets {item!r}: expected ARM=DIR with DIR a folder")
         sets[arm] = load_image_set(folder)
-    if args.ldm_central_model:
+    wanted = {a for a in args.central_arms.split(",") if a}
+    if unknown := wanted - {"samples", "reconstructions"}:
+        raise SystemExit(f"--central-arms: unknown {sorted(unknown)}")
+    if args.ldm_central_model and "samples" in wanted:
         sets["ldm_central"] = central_synthetic(
             args, train_by_site, holdout_by_site, train, holdout
         )
+    if args.ldm_central_model and "reconstructions" in wanted:
+        import fedsynth
+
+        model = fedsynth.load(args.ldm_central_model)
+        sets["ldm_central_reconstructions"] = model.reconstruct(train)
     arms: dict[str, dict[str, Any]] = {}
     for arm, images in sets.items():
         arms[arm] = {}
