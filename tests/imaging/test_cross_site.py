@@ -165,3 +165,46 @@ def test_mismatched_inputs_are_refused_naming_the_site(world):
         )
     with pytest.raises(ImageDataError, match=r"site 'A'.s check: synthetic images are"):
         sample_checked_across_sites({"A": _StandIn(small)}, {"A": 2}, checks)
+
+
+def test_with_one_shared_scale_a_site_flags_what_the_pooled_check_flags():
+    # Scanners differ in gain per sequence, so each site's own intensity scale weighs the
+    # channels differently: here site A's second sequence spans 0.1, site B's 10. An image that
+    # copies a training image of A except for a faint second sequence is far from it in A's
+    # own scale (that sequence magnified 10 x) yet closer than any holdout image in the pooled
+    # scale. With the pooled scale given to every site, A flags it, as the pooled check does.
+    from fedsynth.imaging.validation.features import intensity_scale
+
+    rng = np.random.default_rng(0)
+
+    def images(n, second):
+        first = rng.uniform(0, 1, (n, 1, 8, 8))
+        return np.concatenate([first, rng.uniform(0, second, (n, 1, 8, 8))], axis=1)
+
+    def image_set(array):
+        return ImageSet(array.astype(np.float32), channels=("t1", "t2"))
+
+    a_train, a_holdout = image_set(images(12, 0.1)), image_set(images(6, 0.1))
+    b_train, b_holdout = image_set(images(12, 10.0)), image_set(images(6, 10.0))
+    copy = a_train.images[:1].copy()
+    copy[:, 1] = rng.uniform(0, 0.3, (1, 8, 8))
+    candidate = image_set(copy)
+    pooled = image_set(np.concatenate([a_train.images, b_train.images]))
+    pooled_holdout = image_set(np.concatenate([a_holdout.images, b_holdout.images]))
+    assert near_copy_mask(candidate, pooled, pooled_holdout)[0].all()
+    own = SiteCopyCheck(a_train, a_holdout)(candidate) | SiteCopyCheck(b_train, b_holdout)(
+        candidate
+    )
+    assert not own.any()  # each site's own scale passes it
+    scale = intensity_scale(pooled.images)
+    shared = SiteCopyCheck(a_train, a_holdout, scale=scale)(candidate)
+    assert shared.all()
+
+
+def test_a_scale_that_does_not_fit_the_channels_is_refused(world):
+    sites, _, _ = world
+    train, holdout = sites["A"]
+    with pytest.raises(ImageDataError, match="4 lows and 4 positive widths"):
+        SiteCopyCheck(train, holdout, scale=(np.zeros(3), np.ones(3)))
+    with pytest.raises(ImageDataError, match="positive widths"):
+        SiteCopyCheck(train, holdout, scale=(np.zeros(4), np.zeros(4)))

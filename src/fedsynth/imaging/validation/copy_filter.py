@@ -65,11 +65,20 @@ class CopyFilterResult:
 class _Spaces:
     """The training images in each space, and the reference distance in each."""
 
-    def __init__(self, train: ImageSet, holdout: ImageSet | None, extractor) -> None:
+    def __init__(
+        self,
+        train: ImageSet,
+        holdout: ImageSet | None,
+        extractor,
+        scale: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         _check_like(train, train, "train")
         if holdout is not None:
             _check_like(train, holdout, "holdout")
-        self.low, self.width = intensity_scale(train.images)
+        if scale is None:
+            self.low, self.width = intensity_scale(train.images)
+        else:
+            self.low, self.width = _checked_scale(scale, train.shape[1])
         self.extractor = extractor
         self.train = self.embed(train.images)
         if holdout is not None:
@@ -91,6 +100,24 @@ class _Spaces:
         for space, points in embedded.items():
             mask |= _nearest(points, self.train[space]) < self.thresholds[space]
         return mask
+
+
+def _checked_scale(scale, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, width)`` per channel, as :func:`intensity_scale` gives, checked."""
+    try:
+        low, width = (np.asarray(part, dtype=np.float32).reshape(-1) for part in scale)
+    except (TypeError, ValueError) as error:
+        raise ImageDataError(
+            [f"scale must be (low, width), one value per channel each; got {scale!r}"]
+        ) from error
+    if len(low) != channels or len(width) != channels or not np.all(width > 0):
+        raise ImageDataError(
+            [
+                f"scale must give {channels} lows and {channels} positive widths (one per "
+                f"channel); got {len(low)} and {len(width)}"
+            ]
+        )
+    return low, width
 
 
 def _check_like(train: ImageSet, other: ImageSet, name: str) -> None:

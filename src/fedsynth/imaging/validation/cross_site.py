@@ -55,6 +55,14 @@ class SiteCopyCheck:
         the reference. Default: the site's closest pair of training images.
     extractor : FeatureExtractor, optional
         Fitted on ``train`` normalised as the validation does: also check in its space.
+    scale : (low, width), optional
+        The intensity scale of the pixel distances, per channel (as
+        :func:`~fedsynth.imaging.validation.features.intensity_scale` gives). Default: the
+        site's own training images'. Sites whose scanners differ in gain measure distances in
+        different units with their own scales, so an image can pass every site's check yet lie
+        closer to a training image than the closest holdout image in the pooled validation's
+        scale (session 15: one image in 1,992). Give every site the same scale (the
+        validation's, or one declared) to check in one space.
 
     Attributes
     ----------
@@ -73,8 +81,9 @@ class SiteCopyCheck:
         holdout: ImageSet | None = None,
         *,
         extractor: FeatureExtractor | None = None,
+        scale: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        self._spaces = _Spaces(train, holdout, extractor)
+        self._spaces = _Spaces(train, holdout, extractor, scale)
         # An ImageSet of the training images' shape, for _check_like's comparison only.
         self._like = ImageSet(np.zeros((2, *train.shape[1:]), np.float32), channels=train.channels)
         self.thresholds = dict(self._spaces.thresholds)
