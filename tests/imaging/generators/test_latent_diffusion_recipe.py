@@ -44,12 +44,14 @@ def test_adversarial_loss_joins_after_the_warmup_and_trains_the_discriminator(ad
     assert {"adversarial", "discriminator"} <= set(second)
     assert np.isfinite([second["adversarial"], second["discriminator"]]).all()
     assert second["discriminator"] > 0 and second["adversarial"] > 0  # least squares
-    # The discriminator trains with the autoencoder but is neither saved nor shared.
+    # The discriminator trains with the autoencoder; it is not saved, but its weights follow
+    # the others' in get_weights (federated rounds average it).
     plain = fedsynth.make("latent_diffusion", seed=0, **{**ADVERSARIAL, "adversarial_weight": 0})
     plain.fit(cohort)
     assert all("adversarial" not in h for h in plain.history_)
     assert plain._adversarial is None and gen._adversarial is not None
-    assert len(plain.get_weights()) == len(gen.get_weights())
+    n_discriminator = len(gen._adversarial.discriminator.state_dict())
+    assert len(plain.get_weights()) + n_discriminator == len(gen.get_weights())
     assert not any("discriminator" in k for k in gen._get_state()[1])
     # Same seed, same first epoch (to float rounding: the two fits' kernels may sum in another
     # order): the adversarial term alone changed the autoencoder.

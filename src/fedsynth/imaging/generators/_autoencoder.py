@@ -42,8 +42,9 @@ def build_discriminator(in_channels: int, channels: int = 32) -> torch.nn.Module
 
 
 class AdversarialPart:
-    """The discriminator, its optimiser and loss, kept by the model between training calls
-    (a federated site's rounds continue the same discriminator; it is never shared nor saved).
+    """The discriminator, its optimiser and loss, kept by the model between training calls.
+    Federated, the discriminator's weights travel and are averaged with the model's (a site's
+    model is rebuilt every round: ``LatentDiffusion._weight_modules``); it is never saved.
 
     Parameters
     ----------

@@ -27,7 +27,12 @@ benchmark's in-process loop) and knows only the rounds done (``n_fits`` of
 :meth:`~fedsynth.imaging.generators._federable.FederableImages.init_from_schema`) and this
 round's epochs: the autoencoder epochs already done are counted from them, which assumes every
 round had the same epochs (as both drivers do), or from the model's own history when it kept
-one (a model fitted centrally, or trained round after round in one object).
+one (a model fitted centrally, or trained round after round in one object). What the rebuilt
+model cannot count it receives with the weights: the patch discriminator of the autoencoder's
+adversarial loss travels last in them and is averaged like them (FedGAN-style), so a round's
+discriminator continues the sites' average of the last round instead of starting untrained
+(``LatentDiffusion._weight_modules``). After the autoencoder's budget it no longer trains and
+travels unchanged: the weights' layout stays the one the strategies check every round.
 """
 
 from __future__ import annotations

@@ -253,9 +253,11 @@ class ImageGenerator(FederableImages, BaseEstimator):
 
     # ------------------------------------------------------------------ weights
     def get_weights(self) -> list[np.ndarray]:
-        """Every module's parameters and buffers as arrays, in a fixed order."""
+        """Every module's parameters and buffers as arrays, in a fixed order (those of
+        ``_weight_modules``: the saved modules, and any training-only module a federation
+        averages, e.g. ``latent_diffusion``'s discriminator)."""
         self._check_is_fitted()
-        return list(state_arrays(self._modules()).values())
+        return list(state_arrays(self._weight_modules()).values())
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> Self:
         """Load weights from :meth:`get_weights` of a model built on the same schema.
@@ -266,11 +268,12 @@ class ImageGenerator(FederableImages, BaseEstimator):
             When the number or shapes of the arrays differ, or an array holds NaN or infinity.
         """
         self._check_is_fitted()
-        names = list(state_arrays(self._modules()))
+        modules = self._weight_modules()
+        names = list(state_arrays(modules))
         if len(weights) != len(names):
             raise FedsynthError(f"expected {len(names)} weight arrays, got {len(weights)}")
         try:
-            load_state_arrays(self._modules(), dict(zip(names, weights, strict=True)))
+            load_state_arrays(modules, dict(zip(names, weights, strict=True)))
         except ValueError as exc:
             raise FedsynthError(str(exc)) from exc
         return self
@@ -327,6 +330,12 @@ class ImageGenerator(FederableImages, BaseEstimator):
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
+
+    def _weight_modules(self) -> dict[str, torch.nn.Module]:
+        """The modules whose weights :meth:`get_weights` exchanges: :meth:`_modules` (the saved
+        ones), and any a federation should average besides them (e.g. a training-only
+        discriminator)."""
+        return self._modules()
 
     def _generate(self, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError

@@ -300,6 +300,32 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
     def _modules(self) -> dict[str, torch.nn.Module]:
         return {"autoencoder": self.autoencoder_, "unet": self.unet_}
 
+    def _weight_modules(self) -> dict[str, torch.nn.Module]:
+        """The saved modules and, with the adversarial loss, the autoencoder's discriminator
+        last: federated rounds average it like the other weights (FedGAN, Rasouli et al. 2020),
+        as a site's model is rebuilt every round and would otherwise start an untrained one.
+        It is not saved (only training uses it); a model without one (built, loaded) draws it
+        from its ``seed``, so every model with these parameters has the same weight layout."""
+        modules = self._modules()
+        if self.adversarial_weight > 0:
+            adversary = self._adversary(np.random.default_rng(self.seed))
+            modules["discriminator"] = adversary.discriminator
+        return modules
+
+    def _adversary(self, rng: np.random.Generator) -> AdversarialPart:
+        """The autoencoder's adversarial part, created (its discriminator drawn from ``rng``)
+        if the model has none yet."""
+        if self._adversarial is None:
+            with seeded(rng):
+                self._adversarial = AdversarialPart(
+                    len(self.schema_.channels),
+                    float(self.adversarial_weight),
+                    int(self.adversarial_warmup),
+                    float(self.ae_lr),
+                    self.device_,
+                )
+        return self._adversarial
+
     # ------------------------------------------------------------------ training
     def _fit(self, scaled: np.ndarray, classes: np.ndarray, rng, options) -> None:
         public = options.get("public_images")
@@ -354,17 +380,11 @@ class LatentDiffusion(LatentScaleState, ImageGenerator):
         unet_optimizer = torch.optim.Adam(self.unet_.parameters(), lr=float(self.lr))
         # Drawn with or without the adversarial loss, so that it leaves the other draws alike.
         adversary_rng = np.random.default_rng(torch_seed(rng))
-        if self.adversarial_weight > 0 and self._adversarial is None and ae_epochs:
-            # Kept between calls of one model; a model rebuilt for a federated round starts a
-            # new one (it is never shared), past the warm-up if earlier rounds were.
-            with seeded(adversary_rng):
-                self._adversarial = AdversarialPart(
-                    len(self.schema_.channels),
-                    float(self.adversarial_weight),
-                    int(self.adversarial_warmup),
-                    float(self.ae_lr),
-                    device,
-                )
+        if self.adversarial_weight > 0 and ae_epochs:
+            # Kept between calls of one model (with its optimiser); a federated site's model,
+            # rebuilt every round, gets the sites' average of the last round with the weights
+            # (_weight_modules) and a new optimiser, as the autoencoder's.
+            self._adversary(adversary_rng)
         if self._adversarial is not None:
             self._adversarial.epochs_seen = max(self._adversarial.epochs_seen, ae_done)
         total = ae_epochs + epochs
