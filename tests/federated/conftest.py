@@ -25,6 +25,18 @@ from fedsynth.federated.messages import from_records, to_records
 from fedsynth.federated.server_app import run_server
 from fedsynth.federated.settings import RunSettings
 
+#: Label columns of the image sites, and a dp_gan small enough for a federation in seconds.
+IMAGE_COLUMNS = ["tumour_type", "idh_mutant"]
+TINY_IMAGE_GAN = {
+    "epochs": 1,
+    "batch_size": 12,
+    "noise_dim": 8,
+    "width": 8,
+    "norm_groups": 4,
+    "label_columns": IMAGE_COLUMNS,
+    "device": "cpu",
+    "seed": 1,
+}
 #: A tiny TVAE: fast, and none of its layer sizes equals a site's row count.
 TINY = {"hidden_dims": [16], "latent_dim": 4, "batch_size": 64}
 #: Site sizes chosen to differ from every dimension of the tiny model's arrays.

@@ -18,19 +18,10 @@ from fedsynth.federated.task import GeneratorMixture
 from fedsynth.imaging import ImageSet, brain_mri_cohort
 from fedsynth.imaging.validation.cross_site import SiteCopyCheck
 
-from .conftest import InProcessTransport, read_jsonl
+from .conftest import IMAGE_COLUMNS, TINY_IMAGE_GAN, InProcessTransport, read_jsonl
 
-COLUMNS = ["tumour_type", "idh_mutant"]
-TINY_GAN = {
-    "epochs": 1,
-    "batch_size": 12,
-    "noise_dim": 8,
-    "width": 8,
-    "norm_groups": 4,
-    "label_columns": COLUMNS,
-    "device": "cpu",
-    "seed": 1,
-}
+COLUMNS = IMAGE_COLUMNS
+TINY_GAN = TINY_IMAGE_GAN
 
 
 @pytest.fixture(autouse=True)
