@@ -146,7 +146,10 @@ def test_default_federation_connects_to_loopback_only_and_no_row_leaves(two_site
     assert sorted(r["strategy"] for r in rounds) == sorted(ALL)
     assert all(r["participants"] == sorted(SIZES) for r in rounds)
     usage = json.loads((server / "runtime.json").read_text())
-    assert max(usage["peak_memory_mb"].values()) < 1500
+    # Each sample sums a site's processes at one moment: as one strategy's ClientApp process
+    # exits while the next starts, both are counted (about 840 MB each here; CI under load saw
+    # 1,681 MB for one site). The bound catches growth beyond two, not that overlap.
+    assert max(usage["peak_memory_mb"].values()) < 2000
 
 
 def _settings(sites, tmp_path: Path, **changes) -> RunSettings:
