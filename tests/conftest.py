@@ -19,6 +19,18 @@ settings.load_profile("fedsynth")
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test, restored after: image models are tiny here and two
+    cores are shared, so more threads only wait on each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def clinical() -> pd.DataFrame:
     """400 patients: identifier, numerics (one with missing values), a category, two genes,
     a survival pair and a site."""

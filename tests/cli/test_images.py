@@ -16,14 +16,7 @@ TINY = ["--demo", "--demo-n", "12", "--demo-size", "16", "--epochs", "1"]
 TINY_GAN = ["-p", "width=8", "-p", "noise_dim=8", "-p", "batch_size=4", "-p", "norm_groups=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

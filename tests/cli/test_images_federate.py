@@ -20,14 +20,7 @@ TINY_GAN = ["-p", "width=8", "-p", "noise_dim=8", "-p", "batch_size=12", "-p", "
 TINY_GAN += ["-p", 'device="cpu"', "-l", "tumour_type", "-l", "idh_mutant"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

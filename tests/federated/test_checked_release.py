@@ -24,14 +24,7 @@ COLUMNS = IMAGE_COLUMNS
 TINY_GAN = TINY_IMAGE_GAN
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
