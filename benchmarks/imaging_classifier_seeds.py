@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _imaging_arms import LABEL_VALUES, LABELS, Study, concat, default_epochs, split_rounds
+from _imaging_arms import LABELS, Study, concat, default_epochs, split_rounds
 from _imaging_report import RESULTS
 from scipy import stats
 
-from imaging import cohort_parts
+from imaging import cohort_parts, train_classifier
 
 
 def arguments() -> argparse.Namespace:
@@ -65,22 +65,12 @@ def arguments() -> argparse.Namespace:
 
 
 def classifier_auc(label: str, train, test, seed: int, args, sites=None) -> float:
-    """AUC on ``test`` of a classifier for ``label`` trained with ``seed``."""
-    from fedsynth.imaging.downstream import ImageClassifier, evaluate_classifier, fedavg_classifier
+    """AUC on ``test`` of the study's classifier for ``label`` (``imaging.train_classifier``,
+    by FedAvg over ``sites`` when given) trained with ``seed``."""
+    from fedsynth.imaging.downstream import evaluate_classifier
 
-    epochs = args.clf_epochs or ImageClassifier().epochs
-    classes = LABEL_VALUES[label]
-    if sites is None:
-        model = ImageClassifier(epochs=epochs, seed=seed).fit(train, label, classes=classes)
-    else:
-        model = fedavg_classifier(
-            sites,
-            label,
-            rounds=args.clf_rounds,
-            local_epochs=split_rounds(epochs, args.clf_rounds),
-            classes=classes,
-            classifier=ImageClassifier(seed=seed),
-        )
+    seeded = argparse.Namespace(**{**vars(args), "seed": seed})
+    model, _ = train_classifier(label, train, seeded, fedavg_sites=sites)
     return float(evaluate_classifier(model, test).to_dict()["auc"])
 
 
